@@ -1,0 +1,30 @@
+// Shared pieces of the command line: the options every command has, and small helpers.
+// The CLI parses and validates; the algorithms live in the library.
+#pragma once
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace unwedge::cli {
+
+/// Options owned by the root command, valid for every subcommand (given before or after it).
+struct GlobalOptions {
+  int threads = 0;          ///< LibTorch intra-op threads; 0 = all cores
+  bool quiet = false;       ///< warnings and errors only
+  bool verbose = false;     ///< debug lines
+  std::string command_line; ///< the command as typed, for label lines and configs
+};
+
+/// Adds `--overwrite` to a command that writes outputs.
+void add_overwrite_flag(CLI::App& cmd, bool& overwrite);
+/// Adds `--permissive` (accept common MRC quirks with a warning) to a command that reads MRC.
+void add_permissive_flag(CLI::App& cmd, bool& permissive);
+/// Writes the command's resolved configuration (every flag, given or default) as YAML to `path`.
+void write_resolved_config(const CLI::App& cmd, const std::string& path, bool overwrite);
+/// The label line added to MRC outputs: "unwedge <version> <command>", cut to 80 characters.
+std::string output_label(const GlobalOptions& g);
+
+// One registration function per command (apps/unwedge/cmd_<name>.cpp).
+void add_info_command(CLI::App& root, GlobalOptions& g);
+
+}  // namespace unwedge::cli

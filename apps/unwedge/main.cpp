@@ -1,0 +1,69 @@
+// unwedge command line: parses, validates and calls the library. Errors are caught here once.
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli_common.h"
+#include "unwedge/core/config.h"
+#include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
+#include "unwedge/core/threads.h"
+
+using namespace unwedge;
+
+namespace {
+
+using AddCommand = void (*)(CLI::App&, cli::GlobalOptions&);
+
+// Every subcommand, registered in one place (in the order `--help` lists them).
+const AddCommand kCommands[] = {
+    cli::add_info_command,
+};
+
+std::string join_args(int argc, char** argv) {
+  std::string s = "unwedge";
+  for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cli::GlobalOptions g;
+  g.command_line = join_args(argc, argv);
+  CLI::App app{"unwedge: self-supervised denoising and missing-wedge restoration of "
+               "cryo-electron tomograms",
+               "unwedge"};
+  app.set_version_flag("--version", std::string("unwedge ") + UNWEDGE_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.add_option("--threads", g.threads, "CPU threads for LibTorch (0 = all cores)")
+      ->capture_default_str();
+  app.add_flag("-q,--quiet", g.quiet, "Print warnings and errors only");
+  app.add_flag("-v,--verbose", g.verbose, "Print debug lines");
+  for (AddCommand add : kCommands) add(app, g);
+  for (CLI::App* cmd : app.get_subcommands({})) config_attach(*cmd);
+
+  app.parse_complete_callback([&] {
+    log_set_level(g.quiet ? LogLevel::quiet : g.verbose ? LogLevel::verbose : LogLevel::normal);
+    threads_set(g.threads);
+  });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "unwedge: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "unwedge: error (LibTorch): %s\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "unwedge: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
