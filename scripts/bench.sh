@@ -11,7 +11,7 @@ for prog in "$BUILD"/bench/bench_*; do
   [[ -x "$prog" && -f "$prog" ]] || continue
   name=$(basename "$prog")
   echo "== $name"
-  "$prog" --out-dir "$OUT" > "$OUT/$name.json"
+  "$prog" > "$OUT/$name.json"
   cat "$OUT/$name.json"
   ran=$((ran + 1))
 done
