@@ -9,7 +9,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
 DEB_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas-dev libcli11-dev \
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libstb-dev libpng-dev gemmi-dev \
-  libgtest-dev libbenchmark-dev pybind11-dev python3-mrcfile python3-numpy python3-skimage \
+  libgloo-dev libgtest-dev libbenchmark-dev pybind11-dev python3-mrcfile python3-numpy python3-skimage \
   chromium
 
 .PHONY: all deps build test demo bench clean
