@@ -1,0 +1,220 @@
+#include "unwedge/train/distributed.h"
+
+// Debian's and upstream LibTorch build c10d with Gloo; the header needs the flag to expose it.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+#include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <cstdlib>
+#include <functional>
+
+#include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
+
+extern char** environ;
+
+namespace unwedge {
+
+namespace {
+
+const std::string* env_get(const std::map<std::string, std::string>& env, const std::string& k) {
+  auto it = env.find(k);
+  return it == env.end() || it->second.empty() ? nullptr : &it->second;
+}
+
+int env_int(const std::map<std::string, std::string>& env, const std::string& k, int fallback) {
+  const std::string* v = env_get(env, k);
+  if (!v) return fallback;
+  try {
+    size_t used = 0;
+    int x = std::stoi(*v, &used);
+    if (used != v->size()) throw std::invalid_argument("trailing characters");
+    return x;
+  } catch (const std::exception&) {
+    throw ValueError("environment variable " + k + "=" + *v + " is not an integer");
+  }
+}
+
+// First host of a SLURM node list: "gpu[003-010,012],cpu1" -> "gpu003".
+std::string slurm_first_host(const std::string& list) {
+  size_t bracket = list.find('[');
+  size_t comma = list.find(',');
+  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket)) {
+    return list.substr(0, comma);
+  }
+  std::string prefix = list.substr(0, bracket);
+  size_t end = list.find_first_of("-,]", bracket + 1);
+  return prefix + list.substr(bracket + 1, end - bracket - 1);
+}
+
+}  // namespace
+
+DistConfig dist_config_from_env(const std::map<std::string, std::string>& env) {
+  DistConfig cfg;
+  if (env_get(env, "WORLD_SIZE") || env_get(env, "RANK")) {
+    cfg.launcher = "torchrun";
+    cfg.rank = env_int(env, "RANK", 0);
+    cfg.world_size = env_int(env, "WORLD_SIZE", 1);
+    cfg.local_rank = env_int(env, "LOCAL_RANK", cfg.rank);
+  } else if (env_get(env, "SLURM_NTASKS") && env_get(env, "SLURM_PROCID")) {
+    cfg.launcher = "slurm";
+    cfg.rank = env_int(env, "SLURM_PROCID", 0);
+    cfg.world_size = env_int(env, "SLURM_NTASKS", 1);
+    cfg.local_rank = env_int(env, "SLURM_LOCALID", 0);
+    if (const std::string* nodes = env_get(env, "SLURM_JOB_NODELIST")) {
+      cfg.master_addr = slurm_first_host(*nodes);
+    }
+  }
+  if (const std::string* addr = env_get(env, "MASTER_ADDR")) cfg.master_addr = *addr;
+  cfg.master_port = env_int(env, "MASTER_PORT", cfg.master_port);
+  if (cfg.world_size < 1) {
+    throw ValueError("world size " + std::to_string(cfg.world_size) + " must be at least 1");
+  }
+  if (cfg.rank < 0 || cfg.rank >= cfg.world_size) {
+    throw ValueError("rank " + std::to_string(cfg.rank) + " is outside [0, " +
+                     std::to_string(cfg.world_size) + ")");
+  }
+  if (cfg.master_port <= 0 || cfg.master_port > 65535) {
+    throw ValueError("MASTER_PORT=" + std::to_string(cfg.master_port) + " is not a TCP port");
+  }
+  return cfg;
+}
+
+DistConfig dist_config_from_environ() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return dist_config_from_env(env);
+}
+
+struct Distributed::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::chrono::milliseconds timeout{0};
+
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
+    try {
+      work->wait(timeout);
+    } catch (const std::exception& e) {
+      throw IoError("distributed " + what + " failed (a rank died or timed out): " +
+                    std::string(e.what()).substr(0, 300));
+    }
+  }
+};
+
+Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
+  if (!cfg_.distributed()) return;
+  if (cfg_.backend != "gloo") {
+    throw ValueError("distributed backend '" + cfg_.backend +
+                     "' is not available in this build (available: gloo)");
+  }
+  impl_ = std::make_unique<Impl>();
+  impl_->timeout = std::chrono::milliseconds(int64_t(cfg_.timeout_s * 1000));
+  c10d::TCPStoreOptions so;
+  so.port = uint16_t(cfg_.master_port);
+  so.isServer = cfg_.rank == 0;
+  so.numWorkers = size_t(cfg_.world_size);
+  so.waitWorkers = true;
+  so.timeout = impl_->timeout;
+  try {
+    impl_->store = c10::make_intrusive<c10d::TCPStore>(cfg_.master_addr, so);
+    auto opts = c10d::ProcessGroupGloo::Options::create(impl_->timeout);
+    // On one machine bind to loopback; across nodes, to the interface of this host's name.
+    bool loopback = cfg_.master_addr == "127.0.0.1" || cfg_.master_addr == "localhost";
+    opts->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                     : c10d::ProcessGroupGloo::createDefaultDevice());
+    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, cfg_.rank,
+                                                            cfg_.world_size, opts);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw IoError("rank " + std::to_string(cfg_.rank) + ": cannot join " + cfg_.master_addr +
+                  ":" + std::to_string(cfg_.master_port) + " (world size " +
+                  std::to_string(cfg_.world_size) + "): " + std::string(e.what()).substr(0, 300));
+  }
+  log_debug("rank {}/{} joined {}:{}", cfg_.rank, cfg_.world_size, cfg_.master_addr,
+            cfg_.master_port);
+}
+
+Distributed::~Distributed() = default;
+
+void Distributed::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes) {
+  if (!cfg_.distributed()) return;
+  size_t i = 0;
+  while (i < tensors.size()) {
+    // Pack consecutive tensors of one dtype and device into a flat bucket.
+    std::vector<at::Tensor> bucket;
+    int64_t bytes = 0;
+    while (i < tensors.size() &&
+           (bucket.empty() ||
+            (bytes + tensors[i].nbytes() <= size_t(bucket_bytes) &&
+             tensors[i].scalar_type() == bucket[0].scalar_type() &&
+             tensors[i].device() == bucket[0].device()))) {
+      bucket.push_back(tensors[i]);
+      bytes += int64_t(tensors[i].nbytes());
+      ++i;
+    }
+    std::vector<at::Tensor> flat_parts;
+    flat_parts.reserve(bucket.size());
+    for (const auto& t : bucket) flat_parts.push_back(t.reshape({-1}));
+    std::vector<at::Tensor> flat{at::cat(flat_parts)};  // [sum of numels]
+    impl_->wait(impl_->pg->allreduce(flat), "all-reduce");
+    flat[0].div_(cfg_.world_size);
+    int64_t offset = 0;
+    for (auto& t : bucket) {
+      int64_t n = t.numel();
+      t.copy_(flat[0].narrow(0, offset, n).view_as(t));
+      offset += n;
+    }
+  }
+}
+
+void Distributed::broadcast(const std::vector<at::Tensor>& tensors, int root) {
+  if (!cfg_.distributed() || tensors.empty()) return;
+  std::vector<at::Tensor> parts;
+  for (const auto& t : tensors) {
+    if (t.scalar_type() != tensors[0].scalar_type()) {
+      throw ValueError("broadcast: tensors of mixed types");
+    }
+    parts.push_back(t.detach().reshape({-1}));
+  }
+  std::vector<at::Tensor> flat{at::cat(parts)};
+  c10d::BroadcastOptions opts;
+  opts.rootRank = root;
+  impl_->wait(impl_->pg->broadcast(flat, opts), "broadcast");
+  int64_t offset = 0;
+  for (const auto& t : tensors) {
+    int64_t n = t.numel();
+    at::NoGradGuard no_grad;
+    const_cast<at::Tensor&>(t).copy_(flat[0].narrow(0, offset, n).view_as(t));
+    offset += n;
+  }
+}
+
+void Distributed::barrier() {
+  if (!cfg_.distributed()) return;
+  impl_->wait(impl_->pg->barrier(), "barrier");
+}
+
+void Distributed::check_same(const std::string& what, const std::string& value) {
+  if (!cfg_.distributed()) return;
+  int64_t h = int64_t(std::hash<std::string>{}(value) & 0x7fffffffffffffffULL);
+  std::vector<at::Tensor> input{at::full({1}, h, at::kLong)};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < cfg_.world_size; ++r) output[0].push_back(at::zeros({1}, at::kLong));
+  impl_->wait(impl_->pg->allgather(output, input), "configuration check");
+  for (int r = 0; r < cfg_.world_size; ++r) {
+    if (output[0][r].item<int64_t>() != output[0][0].item<int64_t>()) {
+      throw ValueError("ranks disagree on " + what + ": rank " + std::to_string(r) +
+                       " differs from rank 0");
+    }
+  }
+}
+
+}  // namespace unwedge
