@@ -80,14 +80,22 @@ class MrcFile {
                       int64_t x1) const;
 
  private:
+  /// File order [sections, rows, columns] -> space [Z, Y, X] (a view; no copy).
+  at::Tensor to_space(const at::Tensor& file_order) const;
+  /// Strict mode: header statistics all 0 while `data` is not all 0 is a FormatError.
+  void check_zero_stats(const at::Tensor& data) const;
+
   std::string path_;
   MrcHeader header_;
   std::array<int64_t, 3> shape_{};
   VolumeMeta meta_;
   std::vector<std::string> warnings_;
   bool swap_ = false, unsigned_bytes_ = false;
+  bool permissive_ = false;
   int fd_ = -1;
   int64_t data_offset_ = 0;
+  void* map_base_ = nullptr;  ///< read-only mapping of the whole file, for read_box
+  int64_t map_bytes_ = 0;
 };
 
 /// Reads a whole volume. Equivalent to MrcFile(path, opts).read().
