@@ -111,11 +111,11 @@ class UNet3dImpl : public torch::nn::Module {
   const UNet3dOptions& options() const { return options_; }
 
  private:
-  torch::nn::Sequential make_block(int64_t in_ch, int64_t out_ch, const std::string& name);
+  torch::nn::Sequential make_block(int64_t in_ch, int64_t out_ch);
 
   UNet3dOptions options_;
   std::vector<torch::nn::Sequential> enc_;       // per level
-  std::vector<torch::nn::AnyModule> down_;       // per level
+  std::vector<torch::nn::Sequential> down_;      // per level: max-pool or strided conv
   torch::nn::Sequential bottleneck_{nullptr};
   std::vector<torch::nn::ConvTranspose3d> up_;   // per level
   std::vector<torch::nn::Sequential> dec_;       // per level

@@ -1,0 +1,24 @@
+// The built-in method registry: one line per method, in the order `unwedge methods` lists them.
+#include "unwedge/methods/method.h"
+#include "unwedge/methods/n2n.h"
+#include "unwedge/methods/n2v.h"
+
+namespace unwedge {
+
+namespace {
+
+MethodRegistry build_registry() {
+  MethodRegistry r;
+  r.add(n2n_method_info());
+  r.add(n2v_method_info());
+  return r;
+}
+
+}  // namespace
+
+const MethodRegistry& method_registry() {
+  static const MethodRegistry registry = build_registry();
+  return registry;
+}
+
+}  // namespace unwedge
