@@ -11,6 +11,9 @@
 // unwedge's own projector (physics/projector.h) measures phi = theta for a tilt theta, so a tilt
 // series made or reconstructed by unwedge with angles in [a, b] matches mask([a, b]).
 //
+// A Nyquist sample of an even axis (k = -0.5 along z or y, +0.5 along x) stands for both +0.5
+// and -0.5; it is measured only when both readings are (this keeps masks Hermitian-consistent
+// and exactly mirrored by the sign flag).
 // Masks are float32 0/1 tensors [Z, Y, X/2+1], exactly Hermitian-consistent (M(k) = M(-k)),
 // for the layout of torch::fft::rfftn(v, dims {-3,-2,-1}, norm "ortho").
 #pragma once
