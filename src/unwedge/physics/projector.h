@@ -58,8 +58,8 @@ at::Tensor wbp_filter_1d(int64_t det_width, const WbpOptions& opts, const at::Te
 
 /// Weighted back-projection: series [n_tilts, Y, X_det] -> tomogram [thickness, Y, width]
 /// (width <= 0 means X_det). Each row is weighted in 1D Fourier (zero-padded to 2 X_det),
-/// scaled by its angular step (radians, half the distance to its neighbours; the mean step at
-/// the ends), and back-projected, so a noise-free full-range WBP of project(x) reproduces x's
+/// scaled by its angular step (radians, half the distance between its two neighbours; the full
+/// distance to its one neighbour at the ends), and back-projected, so a noise-free full-range WBP of project(x) reproduces x's
 /// scale.
 at::Tensor wbp(const at::Tensor& series, const std::vector<double>& angles_deg,
                int64_t thickness, const WbpOptions& opts = {}, int64_t width = 0);
