@@ -1,0 +1,47 @@
+// The metric sets `unwedge eval` reports: against a ground truth, or between two restored
+// halves (no ground truth). Results are JSON objects (schema in docs/sections/eval.md) with a
+// readable terminal table.
+#pragma once
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "unwedge/eval/metrics.h"
+#include "unwedge/ops/wedge.h"
+
+namespace unwedge {
+
+struct EvalOptions {
+  WedgeGeometry wedge;               ///< tilt range defining the measured and wedge bands
+  double deep_margin_deg = 10.0;     ///< the deep wedge band starts this far past the tilt limit
+  double cone_half_angle_deg = 30.0; ///< half-angle of the directional-FSC cones and XZ slab
+  double mask_soft_sigma = 2.0;      ///< soft edge (voxels) of the mask for Fourier metrics
+  SsimOptions ssim;                  ///< SSIM window (skimage conventions)
+  double voxel_size = 1.0;           ///< Å per voxel, for FSC resolutions
+};
+
+/// Metrics of `restored` against `gt` (same shape [Z, Y, X]); `mask` (optional, same shape,
+/// > 0.5 inside) restricts every metric. JSON: mode "truth", metrics, fsc, directional_fsc,
+/// conventions.
+nlohmann::json eval_against_truth(const at::Tensor& restored, const at::Tensor& gt,
+                                  const at::Tensor& mask, const EvalOptions& opts);
+
+/// Metrics of two independently restored halves (no ground truth): half-map FSC and its
+/// crossings, wedge/measured power ratio of their average, directional FSC. JSON mode "halves".
+nlohmann::json eval_halves(const at::Tensor& half1, const at::Tensor& half2,
+                           const at::Tensor& mask, const EvalOptions& opts);
+
+/// An FSC curve as JSON {"freq_per_A": [...], "fsc": [...], "n": [...]} and back.
+nlohmann::json fsc_to_json(const FscCurve& c);
+FscCurve fsc_from_json(const nlohmann::json& j);
+
+/// The terminal table of an eval result: one metric per line with its value, unit and whether
+/// it is affine-invariant.
+std::string eval_table(const nlohmann::json& result);
+
+/// Description of a metric key ("psnr_db" -> "PSNR after affine fit to gt, dB"); the key itself
+/// when unknown. Used by the table and the report.
+std::string eval_metric_label(const std::string& key);
+
+}  // namespace unwedge

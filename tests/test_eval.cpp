@@ -1,0 +1,319 @@
+// Tests of eval: metrics against brute-force loops and scikit-image, FSC statistics, band CCs,
+// PNG round trips, SVG plots and the report.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "unwedge/core/error.h"
+#include "unwedge/eval/evaluate.h"
+#include "unwedge/eval/metrics.h"
+#include "unwedge/eval/png.h"
+#include "unwedge/eval/svg.h"
+#include "unwedge/ops/wedge.h"
+
+using namespace unwedge;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A smooth random volume (noise low-passed by a Gaussian), so that metrics have structure.
+at::Tensor smooth_volume(int64_t n, int64_t seed) {
+  torch::manual_seed(seed);
+  at::Tensor v = torch::randn({n, n, n}, torch::kDouble);
+  at::Tensor k = torch::exp(-0.5 * torch::pow(torch::arange(-4, 5, torch::kDouble) / 1.5, 2));
+  k = k / k.sum();
+  at::Tensor x = v.view({1, 1, n, n, n});
+  x = torch::conv3d(x, k.view({1, 1, 9, 1, 1}), {}, 1, {4, 0, 0});
+  x = torch::conv3d(x, k.view({1, 1, 1, 9, 1}), {}, 1, {0, 4, 0});
+  x = torch::conv3d(x, k.view({1, 1, 1, 1, 9}), {}, 1, {0, 0, 4});
+  return x.view({n, n, n}).contiguous();
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("unwedge_test_eval_" + name + "_" +
+                                            std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+void write_raw(const fs::path& p, const at::Tensor& t) {
+  at::Tensor c = t.to(torch::kDouble).contiguous();
+  std::ofstream f(p, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(c.data_ptr<double>()), c.numel() * sizeof(double));
+}
+
+// Measured mask on the half-grid by a loop over frequencies (independent of ops/wedge).
+at::Tensor wedge_mask_loop(int64_t n, double tmin, double tmax) {
+  int64_t nh = n / 2 + 1;
+  at::Tensor m = torch::zeros({n, n, nh}, torch::kDouble);
+  auto a = m.accessor<double, 3>();
+  for (int64_t z = 0; z < n; ++z) {
+    for (int64_t y = 0; y < n; ++y) {
+      for (int64_t x = 0; x < nh; ++x) {
+        double kz = (z < (n + 1) / 2 ? z : z - n), kx = x;
+        double phi = std::atan2(kz, kx) * 180.0 / M_PI;
+        if (phi > 90) phi -= 180;
+        if (phi <= -90) phi += 180;
+        a[z][y][x] = (kz == 0 || (phi >= tmin && phi <= tmax)) ? 1.0 : 0.0;
+      }
+    }
+  }
+  return m;
+}
+
+at::Tensor apply_half_mask(const at::Tensor& v, const at::Tensor& m) {
+  at::Tensor f = torch::fft::rfftn(v, c10::nullopt, {-3, -2, -1}, "ortho");
+  return torch::fft::irfftn(f * m, v.sizes(), {-3, -2, -1}, "ortho");
+}
+
+}  // namespace
+
+TEST(Metrics, PsnrAndCcMatchBruteForceLoops) {
+  at::Tensor gt = smooth_volume(12, 1);
+  torch::manual_seed(2);
+  at::Tensor x = gt + 0.1 * torch::randn_like(gt);
+  at::Tensor mask = (torch::rand_like(gt) > 0.3).to(torch::kFloat);
+  for (bool use_mask : {false, true}) {
+    auto g = gt.accessor<double, 3>();
+    auto r = x.accessor<double, 3>();
+    auto mk = mask.accessor<float, 3>();
+    double n = 0, sx = 0, sy = 0, lo = 1e300, hi = -1e300, se = 0;
+    for (int z = 0; z < 12; ++z)
+      for (int y = 0; y < 12; ++y)
+        for (int i = 0; i < 12; ++i) {
+          if (use_mask && mk[z][y][i] <= 0.5) continue;
+          n += 1;
+          sx += r[z][y][i];
+          sy += g[z][y][i];
+          lo = std::min(lo, g[z][y][i]);
+          hi = std::max(hi, g[z][y][i]);
+          se += (r[z][y][i] - g[z][y][i]) * (r[z][y][i] - g[z][y][i]);
+        }
+    double mx = sx / n, my = sy / n, cxy = 0, cxx = 0, cyy = 0;
+    for (int z = 0; z < 12; ++z)
+      for (int y = 0; y < 12; ++y)
+        for (int i = 0; i < 12; ++i) {
+          if (use_mask && mk[z][y][i] <= 0.5) continue;
+          cxy += (r[z][y][i] - mx) * (g[z][y][i] - my);
+          cxx += (r[z][y][i] - mx) * (r[z][y][i] - mx);
+          cyy += (g[z][y][i] - my) * (g[z][y][i] - my);
+        }
+    double psnr_ref = 10 * std::log10((hi - lo) * (hi - lo) / (se / n));
+    double cc_ref = cxy / std::sqrt(cxx * cyy);
+    at::Tensor m = use_mask ? mask : at::Tensor();
+    EXPECT_NEAR(metric_psnr(x, gt, m), psnr_ref, 1e-9);  // tolerance: float64 summation order
+    EXPECT_NEAR(metric_pearson_cc(x, gt, m), cc_ref, 1e-12);
+  }
+}
+
+TEST(Metrics, AffineFitRecoversScaleAndOffset) {
+  at::Tensor gt = smooth_volume(10, 3);
+  at::Tensor x = (gt - 0.7) / 2.5;  // gt = 2.5 x + 0.7
+  AffineFit f = affine_fit(x, gt);
+  EXPECT_NEAR(f.scale, 2.5, 1e-9);
+  EXPECT_NEAR(f.offset, 0.7, 1e-9);
+  EXPECT_NEAR(metric_pearson_cc(x, gt), 1.0, 1e-12);
+}
+
+TEST(Metrics, SsimMatchesScikitImage) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 absent: SSIM interop not run";
+  at::Tensor gt = smooth_volume(16, 4);
+  torch::manual_seed(5);
+  at::Tensor x = gt + 0.03 * torch::randn_like(gt);
+  x = x.narrow(0, 0, 13).narrow(2, 0, 15).contiguous();  // non-cubic [13, 16, 15]
+  at::Tensor g = gt.narrow(0, 0, 13).narrow(2, 0, 15).contiguous();
+  fs::path d = temp_dir("ssim");
+  write_raw(d / "a.raw", x);
+  write_raw(d / "b.raw", g);
+  double range = (g.max() - g.min()).item<double>();
+  for (bool gaussian : {true, false}) {
+    std::string cmd = "/usr/bin/python3 " UNWEDGE_SOURCE_DIR "/tests/interop/ssim_skimage.py " +
+                      (d / "a.raw").string() + " " + (d / "b.raw").string() + " 13 16 15 " +
+                      std::to_string(range) + (gaussian ? " gaussian" : " uniform") + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    char buf[256] = {};
+    std::string out;
+    while (fgets(buf, sizeof buf, p)) out += buf;
+    int rc = pclose(p);
+    if (WEXITSTATUS(rc) == 77) GTEST_SKIP() << "scikit-image absent: " << out;
+    ASSERT_EQ(WEXITSTATUS(rc), 0) << out;
+    double ref = std::stod(out);
+    SsimOptions o;
+    o.gaussian_weights = gaussian;
+    o.data_range = std::stod(std::to_string(range));  // the value the script got
+    // tolerance: float64 throughout; filter summation order differs
+    EXPECT_NEAR(metric_ssim(x, g, {}, o), ref, 1e-9) << (gaussian ? "gaussian" : "uniform");
+    EXPECT_GT(ref, 0.1);
+    EXPECT_LT(ref, 0.99);
+  }
+  fs::remove_all(d);
+}
+
+TEST(Metrics, SsimOfIdenticalVolumesIsOne) {
+  at::Tensor gt = smooth_volume(14, 6);
+  EXPECT_NEAR(metric_ssim(gt, gt), 1.0, 1e-12);
+}
+
+TEST(Fsc, VolumeWithItselfIsOneInEveryShell) {
+  at::Tensor v = smooth_volume(20, 7) + 0.1 * torch::randn({20, 20, 20}, torch::kDouble);
+  FscCurve c = fsc_curve(v, v, /*voxel_size=*/2.0);
+  ASSERT_EQ(c.fsc.size(), 10u);
+  for (size_t i = 0; i < c.fsc.size(); ++i) EXPECT_NEAR(c.fsc[i], 1.0, 1e-12) << "shell " << i;
+  EXPECT_NEAR(c.freq.back(), 0.5 / 2.0, 1e-12);  // last shell at Nyquist, 1/(2 * voxel)
+  FscCrossing x = fsc_crossing(c, 0.143);
+  EXPECT_FALSE(x.crossed);
+  EXPECT_NEAR(x.resolution, 4.0, 1e-12);
+}
+
+TEST(Fsc, IndependentNoiseStaysWithinThreeSigma) {
+  torch::manual_seed(8);
+  at::Tensor a = torch::randn({40, 40, 40}, torch::kDouble);
+  at::Tensor b = torch::randn({40, 40, 40}, torch::kDouble);
+  FscCurve c = fsc_curve(a, b, 1.0);
+  int outside = 0;
+  int64_t total = 0;
+  for (size_t i = 0; i < c.fsc.size(); ++i) {
+    total += c.n[i];
+    if (std::abs(c.fsc[i]) > 3.0 / std::sqrt(static_cast<double>(c.n[i]))) ++outside;
+  }
+  EXPECT_LE(outside, 1) << "of " << c.fsc.size() << " shells";
+  // Every coefficient inside the Nyquist sphere is counted once on the full grid.
+  EXPECT_GT(total, static_cast<int64_t>(0.9 * 4.0 / 3.0 * M_PI * 20 * 20 * 20));
+  EXPECT_LT(total, static_cast<int64_t>(1.1 * 4.0 / 3.0 * M_PI * 20 * 20 * 20));
+}
+
+TEST(Fsc, CrossingIsInterpolatedBetweenShells) {
+  FscCurve c;
+  c.freq = {0.1, 0.2, 0.3, 0.4};
+  c.fsc = {0.9, 0.7, 0.3, 0.1};
+  FscCrossing x = fsc_crossing(c, 0.5);
+  ASSERT_TRUE(x.crossed);
+  EXPECT_NEAR(x.freq, 0.25, 1e-12);
+  EXPECT_NEAR(x.resolution, 4.0, 1e-12);
+}
+
+TEST(Bands, WedgeFilteredVolumeHasNoWedgeCorrelationAndFullMeasuredCorrelation) {
+  at::Tensor v = smooth_volume(16, 9) + 0.05 * torch::randn({16, 16, 16}, torch::kDouble);
+  at::Tensor m = wedge_mask_loop(16, -60, 60);
+  at::Tensor w = apply_half_mask(v, m);
+  at::Tensor measured = m.gt(0.5), wedge = m.lt(0.5);
+  EXPECT_NEAR(band_cc(v, w, measured), 1.0, 1e-9);
+  EXPECT_TRUE(std::isnan(band_cc(v, w, wedge)));  // w has no power there: undefined
+  EXPECT_LT(band_mean_power(w, wedge), 1e-20);
+  // Noise added to the wedge only: defined and near 0 there, measured band untouched.
+  torch::manual_seed(10);
+  at::Tensor noise = apply_half_mask(torch::randn_like(v), wedge.to(torch::kDouble));
+  EXPECT_NEAR(band_cc(v, w + noise, wedge), 0.0, 0.1);
+  EXPECT_NEAR(band_cc(v, w + noise, measured), 1.0, 1e-9);
+}
+
+TEST(Evaluate, TruthModeOnWedgeFilteredTruth) {
+  at::Tensor gt = smooth_volume(24, 11) + 0.02 * torch::randn({24, 24, 24}, torch::kDouble);
+  EvalOptions o;
+  o.wedge.tilt_min_deg = -45;
+  o.wedge.tilt_max_deg = 45;
+  o.voxel_size = 3.0;
+  at::Tensor m = wedge_mask_rfft({24, 24, 24}, o.wedge, torch::kCPU).to(torch::kDouble);
+  EXPECT_TRUE(torch::equal(m, wedge_mask_loop(24, -45, 45))) << "ops/wedge convention changed";
+  torch::manual_seed(12);
+  at::Tensor restored = apply_half_mask(gt, m) * 3.0 + 1.0;  // scaled and offset
+  nlohmann::json r = eval_against_truth(restored.to(torch::kFloat), gt.to(torch::kFloat), {}, o);
+  const auto& mt = r.at("metrics");
+  EXPECT_EQ(r.at("mode"), "truth");
+  EXPECT_NEAR(mt.at("cc_measured_band").get<double>(), 1.0, 1e-5);
+  EXPECT_TRUE(std::isnan(mt.at("cc_wedge_band").get<double>()));  // no power in the wedge
+  EXPECT_LT(mt.at("wedge_power_ratio").get<double>(), 1e-8);
+  EXPECT_GT(mt.at("gt_wedge_power_ratio").get<double>(), 0.1);
+  EXPECT_NEAR(r.at("affine_fit").at("scale").get<double>(), 1.0 / 3.0, 0.1);
+  // The Z cone lies inside the missing wedge for ±45°: no correlation there, so Z resolution
+  // is worse than X resolution.
+  EXPECT_GT(mt.at("fsc_0.143_A_z").get<double>(), mt.at("fsc_0.143_A_x").get<double>());
+  std::string table = eval_table(r);
+  EXPECT_NE(table.find("CC in the missing-wedge band"), std::string::npos);
+  EXPECT_NE(table.find("undefined"), std::string::npos);
+}
+
+TEST(Evaluate, MaskRestrictsRealSpaceMetrics) {
+  at::Tensor gt = smooth_volume(16, 13);
+  at::Tensor x = gt.clone();
+  at::Tensor mask = torch::zeros_like(gt);
+  mask.slice(0, 2, 14).slice(1, 2, 14).slice(2, 2, 14).fill_(1.0);
+  torch::manual_seed(14);
+  x.masked_scatter_(mask.lt(0.5), torch::randn({16 * 16 * 16}, torch::kDouble) * 10);
+  EXPECT_NEAR(metric_pearson_cc(x, gt, mask), 1.0, 1e-12);
+  EXPECT_LT(metric_pearson_cc(x, gt), 0.9);
+  EXPECT_THROW(metric_pearson_cc(x, gt, torch::zeros_like(gt)), ValueError);
+  EXPECT_THROW(metric_pearson_cc(x, gt.narrow(0, 0, 15)), ShapeError);
+}
+
+TEST(Png, GrayAndRgbRoundTripThroughLibpng) {
+  Image g;
+  g.width = 7;
+  g.height = 5;
+  g.channels = 1;
+  for (int i = 0; i < 35; ++i) g.pixels.push_back(static_cast<uint8_t>(i * 7));
+  Image back = png_decode(png_encode(g));
+  EXPECT_EQ(back.width, 7);
+  EXPECT_EQ(back.height, 5);
+  EXPECT_EQ(back.channels, 1);
+  EXPECT_EQ(back.pixels, g.pixels);
+
+  at::Tensor slice = torch::linspace(0, 1, 6 * 4, torch::kDouble).view({4, 6});
+  Image c = image_from_slice_colormap(slice, {0, 1}, /*zoom=*/3);
+  EXPECT_EQ(c.width, 18);
+  EXPECT_EQ(c.height, 12);
+  fs::path d = temp_dir("png");
+  png_write((d / "c.png").string(), c, /*overwrite=*/false);
+  EXPECT_THROW(png_write((d / "c.png").string(), c, false), ExistsError);
+  std::ifstream f(d / "c.png", std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), {});
+  Image cb = png_decode(bytes);
+  EXPECT_EQ(cb.width, 18);
+  EXPECT_EQ(cb.height, 12);
+  EXPECT_EQ(cb.channels, 3);
+  EXPECT_EQ(cb.pixels, c.pixels);
+  fs::remove_all(d);
+}
+
+TEST(Png, SlicesContrastAndMontage) {
+  at::Tensor v = torch::arange(4 * 5 * 6, torch::kDouble).view({4, 5, 6});
+  CentralSlices s = central_slices(v);
+  EXPECT_EQ(s.xy.sizes(), (std::vector<int64_t>{5, 6}));
+  EXPECT_EQ(s.xz.sizes(), (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(s.yz.sizes(), (std::vector<int64_t>{4, 5}));
+  EXPECT_EQ(s.xy[0][0].item<double>(), 2 * 30);
+  Contrast c = contrast_percentile(v, 0.0, 1.0);
+  EXPECT_EQ(c.lo, 0);
+  EXPECT_EQ(c.hi, 119);
+  Image a = image_from_slice(s.xy, c, 2), b = image_from_slice(s.xz, c, 2);
+  EXPECT_EQ(a.pixels.front(), static_cast<uint8_t>(std::lround(60.0 / 119 * 255)));
+  Image m = image_montage({a, b, a}, /*cols=*/2, /*gap=*/3);
+  EXPECT_EQ(m.width, 12 + 3 + 12);
+  EXPECT_EQ(m.height, 10 + 3 + 10);
+  at::Tensor amp = fourier_xz_log_amplitude(v.to(torch::kFloat));
+  EXPECT_EQ(amp.sizes(), (std::vector<int64_t>{4, 6}));
+}
+
+TEST(Svg, LinePlotHasOneLinePerSeriesAndEscapesText) {
+  PlotSeries a{"a<b", {0, 1, 2}, {0.1, 0.5, 0.9}, "", false};
+  PlotSeries b{"b", {0, 1, 2, 3}, {1, NAN, 2, 3}, "", true};
+  PlotOptions o;
+  o.title = "FSC & more";
+  o.hlines = {0.5};
+  std::string s = svg_line_plot({a, b}, o);
+  EXPECT_EQ(s.rfind("<svg", 0), 0u);
+  EXPECT_NE(s.find("a&lt;b"), std::string::npos);
+  EXPECT_NE(s.find("FSC &amp; more"), std::string::npos);
+  size_t n = 0;
+  for (size_t p = s.find("<polyline"); p != std::string::npos; p = s.find("<polyline", p + 1)) ++n;
+  EXPECT_EQ(n, 3u);  // a, and b broken in two by its NaN
+  EXPECT_THROW(svg_line_plot({PlotSeries{"x", {0, 1}, {1}, "", false}}, o), ShapeError);
+}
