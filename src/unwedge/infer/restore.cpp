@@ -1,0 +1,164 @@
+#include "unwedge/infer/restore.h"
+
+#include <algorithm>
+
+#include "unwedge/core/error.h"
+#include "unwedge/core/progress.h"
+
+namespace unwedge {
+
+namespace {
+
+torch::Device parse_device(const std::string& s) {
+  try {
+    torch::Device d(s);
+    if (d.is_cuda() && !torch::cuda::is_available()) {
+      throw ValueError("device: '" + s + "' requested but CUDA is not available");
+    }
+    return d;
+  } catch (const c10::Error&) {
+    throw ValueError("device: '" + s + "' is not a device (cpu, cuda, cuda:N)");
+  }
+}
+
+struct TileJob {
+  size_t iy, ix;
+};
+
+}  // namespace
+
+TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
+                      const RestoreOptions& opts) {
+  if (opts.tile < 1) throw ValueError("tile: " + std::to_string(opts.tile) + " voxels");
+  if (opts.overlap < 0 || opts.overlap >= opts.tile) {
+    throw ValueError("overlap: " + std::to_string(opts.overlap) + " voxels must be in [0, tile " +
+                     std::to_string(opts.tile) + ")");
+  }
+  return tile_plan_make(shape, {opts.tile, opts.tile, opts.tile}, opts.overlap,
+                        method.size_multiple(), method.receptive_field());
+}
+
+void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
+                    const std::vector<TileReader>& inputs, const std::vector<SlabSink>& outputs,
+                    const RestoreOptions& opts) {
+  if (inputs.empty() || inputs.size() > 2) throw ValueError("restore: 1 or 2 inputs expected");
+  const bool pair = inputs.size() == 2;
+  const size_t n_out = pair && opts.save_halves ? 3 : 1;
+  if (outputs.size() != n_out) throw ValueError("restore: wrong number of outputs");
+  if (opts.batch < 1) throw ValueError("batch: " + std::to_string(opts.batch));
+  const torch::Device device = parse_device(opts.device);
+  const TilePlan plan = restore_plan(method, shape, opts);
+  const TileAxis &az = plan.axes[0], &ay = plan.axes[1], &ax = plan.axes[2];
+
+  // Separable weight sums for the final division, on the padded grid.
+  at::Tensor sz = az.weight_sum(), sy = ay.weight_sum(), sx = ax.weight_sum();
+  at::Tensor syx = (sy.view({-1, 1}) * sx.view({1, -1}));  // [Y', X']
+  std::vector<at::Tensor> wy(ay.starts.size()), wx(ax.starts.size());
+  for (size_t i = 0; i < wy.size(); ++i) wy[i] = ay.window(i);
+  for (size_t i = 0; i < wx.size(); ++i) wx[i] = ax.window(i);
+
+  // Accumulators for sections [base, base + acc.size(1)) of the padded grid.
+  std::vector<at::Tensor> acc(n_out);
+  int64_t base = 0, flushed = 0;
+  auto flush_to = [&](int64_t z_end) {  // sections [flushed, z_end) are final
+    z_end = std::min(z_end, az.dim);
+    if (z_end <= flushed) return;
+    at::Tensor den = sz.slice(0, flushed, z_end).view({-1, 1, 1}) * syx;  // [z, Y', X']
+    for (size_t k = 0; k < n_out; ++k) {
+      at::Tensor part = acc[k].slice(0, flushed - base, z_end - base) / den;
+      outputs[k](flushed, part.slice(1, 0, ay.dim).slice(2, 0, ax.dim).contiguous());
+    }
+    flushed = z_end;
+  };
+
+  const int64_t ty = ay.tile, tx = ax.tile, tz = az.tile;
+  auto read_tile = [&](const TileReader& r, int64_t z0, int64_t y0, int64_t x0) {
+    // Padded-grid box; the part beyond the volume is zero (the normalised mean).
+    at::Tensor t = torch::zeros({tz, ty, tx}, torch::kFloat);
+    int64_t z1 = std::min(z0 + tz, az.dim), y1 = std::min(y0 + ty, ay.dim),
+            x1 = std::min(x0 + tx, ax.dim);
+    t.slice(0, 0, z1 - z0).slice(1, 0, y1 - y0).slice(2, 0, x1 - x0)
+        .copy_(r(z0, z1, y0, y1, x0, x1));
+    return t;
+  };
+
+  torch::NoGradGuard no_grad;
+  method.train(false);
+  method.to(device);
+  Progress bar("restore", plan.num_tiles(), "tile", opts.progress);
+  int64_t done = 0;
+  for (size_t iz = 0; iz < az.starts.size(); ++iz) {
+    const int64_t z0 = az.starts[iz];
+    flush_to(z0);
+    // Re-base the accumulators at z0, keeping what earlier rows added to [z0, old end).
+    for (size_t k = 0; k < n_out; ++k) {
+      at::Tensor fresh = torch::zeros({tz, ay.padded, ax.padded}, torch::kFloat);
+      if (acc[k].defined()) {
+        int64_t keep_end = base + acc[k].size(0);
+        if (keep_end > z0) {
+          fresh.slice(0, 0, keep_end - z0).copy_(acc[k].slice(0, z0 - base, keep_end - base));
+        }
+      }
+      acc[k] = fresh;
+    }
+    base = z0;
+    const at::Tensor wz = az.window(iz);
+
+    std::vector<TileJob> jobs;
+    for (size_t iy = 0; iy < ay.starts.size(); ++iy) {
+      for (size_t ix = 0; ix < ax.starts.size(); ++ix) jobs.push_back({iy, ix});
+    }
+    for (size_t j0 = 0; j0 < jobs.size(); j0 += size_t(opts.batch)) {
+      size_t j1 = std::min(jobs.size(), j0 + size_t(opts.batch));
+      std::vector<at::Tensor> ins[2];
+      for (size_t j = j0; j < j1; ++j) {
+        for (size_t r = 0; r < inputs.size(); ++r) {
+          ins[r].push_back(read_tile(inputs[r], z0, ay.starts[jobs[j].iy], ax.starts[jobs[j].ix]));
+        }
+      }
+      std::vector<at::Tensor> res;  // each [b, 1, tz, ty, tx] on the CPU
+      at::Tensor a = torch::stack(ins[0]).unsqueeze(1).to(device);  // [b, 1, tz, ty, tx]
+      if (!pair) {
+        res.push_back(method.restore(a).to(torch::kCPU));
+      } else {
+        at::Tensor b = torch::stack(ins[1]).unsqueeze(1).to(device);
+        if (opts.save_halves) {
+          at::Tensor ra = method.restore(a), rb = method.restore(b);
+          res.push_back(((ra + rb) * 0.5).to(torch::kCPU));
+          res.push_back(ra.to(torch::kCPU));
+          res.push_back(rb.to(torch::kCPU));
+        } else {
+          res.push_back(method.restore_pair(a, b).to(torch::kCPU));
+        }
+      }
+      for (size_t j = j0; j < j1; ++j) {
+        const auto& job = jobs[j];
+        at::Tensor w = tile_window_3d(wz, wy[job.iy], wx[job.ix]);  // [tz, ty, tx]
+        const int64_t y0 = ay.starts[job.iy], x0 = ax.starts[job.ix];
+        for (size_t k = 0; k < n_out; ++k) {
+          acc[k].slice(1, y0, y0 + ty).slice(2, x0, x0 + tx) +=
+              res[k][int64_t(j - j0)][0] * w;
+        }
+      }
+      done += int64_t(j1 - j0);
+      bar.update(done);
+    }
+  }
+  flush_to(az.dim);
+  bar.finish();
+}
+
+at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOptions& opts) {
+  at::Tensor v = vol.to(torch::kFloat).contiguous();
+  at::Tensor out = torch::empty_like(v);
+  TileReader rd = [&](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+    return v.slice(0, z0, z1).slice(1, y0, y1).slice(2, x0, x1);
+  };
+  SlabSink sink = [&](int64_t z0, const at::Tensor& slab) {
+    out.slice(0, z0, z0 + slab.size(0)).copy_(slab);
+  };
+  restore_stream(method, {v.size(0), v.size(1), v.size(2)}, {rd}, {sink}, opts);
+  return out;
+}
+
+}  // namespace unwedge

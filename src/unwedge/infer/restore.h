@@ -1,0 +1,47 @@
+// Tiled restoration: tiles read on demand, restored in batches on the model's device, blended
+// with a separable window and written slab by slab, so peak memory grows with the tile and one
+// slab of tiles (tile x Y x X), not with the tomogram.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "unwedge/infer/tiling.h"
+#include "unwedge/methods/method.h"
+
+namespace unwedge {
+
+/// Options of restoration (one source of defaults for the CLI).
+struct RestoreOptions {
+  int64_t tile = 96;       ///< tile edge, voxels (rounded up to the network's size multiple)
+  int64_t overlap = 32;    ///< overlap of neighbouring tiles, voxels
+  int64_t batch = 1;       ///< tiles per forward pass
+  std::string device = "cpu";
+  bool save_halves = false;  ///< pairs: also write each restored half
+  bool progress = true;
+};
+
+/// Reads the box [z0, z1) x [y0, y1) x [x0, x1) of an input (already normalised), float.
+using TileReader = std::function<at::Tensor(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t)>;
+/// Receives sections [z0, z0 + slab.size(0)) of an output (normalised scale), float [z, Y, X].
+using SlabSink = std::function<void(int64_t, const at::Tensor&)>;
+
+/// Restores a volume of `shape` [Z, Y, X]. One reader: outputs[0] = restore(). Two readers
+/// (even, odd): outputs[0] = restore_pair(); with save_halves, outputs = {mean of the restored
+/// halves, restored even, restored odd}. Each output's slabs arrive in ascending z, exactly once.
+void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
+                    const std::vector<TileReader>& inputs, const std::vector<SlabSink>& outputs,
+                    const RestoreOptions& opts);
+
+/// In-memory convenience: restores a normalised volume [Z, Y, X] (single input).
+at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOptions& opts);
+
+/// The tile plan restore_stream uses for `method` and `shape`.
+TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
+                      const RestoreOptions& opts);
+
+}  // namespace unwedge

@@ -1,0 +1,169 @@
+#include "unwedge/train/checkpoint.h"
+
+#include <filesystem>
+
+#include "unwedge/core/atomic_file.h"
+#include "unwedge/core/error.h"
+
+namespace unwedge {
+
+nlohmann::json checkpoint_info_to_json(const CheckpointInfo& info) {
+  nlohmann::json j;
+  j["step"] = info.step;
+  j["total_steps"] = info.total_steps;
+  j["seed"] = info.seed;
+  j["norm_mode"] = info.norm_mode;
+  j["norm_fraction"] = info.norm_fraction;
+  j["norm"] = nlohmann::json::array();
+  for (const auto& s : info.norm) j["norm"].push_back({{"mean", s.mean}, {"std", s.std}});
+  j["inputs"] = info.inputs;
+  j["wedge"] = {{"tilt_min_deg", info.wedge.tilt_min_deg},
+                {"tilt_max_deg", info.wedge.tilt_max_deg},
+                {"flip_sign", info.wedge.flip_sign}};
+  j["voxel_size_A"] = info.voxel_size;
+  j["train_options"] = info.train_options;
+  j["history"] = nlohmann::json::array();
+  for (const auto& h : info.history) {
+    nlohmann::json p = {{"step", h.step}, {"loss", h.loss}, {"lr", h.lr},
+                        {"elapsed_s", h.elapsed_s}};
+    if (h.val_loss >= 0) p["val_loss"] = h.val_loss;
+    j["history"].push_back(p);
+  }
+  j["finished"] = info.finished;
+  return j;
+}
+
+CheckpointInfo checkpoint_info_from_json(const nlohmann::json& j, const std::string& path) {
+  try {
+    CheckpointInfo info;
+    info.step = j.at("step").get<int64_t>();
+    info.total_steps = j.at("total_steps").get<int64_t>();
+    info.seed = j.at("seed").get<uint64_t>();
+    info.norm_mode = j.at("norm_mode").get<std::string>();
+    info.norm_fraction = j.at("norm_fraction").get<double>();
+    for (const auto& s : j.at("norm")) info.norm.push_back({s.at("mean"), s.at("std")});
+    info.inputs = j.at("inputs").get<std::vector<std::string>>();
+    const auto& w = j.at("wedge");
+    info.wedge = {w.at("tilt_min_deg").get<double>(), w.at("tilt_max_deg").get<double>(),
+                  w.at("flip_sign").get<bool>()};
+    info.voxel_size = j.at("voxel_size_A").get<std::array<double, 3>>();
+    info.train_options = j.at("train_options");
+    for (const auto& p : j.at("history")) {
+      HistoryPoint h;
+      h.step = p.at("step");
+      h.loss = p.at("loss");
+      h.lr = p.at("lr");
+      h.elapsed_s = p.at("elapsed_s");
+      h.val_loss = p.contains("val_loss") ? p.at("val_loss").get<double>() : -1.0;
+      info.history.push_back(h);
+    }
+    info.finished = j.at("finished").get<bool>();
+    return info;
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(path + ": checkpoint field 'info' is malformed: " + e.what());
+  }
+}
+
+void checkpoint_save(const std::string& path, const Method& method,
+                     const torch::optim::Optimizer* optimizer, const CheckpointInfo& info,
+                     bool overwrite) {
+  torch::serialize::OutputArchive ar;
+  ar.write("format", c10::IValue(std::string(kCheckpointFormat)));
+  ar.write("format_version", c10::IValue(kCheckpointVersion));
+  ar.write("method", c10::IValue(method.name()));
+  ar.write("method_options", c10::IValue(method.options_json().dump()));
+  ar.write("info", c10::IValue(checkpoint_info_to_json(info).dump()));
+  torch::serialize::OutputArchive ms;
+  method.save(ms);
+  ar.write("method_state", ms);
+  if (optimizer) {
+    torch::serialize::OutputArchive os;
+    optimizer->save(os);
+    ar.write("optimizer", os);
+  }
+  AtomicOutput out(path, overwrite);
+  try {
+    ar.save_to(out.tmp_path());
+  } catch (const c10::Error& e) {
+    throw IoError(path + ": cannot write checkpoint: " + e.what_without_backtrace());
+  }
+  out.commit();
+}
+
+namespace {
+
+std::string read_string(torch::serialize::InputArchive& ar, const std::string& key,
+                        const std::string& path) {
+  c10::IValue v;
+  if (!ar.try_read(key, v) || !v.isString()) {
+    throw FormatError(path + ": not an unwedge checkpoint (key '" + key + "' missing or not text)");
+  }
+  return v.toStringRef();
+}
+
+}  // namespace
+
+LoadedCheckpoint checkpoint_load(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw IoError(path + ": checkpoint not found");
+  }
+  LoadedCheckpoint ck;
+  ck.archive = std::make_shared<torch::serialize::InputArchive>();
+  try {
+    ck.archive->load_from(path, torch::kCPU);
+  } catch (const c10::Error& e) {
+    throw FormatError(path + ": not a readable unwedge checkpoint (corrupt or truncated: " +
+                      e.what_without_backtrace() + ")");
+  }
+  auto& ar = *ck.archive;
+  std::string format = read_string(ar, "format", path);
+  if (format != kCheckpointFormat) {
+    throw FormatError(path + ": format '" + format + "' is not " + kCheckpointFormat);
+  }
+  c10::IValue ver;
+  if (!ar.try_read("format_version", ver) || !ver.isInt()) {
+    throw FormatError(path + ": checkpoint key 'format_version' missing");
+  }
+  if (ver.toInt() != kCheckpointVersion) {
+    throw FormatError(path + ": checkpoint format_version " + std::to_string(ver.toInt()) +
+                      " is not supported (this build reads " +
+                      std::to_string(kCheckpointVersion) + ")");
+  }
+  std::string name = read_string(ar, "method", path);
+  nlohmann::json options, info;
+  try {
+    options = nlohmann::json::parse(read_string(ar, "method_options", path));
+    info = nlohmann::json::parse(read_string(ar, "info", path));
+  } catch (const nlohmann::json::parse_error& e) {
+    throw FormatError(path + ": checkpoint JSON is malformed: " + e.what());
+  }
+  ck.info = checkpoint_info_from_json(info, path);
+  ck.method = method_create(name, options);
+  torch::serialize::InputArchive ms;
+  if (!ar.try_read("method_state", ms)) {
+    throw FormatError(path + ": checkpoint key 'method_state' missing");
+  }
+  try {
+    ck.method->load(ms);
+  } catch (const c10::Error& e) {
+    throw FormatError(path + ": method state does not match method '" + name + "' with its " +
+                      "options: " + e.what_without_backtrace());
+  }
+  torch::serialize::InputArchive os;
+  ck.has_optimizer = ar.try_read("optimizer", os);
+  return ck;
+}
+
+void checkpoint_load_optimizer(const LoadedCheckpoint& ck, torch::optim::Optimizer& optimizer,
+                               const std::string& path) {
+  if (!ck.has_optimizer) throw FormatError(path + ": checkpoint holds no optimizer state");
+  torch::serialize::InputArchive os;
+  ck.archive->read("optimizer", os);
+  try {
+    optimizer.load(os);
+  } catch (const c10::Error& e) {
+    throw FormatError(path + ": optimizer state does not fit: " + e.what_without_backtrace());
+  }
+}
+
+}  // namespace unwedge

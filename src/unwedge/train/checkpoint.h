@@ -1,0 +1,77 @@
+// The model file (.uwm): one self-describing torch::serialize archive (a zip) holding
+//   format          "unwedge-checkpoint"             (string)
+//   format_version  1                                (int)
+//   method          registered method name           (string)
+//   method_options  resolved options, JSON text      (string)
+//   info            training state, JSON text        (string; see CheckpointInfo)
+//   method_state    archive: Method::save()          (every network, aux optimizers)
+//   optimizer       archive: the main optimizer's state (moments, step counts)
+// Written atomically (temporary + rename); reading validates every key and reports a corrupt or
+// truncated file as a FormatError naming it.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "unwedge/methods/method.h"
+#include "unwedge/train/normalize.h"
+
+namespace unwedge {
+
+inline constexpr const char* kCheckpointFormat = "unwedge-checkpoint";
+inline constexpr int64_t kCheckpointVersion = 1;
+
+/// One logged point of the training history.
+struct HistoryPoint {
+  int64_t step = 0;        ///< steps completed
+  double loss = 0;         ///< mean training loss since the previous point
+  double val_loss = -1;    ///< validation loss (-1: not evaluated at this point)
+  double lr = 0;           ///< learning rate of the last step
+  double elapsed_s = 0;    ///< wall-clock seconds of training so far (across resumes)
+};
+
+/// Everything in the checkpoint besides the tensors (stored as JSON in `info`).
+struct CheckpointInfo {
+  int64_t step = 0;              ///< steps completed
+  int64_t total_steps = 0;       ///< planned steps of the schedule
+  uint64_t seed = 0;             ///< every step's randomness derives from (seed, step)
+  std::vector<NormStats> norm;   ///< per training tomogram, in input order
+  std::vector<std::string> inputs;  ///< training input files, in order
+  std::string norm_mode = "central";
+  double norm_fraction = 0.5;
+  MethodWedge wedge;
+  std::array<double, 3> voxel_size{1, 1, 1};  ///< Å (x, y, z) of the first training input
+  nlohmann::json train_options = nlohmann::json::object();  ///< the trainer's resolved options
+  std::vector<HistoryPoint> history;
+  bool finished = false;         ///< the budget was spent (false for intermediate checkpoints)
+};
+
+nlohmann::json checkpoint_info_to_json(const CheckpointInfo& info);
+CheckpointInfo checkpoint_info_from_json(const nlohmann::json& j, const std::string& path);
+
+/// Writes a checkpoint atomically. `optimizer` may be null (then the key is absent).
+void checkpoint_save(const std::string& path, const Method& method,
+                     const torch::optim::Optimizer* optimizer, const CheckpointInfo& info,
+                     bool overwrite);
+
+/// A checkpoint read back: the method recreated and loaded, info, and the optimizer archive
+/// (load it into an optimizer built over method->parameters()).
+struct LoadedCheckpoint {
+  std::unique_ptr<Method> method;
+  CheckpointInfo info;
+  std::shared_ptr<torch::serialize::InputArchive> archive;  ///< whole file, for the optimizer
+  bool has_optimizer = false;
+};
+
+/// Reads and validates `path` (FormatError for a corrupt, truncated or foreign file).
+/// The method is created on the CPU; move it with method->to(device).
+LoadedCheckpoint checkpoint_load(const std::string& path);
+
+/// Loads the optimizer state stored in `ck` into `optimizer`.
+void checkpoint_load_optimizer(const LoadedCheckpoint& ck, torch::optim::Optimizer& optimizer,
+                               const std::string& path);
+
+}  // namespace unwedge
