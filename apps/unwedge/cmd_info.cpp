@@ -87,7 +87,7 @@ void add_info_command(CLI::App& root, GlobalOptions& g) {
   auto p = std::make_shared<InfoParams>();
   CLI::App* cmd = root.add_subcommand("info", "Describe MRC files: size, mode, voxel size, "
                                               "origin, statistics, extended header, verdict");
-  cmd->add_option("files", p->files, "MRC files")->required()->check(CLI::ExistingFile);
+  cmd->add_option("files", p->files, "MRC files")->required();  // missing: IoError naming it
   cmd->add_flag("--data", p->data,
                 "Also read the data: true statistics and NaN/Inf count (default: header only)");
   add_permissive_flag(*cmd, p->permissive);
