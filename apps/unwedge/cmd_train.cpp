@@ -1,0 +1,147 @@
+// `unwedge train`: trains a restoration method on half tomograms (--even/--odd) or a single
+// tomogram (--in) and writes one self-describing model file.
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "cli_common.h"
+#include "unwedge/core/atomic_file.h"
+#include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
+#include "unwedge/methods/method.h"
+#include "unwedge/train/trainer.h"
+
+namespace unwedge::cli {
+
+namespace {
+
+/// Every option of `unwedge train` with its default (TrainOptions holds the trainer's).
+struct TrainParams {
+  TrainOptions train;
+  std::vector<std::string> even, odd, in, masks, opts;
+  bool auto_mask = false;
+  double auto_mask_quantile = 0.3;
+  std::string out;
+  std::string norm = "central";
+  std::vector<double> tilt_range{-60.0, 60.0};
+  bool wedge_sign = false;
+  bool resume = false, overwrite = false, permissive = false, no_progress = false;
+  static constexpr int64_t kDefaultSteps = 1000;
+};
+
+/// MODEL.uwm -> MODEL.<suffix>
+std::string beside(const std::string& model, const std::string& suffix) {
+  std::filesystem::path p(model);
+  if (p.extension() == ".uwm") p.replace_extension();
+  return p.string() + suffix;
+}
+
+void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
+  TrainOptions& o = p.train;
+  if (o.steps == 0 && o.epochs == 0 && o.minutes == 0) o.steps = TrainParams::kDefaultSteps;
+  o.method_options = method_options_parse(o.method, p.opts);
+  o.norm_mode = norm_mode_parse(p.norm, "--norm");
+  if (p.tilt_range.size() != 2 || !(p.tilt_range[0] < p.tilt_range[1])) {
+    throw ValueError("--tilt-range: expected MIN MAX degrees with MIN < MAX");
+  }
+  o.wedge = {p.tilt_range[0], p.tilt_range[1], p.wedge_sign};
+  o.progress = !p.no_progress && !g.quiet;
+  const std::string config = beside(p.out, ".config.yaml");
+  const std::string log = beside(p.out, ".train.jsonl");
+  if (!p.resume) {
+    output_check_writable(p.out, p.overwrite);
+    output_check_writable(config, p.overwrite);
+    output_check_writable(log, p.overwrite);
+  }
+  std::vector<TrainInput> inputs = train_inputs_read(p.even, p.odd, p.in, p.masks, p.auto_mask,
+                                                     p.auto_mask_quantile, p.permissive);
+  write_resolved_config(cmd, config, /*overwrite=*/true);
+  log_info("training {} on {} tomogram(s); model {}, log {}", o.method, inputs.size(), p.out,
+           log);
+  TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite);
+  log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
+           r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",
+           p.out);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& root, GlobalOptions& g) {
+  auto p = std::make_shared<TrainParams>();
+  TrainOptions& o = p->train;
+  CLI::App* cmd = root.add_subcommand(
+      "train", "Train a restoration method (see `unwedge methods`) on half tomograms or one "
+               "tomogram; writes MODEL.uwm, MODEL.config.yaml and MODEL.train.jsonl");
+  cmd->add_option("--method", o.method, "Registered method name (n2n, n2v, ...)")
+      ->capture_default_str();
+  cmd->add_option("--even", p->even, "Even half tomogram(s), MRC; paired with --odd by position");
+  cmd->add_option("--odd", p->odd, "Odd half tomogram(s), MRC");
+  cmd->add_option("--in", p->in, "Tomogram(s) for single-tomogram methods (n2v), MRC");
+  cmd->add_option("--out", p->out, "Model file to write (.uwm)")->required();
+  cmd->add_option("--mask", p->masks,
+                  "Specimen mask(s), MRC (nonzero = specimen), one per tomogram; patches are "
+                  "centred inside it");
+  cmd->add_flag("--auto-mask", p->auto_mask,
+                "Mask from local variance (16^3 cells; the quietest cells are skipped)");
+  cmd->add_option("--auto-mask-quantile", p->auto_mask_quantile,
+                  "Fraction of cells --auto-mask treats as empty")
+      ->capture_default_str();
+  cmd->add_option("--opt", p->opts,
+                  "Method/network option KEY=VALUE, repeatable (list: unwedge methods "
+                  "--options NAME); e.g. --opt base_channels=32 --opt depth=4 on a GPU");
+  cmd->add_option("--steps", o.steps,
+                  "Budget in optimizer steps (default " +
+                      std::to_string(TrainParams::kDefaultSteps) + " when no budget is given)");
+  cmd->add_option("--epochs", o.epochs, "Budget in epochs (non-overlapping patches / batch)");
+  cmd->add_option("--minutes", o.minutes, "Budget in wall-clock minutes");
+  cmd->add_option("--stop-after", o.stop_after,
+                  "Stop and checkpoint after this step, keeping the full budget's schedule "
+                  "(for job time limits; continue with --resume; 0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--patch", o.sampler.patch, "Subtomogram edge, voxels")->capture_default_str();
+  cmd->add_option("--batch", o.batch, "Subtomograms per step")->capture_default_str();
+  cmd->add_option("--val-fraction", o.sampler.val_fraction,
+                  "Fraction of Y held out as the validation band (at least one patch; 0 = none)")
+      ->capture_default_str();
+  cmd->add_option("--val-every", o.val_every, "Steps between validation losses (0 = off)")
+      ->capture_default_str();
+  cmd->add_option("--val-batches", o.val_batches, "Batches in the fixed validation set")
+      ->capture_default_str();
+  cmd->add_option("--optimizer", o.optimizer, "adam | adamw")->capture_default_str();
+  cmd->add_option("--lr", o.schedule.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--warmup", o.schedule.warmup,
+                  "Linear warm-up steps (at most a tenth of the run)")
+      ->capture_default_str();
+  cmd->add_option("--final-lr-fraction", o.schedule.final_fraction,
+                  "Learning rate at the end of the cosine decay, as a fraction of --lr")
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", o.weight_decay, "Weight decay")->capture_default_str();
+  cmd->add_option("--clip", o.clip, "Gradient-norm clipping (0 = off)")->capture_default_str();
+  cmd->add_option("--log-every", o.log_every, "Steps between log lines")->capture_default_str();
+  cmd->add_option("--checkpoint-every", o.checkpoint_every,
+                  "Steps between checkpoints (0 = only at the end)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "Random seed (every step derives from seed and step)")
+      ->capture_default_str();
+  cmd->add_option("--device", o.device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--norm", p->norm,
+                  "Normalisation: central (mean/std of the central region) | percentile "
+                  "(median, p1..p99 spread)")
+      ->capture_default_str();
+  cmd->add_option("--norm-fraction", o.norm_fraction,
+                  "Central fraction of each axis used for the statistics")
+      ->capture_default_str();
+  cmd->add_option("--tilt-range", p->tilt_range,
+                  "Measured tilt range MIN MAX, degrees (stored with the model)")
+      ->expected(2)
+      ->capture_default_str();
+  cmd->add_flag("--wedge-sign", p->wedge_sign, "Mirrored wedge convention (default: off)");
+  cmd->add_flag("--resume", p->resume,
+                "Continue from --out (same inputs and options; same result as one run)");
+  cmd->add_flag("--no-progress", p->no_progress, "No progress bar");
+  add_overwrite_flag(*cmd, p->overwrite);
+  add_permissive_flag(*cmd, p->permissive);
+  cmd->callback([p, cmd, &g] { run_train(*p, *cmd, g); });
+}
+
+}  // namespace unwedge::cli
