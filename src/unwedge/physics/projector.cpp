@@ -1,6 +1,6 @@
 // Tilt-series projector about Y, its exact adjoint and weighted back-projection.
-// Each tilt is one bilinear resampling of the (z, x) planes (all Y rows as channels) onto the
-// rotated (ray, detector) grid followed by a sum along the ray; the back-projector is the
+// Each tilt is one resampling of the (z, x) planes (all Y rows as channels) at the ray points
+// of Joseph's scheme followed by a weighted sum along the ray; the back-projector is the
 // transpose of that resampling (grid_sampler_2d_backward), so the pair is exactly adjoint.
 #include "unwedge/physics/projector.h"
 
@@ -28,25 +28,33 @@ void check_angles(const std::vector<double>& angles, const char* what) {
   }
 }
 
-/// Samples along one tilt's rays: L (parity of Z, so theta = 0 hits voxel centres).
-int64_t ray_samples(double theta, int64_t Z, int64_t X) {
-  double smax = 0.5 * (std::abs(std::sin(theta)) * (X - 1) + std::abs(std::cos(theta)) * (Z - 1));
-  int64_t L = 2 * static_cast<int64_t>(std::ceil(smax)) + 2;
-  if ((L - Z) % 2 != 0) ++L;
-  return L;
-}
+/// Sampling of one tilt (Joseph's scheme): rays are stepped one voxel at a time along the axis
+/// they are closest to (z for |theta| <= 45°, x beyond), with 1D linear interpolation across
+/// the other axis; `weight` is the path length per step (1/|cos| or 1/|sin|).
+struct TiltGrid {
+  at::Tensor grid;  ///< [1, L, Xd, 2] (x, z) normalised for grid_sample with align_corners
+  double weight;
+  int64_t L;
+};
 
-/// grid_sample grid [1, L, Xd, 2] (x, z normalised with align_corners) for tilt theta (radians).
-at::Tensor tilt_grid(double theta, int64_t L, int64_t Xd, int64_t Z, int64_t X,
-                     const at::TensorOptions& o) {
-  auto u = (torch::arange(Xd, o) - (Xd - 1) / 2.0).view({1, Xd});  // detector, centred
-  auto s = (torch::arange(L, o) - (L - 1) / 2.0).view({L, 1});     // along the ray, centred
+TiltGrid tilt_grid(double theta, int64_t Xd, int64_t Z, int64_t X, const at::TensorOptions& o) {
   double c = std::cos(theta), sn = std::sin(theta);
-  auto x = u * c - s * sn;  // [L, Xd] centred voxel coordinates
-  auto z = u * sn + s * c;
-  auto gx = x / ((X - 1) / 2.0);
-  auto gz = z / ((Z - 1) / 2.0);
-  return torch::stack({gx, gz}, -1).unsqueeze(0);  // [1, L, Xd, 2]
+  auto u = (torch::arange(Xd, o) - (Xd - 1) / 2.0).view({1, Xd});  // detector, centred
+  at::Tensor x, z;
+  TiltGrid g;
+  if (std::abs(c) >= std::abs(sn)) {  // step along z
+    g.L = Z;
+    z = (torch::arange(Z, o) - (Z - 1) / 2.0).view({Z, 1}).expand({Z, Xd});
+    x = (u - z * sn) / c;
+    g.weight = 1.0 / std::abs(c);
+  } else {  // step along x
+    g.L = X;
+    x = (torch::arange(X, o) - (X - 1) / 2.0).view({X, 1}).expand({X, Xd});
+    z = (u - x * c) / sn;
+    g.weight = 1.0 / std::abs(sn);
+  }
+  g.grid = torch::stack({x / ((X - 1) / 2.0), z / ((Z - 1) / 2.0)}, -1).unsqueeze(0);
+  return g;
 }
 
 int64_t y_chunk(int64_t Y, int64_t L, int64_t Xd, int64_t Z, int64_t X) {
@@ -78,15 +86,15 @@ at::Tensor project(const at::Tensor& volume, const std::vector<double>& angles_d
   auto series = torch::empty({int64_t(angles_deg.size()), Y, Xd}, o);  // [T, Y, Xd]
   for (size_t t = 0; t < angles_deg.size(); ++t) {
     double theta = angles_deg[t] * M_PI / 180.0;
-    int64_t L = ray_samples(theta, Z, X);
-    auto grid = tilt_grid(theta, L, Xd, Z, X, o);
+    auto tg = tilt_grid(theta, Xd, Z, X, o);
+    int64_t L = tg.L;
     int64_t yc = y_chunk(Y, L, Xd, Z, X);
     for (int64_t y0 = 0; y0 < Y; y0 += yc) {
       int64_t n = std::min(yc, Y - y0);
       auto in = vol.narrow(0, y0, n).unsqueeze(0).contiguous();  // [1, n, Z, X]
-      auto smp = at::grid_sampler_2d(in, grid, /*interpolation_mode=*/0, /*padding_mode=*/0,
+      auto smp = at::grid_sampler_2d(in, tg.grid, /*interpolation_mode=*/0, /*padding_mode=*/0,
                                      /*align_corners=*/true);    // [1, n, L, Xd]
-      series[t].narrow(0, y0, n).copy_(smp.sum(2).squeeze(0));  // [n, Xd]
+      series[t].narrow(0, y0, n).copy_(smp.sum(2).squeeze(0) * tg.weight);  // [n, Xd]
     }
   }
   return series;
@@ -111,16 +119,16 @@ at::Tensor backproject(const at::Tensor& series, const std::vector<double>& angl
   auto out = torch::zeros({Y, Z, X}, o);  // [Y, Z, X]
   for (size_t t = 0; t < angles_deg.size(); ++t) {
     double theta = angles_deg[t] * M_PI / 180.0;
-    int64_t L = ray_samples(theta, Z, X);
-    auto grid = tilt_grid(theta, L, Xd, Z, X, o);
+    auto tg = tilt_grid(theta, Xd, Z, X, o);
+    int64_t L = tg.L;
     int64_t yc = y_chunk(Y, L, Xd, Z, X);
     for (int64_t y0 = 0; y0 < Y; y0 += yc) {
       int64_t n = std::min(yc, Y - y0);
       // The transpose of "sample then sum along the ray": spread each detector value along
       // its ray, then the transpose of bilinear sampling.
-      auto g = s[t].narrow(0, y0, n).view({1, n, 1, Xd}).expand({1, n, L, Xd}).contiguous();
+      auto g = (s[t].narrow(0, y0, n) * tg.weight).view({1, n, 1, Xd}).expand({1, n, L, Xd}).contiguous();
       auto shape_only = torch::zeros({1}, o).expand({1, n, Z, X});
-      auto grads = at::grid_sampler_2d_backward(g, shape_only, grid, /*interpolation_mode=*/0,
+      auto grads = at::grid_sampler_2d_backward(g, shape_only, tg.grid, /*interpolation_mode=*/0,
                                                 /*padding_mode=*/0, /*align_corners=*/true,
                                                 {true, false});
       out.narrow(0, y0, n).add_(std::get<0>(grads).squeeze(0));  // [n, Z, X]

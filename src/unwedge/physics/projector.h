@@ -11,9 +11,11 @@
 // ranges both read the same.)
 // The tilt axis Y maps to detector rows one to one.
 //
-// Discretisation: for each tilt the (z, x) plane is sampled bilinearly at unit steps along each
-// ray (zero outside the volume) and summed, so a line integral is in voxel-value x voxels;
-// at theta = 0 it is the exact column sum. backproject is the exact transpose of project
+// Discretisation (Joseph's method): each ray is stepped one voxel at a time along the axis it is
+// closest to (z for |theta| <= 45°, x beyond), the volume is interpolated linearly across the
+// other axis (zero outside), and the samples are summed times the path length per step
+// (1/|cos theta| or 1/|sin theta|); a line integral is in voxel-value x voxels. At theta = 0 it
+// is the exact column sum, at 90° the exact row sum. backproject is the exact transpose of project
 // (same bilinear weights), so <project(x), y> = <x, backproject(y)> to float rounding.
 // Tensors run on the input's device; Y is processed in chunks so memory stays bounded.
 //
