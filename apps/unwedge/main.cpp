@@ -20,6 +20,7 @@ using AddCommand = void (*)(CLI::App&, cli::GlobalOptions&);
 // Every subcommand, registered in one place (in the order `--help` lists them).
 const AddCommand kCommands[] = {
     cli::add_info_command,
+    cli::add_reconstruct_command,
     cli::add_train_command,
     cli::add_restore_command,
     cli::add_convert_command,
