@@ -29,6 +29,7 @@ void add_info_command(CLI::App& root, GlobalOptions& g);
 void add_reconstruct_command(CLI::App& root, GlobalOptions& g);
 void add_train_command(CLI::App& root, GlobalOptions& g);
 void add_restore_command(CLI::App& root, GlobalOptions& g);
+void add_methods_command(CLI::App& root, GlobalOptions& g);
 void add_convert_command(CLI::App& root, GlobalOptions& g);
 
 }  // namespace unwedge::cli

@@ -23,6 +23,7 @@ const AddCommand kCommands[] = {
     cli::add_reconstruct_command,
     cli::add_train_command,
     cli::add_restore_command,
+    cli::add_methods_command,
     cli::add_convert_command,
 };
 

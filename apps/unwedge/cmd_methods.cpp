@@ -1,0 +1,49 @@
+// `unwedge methods [--options NAME]`: the method registry with one-line descriptions, or one
+// method's options with their defaults (the keys `unwedge train --opt KEY=VALUE` accepts).
+#include <cstdio>
+
+#include "cli_common.h"
+#include "unwedge/methods/method.h"
+
+namespace unwedge::cli {
+
+namespace {
+
+struct MethodsParams {
+  std::string options_of;  ///< method whose options to list; empty = list the methods
+};
+
+void list_methods() {
+  for (const auto& m : method_registry().list()) {
+    std::printf("%-20s %-17s %s\n", m.name.c_str(),
+                m.needs_halves ? "half tomograms" : "single tomogram", m.description.c_str());
+  }
+}
+
+void list_options(const std::string& name) {
+  const MethodInfo& info = method_registry().get(name);
+  std::printf("%s: %s\n", info.name.c_str(), info.description.c_str());
+  for (const auto& o : info.options) {
+    std::printf("  %-18s %-10s %s\n", o.key.c_str(), o.default_value.dump().c_str(),
+                o.help.c_str());
+  }
+}
+
+}  // namespace
+
+void add_methods_command(CLI::App& root, GlobalOptions&) {
+  auto p = std::make_shared<MethodsParams>();
+  CLI::App* cmd = root.add_subcommand(
+      "methods", "List the restoration methods (name, input, description), or one method's options");
+  cmd->add_option("--options", p->options_of,
+                  "Print the options of this method with their defaults (for train --opt)");
+  cmd->callback([p] {
+    if (p->options_of.empty()) {
+      list_methods();
+    } else {
+      list_options(p->options_of);
+    }
+  });
+}
+
+}  // namespace unwedge::cli
