@@ -1,0 +1,34 @@
+# Smoke tests of `unwedge train` and `unwedge restore` (sourced by smoke.sh: $BIN, $WORK, check).
+check train-help 0 "--patch.*64" -- "$BIN" train --help
+check restore-help 0 "--overlap.*32" -- "$BIN" restore --help
+TS="$WORK/train_sim"
+mkdir -p "$TS"
+if "$BIN" -q simulate --preset tiny --out "$TS" > /dev/null 2>&1 && [[ -f "$TS/even.mrc" ]]; then
+  TINY=(--opt depth=1 --opt base_channels=4 --opt convs_per_level=1 --patch 16 --batch 2
+        --no-progress --threads 1)
+  check train-n2n 0 "wrote" -- "$BIN" train --method n2n --even "$TS/even.mrc" --odd "$TS/odd.mrc" \
+    --out "$WORK/m.uwm" --steps 3 "${TINY[@]}"
+  check train-config-written 0 "patch" -- cat "$WORK/m.config.yaml"
+  check train-log-written 0 '"step":3' -- cat "$WORK/m.train.jsonl"
+  check train-exists 1 "exists" -- "$BIN" train --method n2n --even "$TS/even.mrc" \
+    --odd "$TS/odd.mrc" --out "$WORK/m.uwm" --steps 3 "${TINY[@]}"
+  check train-resume 0 "wrote" -- "$BIN" train --method n2n --even "$TS/even.mrc" \
+    --odd "$TS/odd.mrc" --out "$WORK/m.uwm" --steps 4 --resume "${TINY[@]}"
+  check train-unpaired 1 "paired by position" -- "$BIN" train --method n2n \
+    --even "$TS/even.mrc" "$TS/even.mrc" --odd "$TS/odd.mrc" --out "$WORK/m2.uwm" --steps 1
+  check train-patch-too-big 1 "larger than the volume" -- "$BIN" train --method n2n \
+    --even "$TS/even.mrc" --odd "$TS/odd.mrc" --out "$WORK/m3.uwm" --steps 1 --patch 128
+  check train-n2v-needs-in 1 "give --in" -- "$BIN" train --method n2v \
+    --even "$TS/even.mrc" --odd "$TS/odd.mrc" --out "$WORK/m4.uwm" --steps 1
+  check restore-pair 0 "wrote" -- "$BIN" restore --model "$WORK/m.uwm" --even "$TS/even.mrc" \
+    --odd "$TS/odd.mrc" --out "$WORK/r.mrc" --save-halves --tile 32 --overlap 8 --no-progress
+  check restore-shape 0 "64 x 64 x 32" -- "$BIN" info "$WORK/r.mrc"
+  check restore-halves 0 "64 x 64 x 32" -- "$BIN" info "$WORK/r_even.mrc"
+  check restore-exists 1 "exists" -- "$BIN" restore --model "$WORK/m.uwm" --in "$TS/tomo.mrc" \
+    --out "$WORK/r.mrc"
+  head -c 2000 "$WORK/m.uwm" > "$WORK/trunc.uwm"
+  check restore-truncated 1 "corrupt or truncated" -- "$BIN" restore --model "$WORK/trunc.uwm" \
+    --in "$TS/tomo.mrc" --out "$WORK/r2.mrc"
+else
+  echo "skip: simulate unavailable, train/restore smoke tests not run"
+fi
