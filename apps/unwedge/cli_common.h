@@ -31,5 +31,7 @@ void add_train_command(CLI::App& root, GlobalOptions& g);
 void add_restore_command(CLI::App& root, GlobalOptions& g);
 void add_methods_command(CLI::App& root, GlobalOptions& g);
 void add_convert_command(CLI::App& root, GlobalOptions& g);
+void add_eval_command(CLI::App& root, GlobalOptions& g);
+void add_report_command(CLI::App& root, GlobalOptions& g);
 
 }  // namespace unwedge::cli

@@ -25,6 +25,8 @@ const AddCommand kCommands[] = {
     cli::add_restore_command,
     cli::add_methods_command,
     cli::add_convert_command,
+    cli::add_eval_command,
+    cli::add_report_command,
 };
 
 std::string join_args(int argc, char** argv) {

@@ -1,0 +1,33 @@
+# Smoke tests of `unwedge eval` and `unwedge report` (sourced by smoke.sh: check, $BIN, $WORK, $SRC).
+check eval-help 0 "tilt-range.*-60" -- "$BIN" eval --help
+check eval-no-inputs 1 "either --in and --truth" -- "$BIN" eval
+check report-no-inputs 1 "either --json or --runs" -- "$BIN" report --out "$WORK/r.html"
+if /usr/bin/python3 -c "import mrcfile, numpy" 2>/dev/null; then
+  /usr/bin/python3 "$SRC/tests/report_fixture.py" "$WORK/ev" 24 >/dev/null
+  /usr/bin/python3 "$SRC/tests/report_fixture.py" "$WORK/ev16" 16 >/dev/null
+  E=$WORK/ev
+  check eval-truth 0 "PSNR.*dB.*yes" -- "$BIN" eval --in "$E/lowpass.mrc" --truth "$E/gt.mrc" \
+    --json "$WORK/eval.json"
+  check eval-json 0 '"cc_wedge_band"' -- cat "$WORK/eval.json"
+  check eval-json-exists 1 "exists" -- "$BIN" eval --in "$E/lowpass.mrc" --truth "$E/gt.mrc" \
+    --json "$WORK/eval.json"
+  check eval-halves 0 "anisotropy" -- "$BIN" eval --half1 "$E/sampled.mrc" --half2 "$E/lowpass.mrc" \
+    --tilt-range -50 65
+  check eval-mask 0 "mask > 0.5" -- "$BIN" eval --in "$E/lowpass.mrc" --truth "$E/gt.mrc" \
+    --mask "$E/mask.mrc"
+  check eval-shape-mismatch 1 "ev16/gt.mrc is 16 x 16 x 16" -- "$BIN" eval --in "$E/lowpass.mrc" \
+    --truth "$WORK/ev16/gt.mrc"
+  check eval-bad-tilt 1 "90|tilt" -- "$BIN" eval --in "$E/lowpass.mrc" --truth "$E/gt.mrc" \
+    --tilt-range 60 -60
+  check report-json 0 "report.html" -- "$BIN" report --json "$E/report.json" --out "$WORK/report.html"
+  check report-inline 0 "data:image/png;base64" -- grep -o "data:image/png;base64" -m1 "$WORK/report.html"
+  check report-exists 1 "exists" -- "$BIN" report --json "$E/report.json" --out "$WORK/report.html"
+  mkdir -p "$WORK/runs/mymethod"
+  cp "$E/sampled.mrc" "$WORK/runs/mymethod/restored.mrc"
+  cp "$E/train_log.jsonl" "$WORK/runs/mymethod/train_log.jsonl"
+  check report-runs 0 "runs.html" -- "$BIN" report --runs "$WORK/runs/mymethod" --truth "$E/gt.mrc" \
+    --input "$E/tomo.mrc" --out "$WORK/runs.html"
+  check report-runs-missing 1 "no restored.mrc" -- "$BIN" report --runs "$WORK" --out "$WORK/x.html"
+else
+  echo "skip: /usr/bin/python3 with mrcfile+numpy absent, eval/report smoke tests on data not run"
+fi
