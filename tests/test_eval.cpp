@@ -15,6 +15,7 @@
 #include "unwedge/eval/evaluate.h"
 #include "unwedge/eval/metrics.h"
 #include "unwedge/eval/png.h"
+#include "unwedge/eval/report.h"
 #include "unwedge/eval/svg.h"
 #include "unwedge/ops/wedge.h"
 
@@ -316,4 +317,70 @@ TEST(Svg, LinePlotHasOneLinePerSeriesAndEscapesText) {
   for (size_t p = s.find("<polyline"); p != std::string::npos; p = s.find("<polyline", p + 1)) ++n;
   EXPECT_EQ(n, 3u);  // a, and b broken in two by its NaN
   EXPECT_THROW(svg_line_plot({PlotSeries{"x", {0, 1}, {1}, "", false}}, o), ShapeError);
+}
+
+TEST(Report, Base64MatchesRfc4648Vectors) {
+  auto b64 = [](const std::string& s) {
+    return base64_encode(std::vector<uint8_t>(s.begin(), s.end()));
+  };
+  EXPECT_EQ(b64(""), "");
+  EXPECT_EQ(b64("f"), "Zg==");
+  EXPECT_EQ(b64("fo"), "Zm8=");
+  EXPECT_EQ(b64("foo"), "Zm9v");
+  EXPECT_EQ(b64("foob"), "Zm9vYg==");
+  EXPECT_EQ(b64("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(b64("foobar"), "Zm9vYmFy");
+}
+
+TEST(Report, LossLogSkipsATruncatedLastLineOnly) {
+  fs::path d = temp_dir("log");
+  {
+    std::ofstream f(d / "a.jsonl");
+    f << "{\"step\": 0, \"loss\": 1.5}\n{\"step\": 10, \"loss\": 1.0, \"val_loss\": 1.2}\n"
+      << "{\"step\": 20, \"lo";
+  }
+  LossLog log = loss_log_read((d / "a.jsonl").string());
+  EXPECT_EQ(log.step, (std::vector<double>{0, 10}));
+  EXPECT_EQ(log.loss, (std::vector<double>{1.5, 1.0}));
+  EXPECT_EQ(log.val_step, (std::vector<double>{10}));
+  EXPECT_EQ(log.val_loss, (std::vector<double>{1.2}));
+  {
+    std::ofstream f(d / "b.jsonl");
+    f << "{\"step\": 0, \"loss\": 1.5}\nnot json\n{\"step\": 20, \"loss\": 0.5}\n";
+  }
+  try {
+    loss_log_read((d / "b.jsonl").string());
+    FAIL() << "a bad line in the middle must be an error";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
+  }
+  fs::remove_all(d);
+}
+
+TEST(Report, InputJsonResolvesPathsAndRejectsUnknownKeys) {
+  fs::path d = temp_dir("rjson");
+  {
+    std::ofstream f(d / "r.json");
+    f << R"({"gt": "data/gt.mrc", "tilt_range_deg": [-50, 65], "methods": [
+          {"name": "n2n", "restored": "n2n/out.mrc", "std": "/abs/std.mrc", "steps": 100}]})";
+  }
+  ReportInput in = report_input_read((d / "r.json").string());
+  EXPECT_EQ(in.gt, (d / "data/gt.mrc").string());
+  EXPECT_EQ(in.tilt_range_deg[0], -50);
+  EXPECT_EQ(in.tilt_range_deg[1], 65);
+  ASSERT_EQ(in.methods.size(), 1u);
+  EXPECT_EQ(in.methods[0].restored, (d / "n2n/out.mrc").string());
+  EXPECT_EQ(in.methods[0].std_map, "/abs/std.mrc");
+  EXPECT_EQ(in.methods[0].info.at("steps"), 100);
+  {
+    std::ofstream f(d / "bad.json");
+    f << R"({"methods": [], "gt_path": "x.mrc"})";
+  }
+  try {
+    report_input_read((d / "bad.json").string());
+    FAIL() << "unknown key accepted";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("gt_path"), std::string::npos) << e.what();
+  }
+  fs::remove_all(d);
 }

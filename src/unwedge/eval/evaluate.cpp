@@ -42,6 +42,12 @@ const MetricInfo kMetrics[] = {
     {"anisotropy_z_over_x", "anisotropy: 0.143 resolution Z / X (1 = isotropic)", "", true},
 };
 
+std::string g(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+
 double num_or_nan(const json& j) {
   return j.is_number() ? j.get<double>() : std::nan("");
 }
@@ -90,7 +96,7 @@ json conventions(bool truth, bool masked, const EvalOptions& o) {
         "CC and every Fourier metric are invariant to a and b by construction. psnr_raw_db is not.";
     c["psnr"] = "10 log10(R^2 / MSE), R = max - min of gt inside the mask";
     c["ssim"] = o.ssim.gaussian_weights
-                    ? "Gaussian window sigma " + std::to_string(o.ssim.sigma) +
+                    ? "Gaussian window sigma " + g(o.ssim.sigma) +
                           " (truncate 3.5), K1 0.01, K2 0.03, population covariance, border "
                           "cropped (skimage structural_similarity)"
                     : "uniform " + std::to_string(o.ssim.win_size) + "^3 window, border cropped";
@@ -98,16 +104,16 @@ json conventions(bool truth, bool masked, const EvalOptions& o) {
   c["fourier"] =
       "rfft (ortho) of the mean-subtracted volumes; DC and corners beyond Nyquist excluded; "
       "shells of width 1/N cycles/voxel, N the smallest dimension";
-  c["bands"] = "measured band = tilt range [" + std::to_string(o.wedge.tilt_min_deg) + ", " +
-               std::to_string(o.wedge.tilt_max_deg) +
+  c["bands"] = "measured band = tilt range [" + g(o.wedge.tilt_min_deg) + ", " +
+               g(o.wedge.tilt_max_deg) +
                "] deg about Y; wedge band = its complement; deep wedge band = more than " +
-               std::to_string(o.deep_margin_deg) + " deg past the tilt limit";
+               g(o.deep_margin_deg) + " deg past the tilt limit";
   c["mask"] = masked ? "real-space metrics use voxels with mask > 0.5; Fourier metrics use the "
                        "volumes minus their mean inside the mask, times the mask softened by a "
                        "Gaussian of sigma " +
-                           std::to_string(o.mask_soft_sigma) + " voxels"
+                           g(o.mask_soft_sigma) + " voxels"
                      : "none";
-  c["directional_fsc"] = "cones of half-angle " + std::to_string(o.cone_half_angle_deg) +
+  c["directional_fsc"] = "cones of half-angle " + g(o.cone_half_angle_deg) +
                          " deg about kx, ky, kz; xz = coefficients within that angle of the "
                          "kx-kz plane";
   return c;
