@@ -33,5 +33,6 @@ void add_methods_command(CLI::App& root, GlobalOptions& g);
 void add_convert_command(CLI::App& root, GlobalOptions& g);
 void add_eval_command(CLI::App& root, GlobalOptions& g);
 void add_report_command(CLI::App& root, GlobalOptions& g);
+void add_bench_command(CLI::App& root, GlobalOptions& g);
 
 }  // namespace unwedge::cli

@@ -27,6 +27,7 @@ const AddCommand kCommands[] = {
     cli::add_convert_command,
     cli::add_eval_command,
     cli::add_report_command,
+    cli::add_bench_command,
 };
 
 std::string join_args(int argc, char** argv) {

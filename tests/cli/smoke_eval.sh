@@ -31,3 +31,5 @@ if /usr/bin/python3 -c "import mrcfile, numpy" 2>/dev/null; then
 else
   echo "skip: /usr/bin/python3 with mrcfile+numpy absent, eval/report smoke tests on data not run"
 fi
+check bench-help 0 "steps.*200" -- "$BIN" bench --help
+check bench-unknown-method 1 "unknown method" -- "$BIN" bench --methods nosuch --out "$WORK/bench"
