@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
+#include "unwedge/eval/baselines.h"
 #include "unwedge/eval/evaluate.h"
 #include "unwedge/eval/metrics.h"
 #include "unwedge/eval/png.h"
@@ -383,4 +384,20 @@ TEST(Report, InputJsonResolvesPathsAndRejectsUnknownKeys) {
     EXPECT_NE(std::string(e.what()).find("gt_path"), std::string::npos) << e.what();
   }
   fs::remove_all(d);
+}
+
+TEST(Baselines, GaussianLowpassAttenuatesACosineByTheClosedForm) {
+  // cos(2π f x) with f = 3/16 cycles/voxel along X: the filter multiplies it by exp(-f²/2σ²).
+  at::Tensor x = torch::arange(16, torch::kDouble).view({1, 1, 16}).expand({8, 8, 16});
+  at::Tensor v = torch::cos(2 * M_PI * 3.0 / 16.0 * x).contiguous();
+  double sigma = 0.1, f = 3.0 / 16.0;
+  at::Tensor lp = lowpass_gaussian(v, sigma).to(torch::kDouble);
+  EXPECT_NEAR((lp - v * std::exp(-f * f / (2 * sigma * sigma))).abs().max().item<double>(), 0.0,
+              1e-6);  // float32 output
+  at::Tensor gt = smooth_volume(16, 15);
+  torch::manual_seed(16);
+  at::Tensor noisy = gt + 0.3 * torch::randn_like(gt);
+  OracleLowpass o = lowpass_oracle(noisy, gt);
+  EXPECT_GT(o.cc, metric_pearson_cc(noisy, gt) + 0.1);
+  EXPECT_NEAR(o.cc, metric_pearson_cc(o.volume, gt), 1e-6);
 }
