@@ -57,7 +57,7 @@ if grep -E 'CONSOLE|Uncaught|ERR_FILE_NOT_FOUND|Failed to load' "$WORK/dom.log" 
   fails=$((fails + 1))
 fi
 
-chrome "$WORK/shot.log" --hide-scrollbars --window-size=1200,900 \
+chrome "$WORK/shot.log" --hide-scrollbars --window-size=1200,900 --run-all-compositor-stages-before-draw \
   --screenshot="$WORK/report.png" "file://$WORK/report.html" >/dev/null
 size=$(stat -c %s "$WORK/report.png" 2>/dev/null || echo 0)
 if [[ "$size" -lt 10000 ]]; then
@@ -69,8 +69,21 @@ if [[ "$w" != 1200 || "$h" != 900 ]]; then
   echo "FAIL: screenshot is ${w}x${h}, expected 1200x900"
   fails=$((fails + 1))
 fi
+# The first slice panels (below the table and the FSC plot) must be drawn, not blank.
+drawn=$(/usr/bin/python3 - "$WORK/report.png" <<'PY' 2>/dev/null
+import sys
+from PIL import Image
+im = Image.open(sys.argv[1]).convert("L").crop((200, 770, 860, 900))
+px = list(im.getdata())
+print(sum(1 for v in px if 40 < v < 250) * 100 // len(px))
+PY
+)
+if [[ -n "$drawn" && "$drawn" -lt 5 ]]; then
+  echo "FAIL: the slice panels look blank in the screenshot ($drawn % drawn pixels)"
+  fails=$((fails + 1))
+fi
 if [[ $fails -eq 0 && -n "$COPY" ]]; then
   cp "$WORK/report.png" "$COPY" && echo "screenshot copied to $COPY"
 fi
-echo "report browser test: $nimg images, $nsvg plots, screenshot $size bytes, $fails failures"
+echo "report browser test: $nimg images, $nsvg plots, screenshot $size bytes (${drawn:-?} % of the first panels drawn), $fails failures"
 [[ $fails -eq 0 ]]

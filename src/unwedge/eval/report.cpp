@@ -252,7 +252,7 @@ std::string report_html(const ReportInput& in) {
 
   // Common contrast: percentiles of gt (else of the input, else of the first method).
   at::Tensor ref = gt ? *gt : input ? *input : read_volume(in.methods.front().restored);
-  Contrast c = contrast_percentile(ref, 0.005, 0.995);
+  Contrast c = contrast_percentile(ref, 0.01, 0.99);
   int64_t maxdim = std::max({ref.size(0), ref.size(1), ref.size(2)});
   int zoom = static_cast<int>(std::clamp<int64_t>((192 + maxdim - 1) / maxdim, 1, 4));
   Contrast amp_c = contrast_percentile(fourier_xz_log_amplitude(ref), 0.01, 0.999);
@@ -359,7 +359,7 @@ std::string report_html(const ReportInput& in) {
     po.y_min = -0.1;
     po.y_max = 1.0;
     po.hlines = {0.5, 0.143};
-    po.width = 640;
+    po.width = 760;
     fsc_svg = svg_line_plot(fsc_series, po);
   }
 
@@ -381,7 +381,7 @@ std::string report_html(const ReportInput& in) {
       "  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');\n"
       "});\n</script>\n</head><body>\n<h1>" +
       xml_escape(in.title) + "</h1>\n<p class=\"note\">Slices are central sections on one "
-      "contrast (0.5&ndash;99.5 % of " +
+      "contrast (1&ndash;99 % of " +
       (gt ? "the ground truth" : "the reference volume") +
       "); every volume is shown after a least-squares affine fit to it. XZ is the plane where "
       "the missing wedge shows (elongation along Z); the last column is log(1+|F|) in the "

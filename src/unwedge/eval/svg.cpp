@@ -95,7 +95,11 @@ std::string svg_line_plot(const std::vector<PlotSeries>& series, const PlotOptio
     y0 -= pad;
     y1 += pad;
   }
-  const double L = 62, R = 150, T = 30, B = 46;  // margins (legend on the right)
+  size_t longest = 0;
+  for (const auto& sr : series) longest = std::max(longest, sr.name.size());
+  // Margins; the legend on the right is as wide as the longest name (about 6.5 px a character).
+  const double L = 62, T = 30, B = 46;
+  const double R = std::clamp(44.0 + 6.5 * static_cast<double>(longest), 110.0, 320.0);
   double pw = o.width - L - R, ph = o.height - T - B;
   auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * pw; };
   auto py = [&](double yt) { return T + (1.0 - (yt - y0) / (y1 - y0)) * ph; };
