@@ -1,7 +1,7 @@
 // Tilt-series projector about Y, its exact adjoint and weighted back-projection.
-// Each tilt is one resampling of the (z, x) planes (all Y rows as channels) at the ray points
-// of Joseph's scheme followed by a weighted sum along the ray; the back-projector is the
-// transpose of that resampling (grid_sampler_2d_backward), so the pair is exactly adjoint.
+// Each tilt is a sparse matrix on the (z, x) plane (Joseph's scheme: two linear-interpolation
+// weights per ray step) shared by all Y rows; the back-projector multiplies by its transpose,
+// so the pair is exactly adjoint.
 #include "unwedge/physics/projector.h"
 
 #include <algorithm>
@@ -16,7 +16,7 @@ namespace unwedge {
 
 namespace {
 
-constexpr int64_t kChunkElems = int64_t(1) << 25;  // resampled samples held at once (128 MB)
+constexpr int64_t kChunkNnz = int64_t(1) << 22;  // matrix entries built at once (~100 MB)
 
 void check_angles(const std::vector<double>& angles, const char* what) {
   if (angles.empty()) throw ValueError(std::string(what) + ": no tilt angles");
@@ -28,40 +28,6 @@ void check_angles(const std::vector<double>& angles, const char* what) {
   }
 }
 
-/// Sampling of one tilt (Joseph's scheme): rays are stepped one voxel at a time along the axis
-/// they are closest to (z for |theta| <= 45°, x beyond), with 1D linear interpolation across
-/// the other axis; `weight` is the path length per step (1/|cos| or 1/|sin|).
-struct TiltGrid {
-  at::Tensor grid;  ///< [1, L, Xd, 2] (x, z) normalised for grid_sample with align_corners
-  double weight;
-  int64_t L;
-};
-
-TiltGrid tilt_grid(double theta, int64_t Xd, int64_t Z, int64_t X, const at::TensorOptions& o) {
-  double c = std::cos(theta), sn = std::sin(theta);
-  auto u = (torch::arange(Xd, o) - (Xd - 1) / 2.0).view({1, Xd});  // detector, centred
-  at::Tensor x, z;
-  TiltGrid g;
-  if (std::abs(c) >= std::abs(sn)) {  // step along z
-    g.L = Z;
-    z = (torch::arange(Z, o) - (Z - 1) / 2.0).view({Z, 1}).expand({Z, Xd});
-    x = (u - z * sn) / c;
-    g.weight = 1.0 / std::abs(c);
-  } else {  // step along x
-    g.L = X;
-    x = (torch::arange(X, o) - (X - 1) / 2.0).view({X, 1}).expand({X, Xd});
-    z = (u - x * c) / sn;
-    g.weight = 1.0 / std::abs(sn);
-  }
-  g.grid = torch::stack({x / ((X - 1) / 2.0), z / ((Z - 1) / 2.0)}, -1).unsqueeze(0);
-  return g;
-}
-
-int64_t y_chunk(int64_t Y, int64_t L, int64_t Xd, int64_t Z, int64_t X) {
-  int64_t per_row = std::max(L * Xd, Z * X);
-  return std::clamp<int64_t>(kChunkElems / std::max<int64_t>(per_row, 1), 1, Y);
-}
-
 void check_plane(int64_t Z, int64_t X, const char* what) {
   if (Z < 2 || X < 2) {
     throw ShapeError(std::string(what) + ": thickness " + std::to_string(Z) + " and width " +
@@ -69,8 +35,78 @@ void check_plane(int64_t Z, int64_t X, const char* what) {
   }
 }
 
+/// Entries of one tilt's projection matrix P [Xd, Z*X] (Joseph's scheme): rays are stepped one
+/// voxel at a time along the axis they are closest to (z for |theta| <= 45°, x beyond), with 1D
+/// linear interpolation across the other axis (zero outside) times the path length per step
+/// (1/|cos| or 1/|sin|). Rows are detector pixels, columns z * X + x. Positions are computed in
+/// float64 on the device of `o`; values are float32.
+struct TiltEntries {
+  at::Tensor row, col, val;  ///< [nnz] int64, int64, float32
+};
+
+TiltEntries tilt_entries(double theta, int64_t Xd, int64_t Z, int64_t X, const at::TensorOptions& o) {
+  auto od = o.dtype(torch::kDouble);
+  auto oi = o.dtype(torch::kLong);
+  double c = std::cos(theta), sn = std::sin(theta);
+  auto u = (torch::arange(Xd, od) - (Xd - 1) / 2.0).view({1, Xd});  // detector, centred
+  const bool along_z = std::abs(c) >= std::abs(sn);
+  const int64_t L = along_z ? Z : X;   // steps along the ray
+  const int64_t N = along_z ? X : Z;   // interpolated axis
+  const double weight = 1.0 / (along_z ? std::abs(c) : std::abs(sn));
+  auto step = torch::arange(L, od).view({L, 1});                     // voxel index along the ray
+  auto stepc = step - (L - 1) / 2.0;
+  // Position (voxel index) on the interpolated axis for every (step, detector pixel): [L, Xd].
+  auto pos = along_z ? (u - stepc * sn) / c + (X - 1) / 2.0 : (u - stepc * c) / sn + (Z - 1) / 2.0;
+  auto i0 = torch::floor(pos);
+  auto w1 = pos - i0;
+  auto i0l = i0.to(torch::kLong);
+  auto stepl = torch::arange(L, oi).view({L, 1}).expand({L, Xd});
+  auto det = torch::arange(Xd, oi).view({1, Xd}).expand({L, Xd});
+  std::vector<at::Tensor> rows, cols, vals;
+  for (int k = 0; k < 2; ++k) {  // the two interpolation corners
+    auto idx = i0l + k;
+    auto w = k == 0 ? 1.0 - w1 : w1;
+    auto keep = (idx >= 0) & (idx < N) & (w > 0);
+    auto col = along_z ? stepl * X + idx : idx * X + stepl;
+    rows.push_back(det.masked_select(keep));
+    cols.push_back(col.masked_select(keep));
+    vals.push_back((w * weight).masked_select(keep).to(torch::kFloat));
+  }
+  return {torch::cat(rows), torch::cat(cols), torch::cat(vals)};
+}
+
+/// Groups of consecutive tilts whose matrices together hold at most ~kChunkNnz entries.
+std::vector<std::pair<int64_t, int64_t>> tilt_chunks(int64_t T, int64_t Xd, int64_t Z, int64_t X) {
+  int64_t per_tilt = 2 * std::max(Z, X) * Xd;
+  int64_t n = std::clamp<int64_t>(kChunkNnz / std::max<int64_t>(per_tilt, 1), 1, T);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t t0 = 0; t0 < T; t0 += n) out.push_back({t0, std::min(n, T - t0)});
+  return out;
+}
+
+/// The stacked projection matrix of tilts [t0, t0 + n) as a sparse COO tensor
+/// [n * Xd, Z * X] (transposed: [Z * X, n * Xd]).
+at::Tensor tilt_matrix(const std::vector<double>& angles_deg, int64_t t0, int64_t n, int64_t Xd,
+                       int64_t Z, int64_t X, const at::TensorOptions& o, bool transposed) {
+  std::vector<at::Tensor> rows, cols, vals;
+  for (int64_t t = t0; t < t0 + n; ++t) {
+    auto e = tilt_entries(angles_deg[t] * M_PI / 180.0, Xd, Z, X, o);
+    rows.push_back(e.row + (t - t0) * Xd);
+    cols.push_back(e.col);
+    vals.push_back(e.val);
+  }
+  auto r = torch::cat(rows), c = torch::cat(cols);
+  auto idx = transposed ? torch::stack({c, r}) : torch::stack({r, c});
+  std::vector<int64_t> size = transposed ? std::vector<int64_t>{Z * X, n * Xd}
+                                         : std::vector<int64_t>{n * Xd, Z * X};
+  return at::_sparse_coo_tensor_unsafe(idx, torch::cat(vals), size, o.dtype(torch::kFloat));
+}
+
 }  // namespace
 
+// Both operators act on the [Z * X] plane, identical for every Y row: project is one sparse
+// matrix product P [T * Xd, Z * X] x V [Z * X, Y], backproject the same with P's transpose, so
+// the pair is exactly adjoint (same entries) and every Y row shares one matrix.
 at::Tensor project(const at::Tensor& volume, const std::vector<double>& angles_deg,
                    int64_t det_width) {
   if (volume.dim() != 3) {
@@ -81,23 +117,15 @@ at::Tensor project(const at::Tensor& volume, const std::vector<double>& angles_d
   int64_t Z = volume.size(0), Y = volume.size(1), X = volume.size(2);
   check_plane(Z, X, "project");
   int64_t Xd = det_width > 0 ? det_width : X;
-  auto vol = volume.to(torch::kFloat).permute({1, 0, 2});  // [Y, Z, X]: rows as channels
-  auto o = vol.options();
-  auto series = torch::empty({int64_t(angles_deg.size()), Y, Xd}, o);  // [T, Y, Xd]
-  for (size_t t = 0; t < angles_deg.size(); ++t) {
-    double theta = angles_deg[t] * M_PI / 180.0;
-    auto tg = tilt_grid(theta, Xd, Z, X, o);
-    int64_t L = tg.L;
-    int64_t yc = y_chunk(Y, L, Xd, Z, X);
-    for (int64_t y0 = 0; y0 < Y; y0 += yc) {
-      int64_t n = std::min(yc, Y - y0);
-      auto in = vol.narrow(0, y0, n).unsqueeze(0).contiguous();  // [1, n, Z, X]
-      auto smp = at::grid_sampler_2d(in, tg.grid, /*interpolation_mode=*/0, /*padding_mode=*/0,
-                                     /*align_corners=*/true);    // [1, n, L, Xd]
-      series[t].narrow(0, y0, n).copy_(smp.sum(2).squeeze(0) * tg.weight);  // [n, Xd]
-    }
+  int64_t T = int64_t(angles_deg.size());
+  auto o = volume.options().dtype(torch::kFloat);
+  auto v = volume.to(torch::kFloat).permute({0, 2, 1}).reshape({Z * X, Y}).contiguous();
+  auto series = torch::empty({T, Xd, Y}, o);  // [T, Xd, Y]; Y last while multiplying
+  for (auto [t0, n] : tilt_chunks(T, Xd, Z, X)) {
+    auto P = tilt_matrix(angles_deg, t0, n, Xd, Z, X, o, /*transposed=*/false);
+    series.narrow(0, t0, n).view({n * Xd, Y}).copy_(torch::mm(P, v));
   }
-  return series;
+  return series.permute({0, 2, 1}).contiguous();  // [T, Y, Xd]
 }
 
 at::Tensor backproject(const at::Tensor& series, const std::vector<double>& angles_deg,
@@ -111,30 +139,17 @@ at::Tensor backproject(const at::Tensor& series, const std::vector<double>& angl
     throw ShapeError("backproject: " + std::to_string(series.size(0)) + " projections but " +
                      std::to_string(angles_deg.size()) + " angles");
   }
-  int64_t Y = series.size(1), Xd = series.size(2);
+  int64_t T = series.size(0), Y = series.size(1), Xd = series.size(2);
   int64_t Z = thickness, X = width > 0 ? width : Xd;
   check_plane(Z, X, "backproject");
-  auto s = series.to(torch::kFloat);
-  auto o = s.options();
-  auto out = torch::zeros({Y, Z, X}, o);  // [Y, Z, X]
-  for (size_t t = 0; t < angles_deg.size(); ++t) {
-    double theta = angles_deg[t] * M_PI / 180.0;
-    auto tg = tilt_grid(theta, Xd, Z, X, o);
-    int64_t L = tg.L;
-    int64_t yc = y_chunk(Y, L, Xd, Z, X);
-    for (int64_t y0 = 0; y0 < Y; y0 += yc) {
-      int64_t n = std::min(yc, Y - y0);
-      // The transpose of "sample then sum along the ray": spread each detector value along
-      // its ray, then the transpose of bilinear sampling.
-      auto g = (s[t].narrow(0, y0, n) * tg.weight).view({1, n, 1, Xd}).expand({1, n, L, Xd}).contiguous();
-      auto shape_only = torch::zeros({1}, o).expand({1, n, Z, X});
-      auto grads = at::grid_sampler_2d_backward(g, shape_only, tg.grid, /*interpolation_mode=*/0,
-                                                /*padding_mode=*/0, /*align_corners=*/true,
-                                                {true, false});
-      out.narrow(0, y0, n).add_(std::get<0>(grads).squeeze(0));  // [n, Z, X]
-    }
+  auto o = series.options().dtype(torch::kFloat);
+  auto s = series.to(torch::kFloat).permute({0, 2, 1}).contiguous();  // [T, Xd, Y]
+  auto out = torch::zeros({Z * X, Y}, o);
+  for (auto [t0, n] : tilt_chunks(T, Xd, Z, X)) {
+    auto Pt = tilt_matrix(angles_deg, t0, n, Xd, Z, X, o, /*transposed=*/true);
+    out.add_(torch::mm(Pt, s.narrow(0, t0, n).reshape({n * Xd, Y})));
   }
-  return out.permute({1, 0, 2}).contiguous();  // [Z, Y, X]
+  return out.view({Z, X, Y}).permute({0, 2, 1}).contiguous();  // [Z, Y, X]
 }
 
 at::Tensor wbp_filter_1d(int64_t det_width, const WbpOptions& opts, const at::TensorOptions& to) {
