@@ -2,6 +2,8 @@
 #include "unwedge/methods/method.h"
 #include "unwedge/methods/n2n.h"
 #include "unwedge/methods/n2v.h"
+#include "unwedge/methods/mae.h"
+#include "unwedge/methods/contrastive.h"
 
 namespace unwedge {
 
@@ -11,6 +13,8 @@ MethodRegistry build_registry() {
   MethodRegistry r;
   r.add(n2n_method_info());
   r.add(n2v_method_info());
+  r.add(mae_method_info());
+  r.add(contrastive_method_info());
   return r;
 }
 

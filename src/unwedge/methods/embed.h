@@ -1,0 +1,38 @@
+// Embedder: the interface of methods that also give a representation of a sub-tomogram
+// (mae, contrastive). Code outside the method finds it on any Method with method_embedder():
+//
+//   LoadedCheckpoint ck = checkpoint_load("model.uwm");
+//   Embedder& e = method_embedder(*ck.method);   // ValueError when the method does not embed
+//   torch::Tensor h = e.embed(boxes);            // [B, 1, b, b, b] -> [B, e.embed_dim()]
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "unwedge/core/error.h"
+#include "unwedge/methods/method.h"
+
+namespace unwedge {
+
+class Embedder {
+ public:
+  virtual ~Embedder() = default;
+  /// Representation of each sub-tomogram sub [B, 1, Z, Y, X] -> [B, embed_dim()], computed
+  /// without gradients in whatever mode (train/eval) is set.
+  virtual torch::Tensor embed(const torch::Tensor& sub) = 0;
+  /// Width of the representation.
+  virtual int64_t embed_dim() const = 0;
+};
+
+/// The Embedder of `m`; throws ValueError naming the method when it has none.
+inline Embedder& method_embedder(Method& m) {
+  auto* e = dynamic_cast<Embedder*>(&m);
+  if (e == nullptr) {
+    throw ValueError("method " + m.name() +
+                     " gives no embedding (methods that embed: mae, contrastive)");
+  }
+  return *e;
+}
+
+}  // namespace unwedge

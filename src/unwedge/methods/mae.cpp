@@ -1,0 +1,266 @@
+// mae: masking, loss and the method.
+#include "unwedge/methods/mae.h"
+
+#include <cmath>
+#include <string>
+
+#include "unwedge/core/error.h"
+#include "unwedge/methods/embed.h"
+#include "unwedge/methods/unet_method.h"
+#include "unwedge/nn/vit3d.h"
+#include "unwedge/ops/rotate.h"
+#include "unwedge/ops/wedge.h"
+
+namespace unwedge {
+
+MaeMask mae_random_mask(int64_t b, int64_t n, double ratio, torch::Device device) {
+  if (!(ratio >= 0 && ratio < 1)) {
+    throw ValueError("mae: mask_ratio " + std::to_string(ratio) + " is not in [0, 1)");
+  }
+  const int64_t hide = std::llround(ratio * double(n));
+  if (hide >= n) {
+    throw ValueError("mae: mask_ratio " + std::to_string(ratio) + " hides all " +
+                     std::to_string(n) + " patches");
+  }
+  auto fopt = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  auto perm = torch::rand({b, n}, fopt).argsort(int64_t(1));                       // [B, N]
+  auto keep = std::get<0>(perm.narrow(1, hide, n - hide).sort(1));       // [B, K]
+  auto hidden = torch::ones({b, n}, fopt).scatter(1, keep, 0.0);         // [B, N]
+  return {keep, hidden};
+}
+
+torch::Tensor mae_loss(const torch::Tensor& pred, const torch::Tensor& target,
+                       const torch::Tensor& hidden, bool norm_pix) {
+  auto t = target;
+  if (norm_pix) {
+    auto mean = t.mean(-1, /*keepdim=*/true);
+    auto var = t.var(-1, /*unbiased=*/false, /*keepdim=*/true);
+    t = (t - mean) / (var + 1e-6).sqrt();
+  }
+  auto per_patch = (pred - t).pow(2).mean(-1);  // [B, N]
+  return (per_patch * hidden).sum() / hidden.sum().clamp_min(1.0);
+}
+
+namespace {
+
+enum class MaeMode { patch, wedge };
+
+WedgeGeometry to_geometry(const MethodWedge& w) {
+  WedgeGeometry g;
+  g.tilt_min_deg = w.tilt_min_deg;
+  g.tilt_max_deg = w.tilt_max_deg;
+  g.sign_flip = w.flip_sign;
+  return g;
+}
+
+class Mae : public Method, public Embedder {
+ public:
+  explicit Mae(const nlohmann::json& r) : options_(r) {
+    ViT3dOptions o;
+    o.patch(r.at("patch").get<int64_t>())
+        .dim(r.at("dim").get<int64_t>())
+        .depth(r.at("depth").get<int64_t>())
+        .heads(r.at("heads").get<int64_t>())
+        .decoder_dim(r.at("decoder_dim").get<int64_t>())
+        .decoder_depth(r.at("decoder_depth").get<int64_t>())
+        .decoder_heads(r.at("decoder_heads").get<int64_t>());
+    net_ = ViT3d(o);
+    ratio_ = r.at("mask_ratio").get<double>();
+    norm_pix_ = r.at("norm_pix").get<bool>();
+    passes_ = r.at("restore_passes").get<int64_t>();
+    width_ = r.at("wedge_width_deg").get<double>();
+    const auto mode = r.at("mask_mode").get<std::string>();
+    if (mode == "patch") {
+      mode_ = MaeMode::patch;
+    } else if (mode == "wedge") {
+      mode_ = MaeMode::wedge;
+    } else {
+      throw ValueError("mae: mask_mode '" + mode + "' is not patch or wedge");
+    }
+    if (!(ratio_ > 0 && ratio_ < 1)) {
+      throw ValueError("mae: mask_ratio " + std::to_string(ratio_) + " is not in (0, 1)");
+    }
+    if (passes_ < 2) {
+      throw ValueError("mae: restore_passes " + std::to_string(passes_) + " is not >= 2");
+    }
+    if (!(width_ > 0 && width_ < 180)) {
+      throw ValueError("mae: wedge_width_deg " + std::to_string(width_) + " is not in (0, 180)");
+    }
+  }
+
+  std::string name() const override { return "mae"; }
+  bool needs_halves() const override { return false; }
+
+  torch::Tensor loss(const Batch& batch) override {
+    method_check_batch_tensor(name(), "input", batch.input);
+    const auto& x = batch.input;  // [B, 1, Z, Y, X]
+    auto grid = net_->grid_of(x);
+    const int64_t b = x.size(0), n = grid[0] * grid[1] * grid[2];
+    if (mode_ == MaeMode::patch) {
+      auto m = mae_random_mask(b, n, ratio_, x.device());
+      auto pred = net_->decode(net_->encode(x, m.keep), m.keep, grid);  // [B, N, p^3]
+      return mae_loss(pred, vit3d_patchify(x, net_->options().patch()), m.hidden, norm_pix_);
+    }
+    std::array<int64_t, 3> shape{x.size(2), x.size(3), x.size(4)};
+    auto hide = wedge_hide_mask(b, shape, x.device());          // [B, 1, Z, Y, X/2+1]
+    auto measured = data_mask(batch, shape, x.device());        // [Z, Y, X/2+1]
+    auto input = wedge_apply(x, 1.0 - hide);
+    auto pred = predict_full(input);                             // [B, 1, Z, Y, X]
+    auto err = torch::fft::rfftn(pred - x, c10::nullopt, {-3, -2, -1}, "ortho");
+    auto w = hide * measured;                                    // [B, 1, Z, Y, X/2+1]
+    return (err.abs().pow(2) * w).sum() / w.sum().clamp_min(1.0);
+  }
+
+  torch::Tensor restore(const torch::Tensor& sub) override {
+    torch::NoGradGuard ng;
+    auto x = pad(sub);
+    torch::Tensor out;
+    if (mode_ == MaeMode::patch) {
+      auto grid = net_->grid_of(x);
+      const int64_t b = x.size(0), n = grid[0] * grid[1] * grid[2];
+      const int64_t k = std::min(passes_, n);
+      auto perm = torch::rand({b, n}, x.options()).argsort(int64_t(1));       // [B, N]
+      auto group = torch::empty_like(perm).scatter_(
+          1, perm, torch::arange(n, perm.options()).remainder(k).unsqueeze(0).expand({b, n}));
+      torch::Tensor acc;
+      for (int64_t g = 0; g < k; ++g) {
+        auto hidden = (group == g).to(x.scalar_type());               // [B, N]
+        const int64_t nk = n - hidden.sum(1).min().item<int64_t>();
+        auto keep = std::get<0>((hidden + torch::arange(n, x.options()).div(2.0 * n))
+                                    .argsort(int64_t(1)).narrow(1, 0, nk).sort(1));  // visible first
+        auto pred = net_->decode(net_->encode(x, keep), keep, grid);  // [B, N, p^3]
+        pred = pred * hidden.unsqueeze(-1);
+        acc = acc.defined() ? acc + pred : pred;
+      }
+      out = vit3d_unpatchify(acc, net_->options().patch(), grid);
+    } else {
+      std::array<int64_t, 3> shape{x.size(2), x.size(3), x.size(4)};
+      auto m = wedge_cache_.mask(shape, default_geometry_, x.device());
+      auto pred = predict_full(x);
+      auto fx = torch::fft::rfftn(x, c10::nullopt, {-3, -2, -1}, "ortho");
+      auto fp = torch::fft::rfftn(pred, c10::nullopt, {-3, -2, -1}, "ortho");
+      out = torch::fft::irfftn(fx * m + fp * (1.0 - m), c10::IntArrayRef{x.size(2), x.size(3),
+                               x.size(4)}, {-3, -2, -1}, "ortho");
+    }
+    return out.narrow(2, 0, sub.size(2)).narrow(3, 0, sub.size(3)).narrow(4, 0, sub.size(4));
+  }
+
+  torch::Tensor embed(const torch::Tensor& sub) override {
+    torch::NoGradGuard ng;
+    return net_->encode(pad(sub)).mean(1);  // [B, dim]
+  }
+  int64_t embed_dim() const override { return net_->options().dim(); }
+
+  std::vector<torch::Tensor> parameters() override { return net_->parameters(); }
+  void train(bool on) override { net_->train(on); }
+  void to(torch::Device device) override { net_->to(device); }
+  void save(torch::serialize::OutputArchive& archive) const override {
+    torch::serialize::OutputArchive net;
+    net_->save(net);
+    archive.write("net", net);
+  }
+  void load(torch::serialize::InputArchive& archive) override {
+    torch::serialize::InputArchive net;
+    if (!archive.try_read("net", net)) {
+      throw FormatError("method mae: saved state has no network ('net')");
+    }
+    net_->load(net);
+  }
+  nlohmann::json options_json() const override { return options_; }
+  std::array<int64_t, 3> receptive_field() const override {
+    const int64_t r = 4 * net_->options().patch();  // global attention: the whole tile
+    return {r, r, r};
+  }
+  std::array<int64_t, 3> size_multiple() const override {
+    const int64_t p = net_->options().patch();
+    return {p, p, p};
+  }
+
+  ViT3d& net() { return net_; }
+
+ private:
+  // Pads [B, 1, Z, Y, X] at the far end (reflect) to multiples of the patch.
+  torch::Tensor pad(const torch::Tensor& sub) const {
+    if (sub.dim() != 5 || sub.size(1) != 1) {
+      throw ShapeError("mae: input must be [B, 1, Z, Y, X], got " + c10::str(sub.sizes()));
+    }
+    const int64_t p = net_->options().patch();
+    std::vector<int64_t> pads;
+    bool any = false;
+    for (int a = 4; a >= 2; --a) {
+      const int64_t extra = (p - sub.size(a) % p) % p;
+      if (extra >= sub.size(a)) {
+        throw ShapeError("mae: size " + c10::str(sub.sizes()) + " is too small for patch " +
+                         std::to_string(p));
+      }
+      pads.push_back(0);
+      pads.push_back(extra);
+      any = any || extra > 0;
+    }
+    if (!any) return sub;
+    return torch::nn::functional::pad(
+        sub, torch::nn::functional::PadFuncOptions(pads).mode(torch::kReflect));
+  }
+
+  // Decoder prediction for every patch from all tokens: [B, 1, Z, Y, X].
+  torch::Tensor predict_full(const torch::Tensor& x) {
+    auto grid = net_->grid_of(x);
+    auto pred = net_->decode(net_->encode(x), torch::Tensor(), grid);
+    return vit3d_unpatchify(pred, net_->options().patch(), grid);
+  }
+
+  // Per-sample hidden wedge (1 = hidden): a double wedge of width_ about a random axis.
+  torch::Tensor wedge_hide_mask(int64_t b, std::array<int64_t, 3> shape, torch::Device device) {
+    WedgeGeometry g;
+    g.tilt_min_deg = -(90.0 - width_ / 2);
+    g.tilt_max_deg = 90.0 - width_ / 2;
+    auto R = random_rotations(b, at::globalContext().defaultGenerator(device), device);
+    auto kept = wedge_mask_rfft_rotated(shape, g, R);  // [B, Z, Y, X/2+1]
+    return (1.0 - kept).unsqueeze(1);
+  }
+
+  torch::Tensor data_mask(const Batch& batch, std::array<int64_t, 3> shape, torch::Device dev) {
+    WedgeGeometry g = batch.wedge.empty() ? WedgeGeometry{} : to_geometry(batch.wedge[0]);
+    return wedge_cache_.mask(shape, g, dev);
+  }
+
+  nlohmann::json options_;
+  ViT3d net_{nullptr};
+  double ratio_ = 0.75;
+  bool norm_pix_ = false;
+  int64_t passes_ = 4;
+  double width_ = 60;
+  MaeMode mode_ = MaeMode::patch;
+  WedgeGeometry default_geometry_;
+  WedgeMaskCache wedge_cache_;
+};
+
+}  // namespace
+
+MethodInfo mae_method_info() {
+  MethodInfo info;
+  info.name = "mae";
+  info.description =
+      "3D masked autoencoder (ViT): hidden patches or a hidden Fourier wedge; restores and embeds";
+  info.needs_halves = false;
+  info.options = {
+      {"mask_mode", "patch", "patch (hide random p^3 patches) | wedge (hide a Fourier wedge)"},
+      {"mask_ratio", 0.75, "fraction of patches hidden (patch mode)"},
+      {"norm_pix", false, "per-patch normalised targets (patch mode)"},
+      {"wedge_width_deg", 60.0, "width of the hidden double wedge, degrees (wedge mode)"},
+      {"restore_passes", int64_t(4), "restore: passes with disjoint hidden sets covering all"},
+      {"patch", int64_t(8), "patch edge p, voxels (subtomogram edges: multiples of p)"},
+      {"dim", int64_t(96), "encoder width (multiple of 6)"},
+      {"depth", int64_t(4), "encoder transformer blocks"},
+      {"heads", int64_t(4), "encoder attention heads"},
+      {"decoder_dim", int64_t(48), "decoder width (multiple of 6)"},
+      {"decoder_depth", int64_t(2), "decoder transformer blocks"},
+      {"decoder_heads", int64_t(4), "decoder attention heads"},
+  };
+  info.create = [](const nlohmann::json& resolved) -> std::unique_ptr<Method> {
+    return std::make_unique<Mae>(resolved);
+  };
+  return info;
+}
+
+}  // namespace unwedge
