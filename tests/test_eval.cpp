@@ -401,3 +401,26 @@ TEST(Baselines, GaussianLowpassAttenuatesACosineByTheClosedForm) {
   EXPECT_GT(o.cc, metric_pearson_cc(noisy, gt) + 0.1);
   EXPECT_NEAR(o.cc, metric_pearson_cc(o.volume, gt), 1e-6);
 }
+
+TEST(Uncertainty, CalibratedGaussianPosteriorCoversNinetyPercent) {
+  torch::manual_seed(17);
+  at::Tensor gt = smooth_volume(24, 18);
+  at::Tensor std = 0.05 + 0.2 * torch::rand_like(gt);
+  at::Tensor mean = gt + std * torch::randn_like(gt);  // errors drawn from the stated std
+  // Brute force: count voxels inside mean ± 1.645 std.
+  int64_t inside = 0;
+  auto g = gt.accessor<double, 3>(), mu = mean.accessor<double, 3>(), sd = std.accessor<double, 3>();
+  for (int z = 0; z < 24; ++z)
+    for (int y = 0; y < 24; ++y)
+      for (int x = 0; x < 24; ++x) inside += std::abs(g[z][y][x] - mu[z][y][x]) <= 1.6448536269514722 * sd[z][y][x];
+  EXPECT_NEAR(metric_interval_coverage(mean, std, gt, 1.6448536269514722), inside / 13824.0, 1e-12);
+  nlohmann::json r;
+  eval_add_uncertainty(r, mean, std, gt, {});
+  // 13824 voxels: binomial sd of the coverage ≈ 0.0026; tolerance 0.015 (≈ 6 sd, plus the fit).
+  EXPECT_NEAR(r["metrics"]["coverage_90"].get<double>(), 0.90, 0.015);
+  EXPECT_NEAR(r["metrics"]["coverage_50"].get<double>(), 0.50, 0.02);
+  EXPECT_GT(r["metrics"]["std_error_cc"].get<double>(), 0.2);
+  // A posterior that claims half the spread undercovers.
+  eval_add_uncertainty(r, mean, 0.5 * std, gt, {});
+  EXPECT_LT(r["metrics"]["coverage_90"].get<double>(), 0.75);
+}

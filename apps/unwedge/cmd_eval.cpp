@@ -16,7 +16,7 @@ namespace unwedge::cli {
 namespace {
 
 struct EvalParams {
-  std::string in, truth, half1, half2, mask, json;
+  std::string in, truth, half1, half2, mask, std_map, json;
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
   bool wedge_sign = false;
   double deep_margin = 10.0;     ///< degrees past the tilt limit
@@ -75,9 +75,16 @@ void run_eval(const EvalParams& p) {
   }
   nlohmann::json r = truth_mode ? eval_against_truth(a.data, b.data, mask, o)
                                 : eval_halves(a.data, b.data, mask, o);
+  if (!p.std_map.empty()) {
+    if (!truth_mode) throw ValueError("eval: --std needs --in and --truth");
+    Volume sd = mrc_read(p.std_map, ro);
+    same_shape(a, pa, sd, p.std_map);
+    eval_add_uncertainty(r, a.data, sd.data, b.data, mask);
+  }
   r["files"] = truth_mode ? nlohmann::json{{"restored", p.in}, {"truth", p.truth}}
                           : nlohmann::json{{"half1", p.half1}, {"half2", p.half2}};
   if (!p.mask.empty()) r["files"]["mask"] = p.mask;
+  if (!p.std_map.empty()) r["files"]["std"] = p.std_map;
   std::printf("%s (%s)\n", truth_mode ? (p.in + " against " + p.truth).c_str()
                                       : (p.half1 + " and " + p.half2).c_str(),
               dims(a).c_str());
@@ -103,6 +110,9 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--half2", p->half2, "Second restored half (MRC)")->check(CLI::ExistingFile);
   cmd->add_option("--mask", p->mask,
                   "Real-space mask (MRC, > 0.5 inside) restricting every metric")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--std", p->std_map,
+                  "Posterior std map (MRC) of --in: adds interval coverage and std-error CC")
       ->check(CLI::ExistingFile);
   cmd->add_option("--tilt-range", p->tilt_range,
                   "Tilt range in degrees defining the measured and missing-wedge bands")

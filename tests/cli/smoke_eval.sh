@@ -33,3 +33,9 @@ else
 fi
 check bench-help 0 "steps.*200" -- "$BIN" bench --help
 check bench-unknown-method 1 "unknown method" -- "$BIN" bench --methods nosuch --out "$WORK/bench"
+if [[ -f "$WORK/ev/sampled_std.mrc" ]]; then
+  check eval-std 0 "90 % interval" -- "$BIN" eval --in "$WORK/ev/sampled.mrc" --truth "$WORK/ev/gt.mrc" \
+    --std "$WORK/ev/sampled_std.mrc"
+  check eval-std-halves 1 "--std needs --in" -- "$BIN" eval --half1 "$WORK/ev/sampled.mrc" \
+    --half2 "$WORK/ev/lowpass.mrc" --std "$WORK/ev/sampled_std.mrc"
+fi

@@ -40,6 +40,9 @@ const MetricInfo kMetrics[] = {
     {"fsc_0.143_A_z", "directional FSC 0.143, cone along Z", "A", true},
     {"fsc_0.143_A_xz", "directional FSC 0.143, XZ plane slab", "A", true},
     {"anisotropy_z_over_x", "anisotropy: 0.143 resolution Z / X (1 = isotropic)", "", true},
+    {"coverage_90", "posterior: gt inside the nominal 90 % interval", "", true},
+    {"coverage_50", "posterior: gt inside the nominal 50 % interval", "", true},
+    {"std_error_cc", "posterior: CC of std with |error|", "", true},
 };
 
 std::string g(double v) {
@@ -201,6 +204,25 @@ json eval_against_truth(const at::Tensor& restored, const at::Tensor& gt, const 
   r["metrics"] = m;
   r["conventions"] = conventions(true, mask.defined(), o);
   return r;
+}
+
+void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Tensor& std,
+                          const at::Tensor& gt, const at::Tensor& mask) {
+  check_shapes(restored, gt, mask);
+  check_shapes(std, gt, {});
+  // Scale of the posterior relative to gt from restored ≈ c·gt + d (regressing gt on restored
+  // would shrink noisy means towards the mean and bias the coverage down).
+  AffineFit fit = affine_fit(gt, restored, mask);
+  if (fit.scale == 0) throw ValueError("uncertainty: the restored volume does not vary with gt");
+  at::Tensor mean = (restored.to(torch::kDouble) - fit.offset) / fit.scale;
+  at::Tensor sd = std.to(torch::kDouble) / std::abs(fit.scale);
+  json& m = result["metrics"];
+  m["coverage_90"] = metric_interval_coverage(mean, sd, gt, /*z=*/1.6448536269514722, mask);
+  m["coverage_50"] = metric_interval_coverage(mean, sd, gt, /*z=*/0.6744897501960817, mask);
+  m["std_error_cc"] = metric_pearson_cc(sd, (mean - gt.to(torch::kDouble)).abs(), mask);
+  result["conventions"]["uncertainty"] =
+      "coverage: fraction of voxels with |gt - mean| <= z std (Gaussian intervals, z 1.645 and "
+      "0.674); mean and std mapped to gt's scale by inverting the fit restored = c gt + d";
 }
 
 json eval_halves(const at::Tensor& half1, const at::Tensor& half2, const at::Tensor& mask,

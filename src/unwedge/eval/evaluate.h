@@ -27,6 +27,14 @@ struct EvalOptions {
 nlohmann::json eval_against_truth(const at::Tensor& restored, const at::Tensor& gt,
                                   const at::Tensor& mask, const EvalOptions& opts);
 
+/// Calibration of a posterior (mean `restored`, per-voxel `std`) against `gt`, both mapped to
+/// gt's scale by inverting the least-squares fit restored ≈ c·gt + d (std divided by |c|): "coverage_90" (fraction of voxels inside the
+/// nominal 90 % Gaussian interval; ≈ 0.9 when calibrated), "coverage_50", and "std_error_cc"
+/// (Pearson CC of std with |error|; > 0 when the std points at the errors). Added to
+/// result["metrics"] of an eval_against_truth result.
+void eval_add_uncertainty(nlohmann::json& result, const at::Tensor& restored, const at::Tensor& std,
+                          const at::Tensor& gt, const at::Tensor& mask);
+
 /// Metrics of two independently restored halves (no ground truth): half-map FSC and its
 /// crossings, wedge/measured power ratio of their average, directional FSC. JSON mode "halves".
 nlohmann::json eval_halves(const at::Tensor& half1, const at::Tensor& half2,

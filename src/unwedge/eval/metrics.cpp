@@ -134,6 +134,16 @@ double metric_pearson_cc(const at::Tensor& x, const at::Tensor& y, const at::Ten
   return den > 0 ? (xs * ys).sum().item<double>() / den : kNaN;
 }
 
+double metric_interval_coverage(const at::Tensor& mean, const at::Tensor& std,
+                                const at::Tensor& gt, double z, const at::Tensor& mask) {
+  check_same(mean, gt, "interval coverage");
+  check_same(std, gt, "interval coverage");
+  if (!(z > 0)) throw ValueError("interval coverage: z " + std::to_string(z) + " must be > 0");
+  at::Tensor m = inside(mask, gt, "interval coverage");
+  at::Tensor hit = (select(gt, m) - select(mean, m)).abs().le(z * select(std, m));
+  return hit.to(torch::kDouble).mean().item<double>();
+}
+
 double metric_ssim(const at::Tensor& x, const at::Tensor& gt, const at::Tensor& mask,
                    const SsimOptions& o) {
   check_same(x, gt, "SSIM");

@@ -47,6 +47,11 @@ struct SsimOptions {
   double data_range = 0.0;       ///< R in C1 = (k1 R)², C2 = (k2 R)²; 0 = max − min of gt
 };
 
+/// Fraction of voxels (inside the mask) where |gt − mean| <= z·std: the coverage of the central
+/// Gaussian interval mean ± z·std (z = 1.6449 for a nominal 90 % interval).
+double metric_interval_coverage(const at::Tensor& mean, const at::Tensor& std, const at::Tensor& gt,
+                                double z, const at::Tensor& mask = {});
+
 /// 3D SSIM (Wang et al. 2004), population covariances, mean over the voxels whose window lies
 /// inside the volume (as skimage crops the border) and inside the mask. Not affine-invariant by
 /// itself (see metric_psnr).

@@ -29,7 +29,7 @@ namespace {
 const char* kTableKeys[] = {"psnr_db",          "ssim",          "cc",
                             "fsc_0.5_A",        "fsc_0.143_A",   "cc_measured_band",
                             "cc_wedge_band",    "cc_deep_wedge_band", "deep_wedge_power_vs_gt",
-                            "anisotropy_z_over_x"};
+                            "anisotropy_z_over_x", "coverage_90", "std_error_cc"};
 
 std::string resolve(const fs::path& base, const std::string& p) {
   if (p.empty()) return p;
@@ -294,7 +294,10 @@ std::string report_html(const ReportInput& in) {
     at::Tensor r = read_volume(m.restored);
     check_shape(ref, gt ? in.gt : input ? in.input : m.restored, r, m.restored);
     json ev = m.eval;
-    if (ev.is_null() && gt) ev = eval_against_truth(r, *gt, {}, eo);
+    if (ev.is_null() && gt) {
+      ev = eval_against_truth(r, *gt, {}, eo);
+      if (!m.std_map.empty()) eval_add_uncertainty(ev, r, read_volume(m.std_map), *gt, {});
+    }
     at::Tensor shown = to_ref(r);
     std::string rows = panel_row({m.name + ": restored", shown}, c, zoom, amp_c);
     if (gt) {
