@@ -4,6 +4,7 @@
 #include "unwedge/methods/n2v.h"
 #include "unwedge/methods/mae.h"
 #include "unwedge/methods/contrastive.h"
+#include "unwedge/methods/wedge_methods.h"
 
 namespace unwedge {
 
@@ -15,6 +16,10 @@ MethodRegistry build_registry() {
   r.add(n2v_method_info());
   r.add(mae_method_info());
   r.add(contrastive_method_info());
+  r.add(isonet_method_info());
+  r.add(ddw_method_info());
+  r.add(cryogen_map_method_info());
+  r.add(cryogen_ot_method_info());
   return r;
 }
 

@@ -1,0 +1,210 @@
+// Shared pieces of the missing-wedge methods (see wedge_common.h).
+#include "unwedge/methods/wedge_common.h"
+
+#include <cmath>
+
+#include "unwedge/core/error.h"
+#include "unwedge/methods/augment.h"
+#include "unwedge/ops/rotate.h"
+
+namespace unwedge {
+
+namespace {
+
+const std::vector<int64_t> kDims3{-3, -2, -1};
+
+bool same_geometry(const WedgeGeometry& a, const WedgeGeometry& b) {
+  return a.tilt_min_deg == b.tilt_min_deg && a.tilt_max_deg == b.tilt_max_deg &&
+         a.sign_flip == b.sign_flip && a.nyquist_sphere == b.nyquist_sphere;
+}
+
+torch::Tensor rfft3(const torch::Tensor& v) {
+  return torch::fft::rfftn(v, c10::nullopt, kDims3, "ortho");
+}
+
+torch::Tensor irfft3(const torch::Tensor& s, const torch::Tensor& like) {
+  return torch::fft::irfftn(s, std::vector<int64_t>{like.size(-3), like.size(-2), like.size(-1)},
+                            kDims3, "ortho");
+}
+
+// Per-sample (1/N) Σ_full |w · spec|² -> [B].
+torch::Tensor band_sq_per_sample(const torch::Tensor& spec, const torch::Tensor& weight,
+                                 int64_t nx) {
+  auto p = spec.abs().square();  // [B, C, Z, Y, X/2+1]
+  if (weight.defined()) p = p * weight.to(p.dtype()).square();
+  p = p * fourier_half_multiplicity(nx, spec.device()).to(p.dtype());
+  const double n = static_cast<double>(spec.size(-3) * spec.size(-2) * nx);
+  return p.flatten(1).sum(1) / (n * static_cast<double>(spec.size(1)));  // [B]
+}
+
+}  // namespace
+
+std::vector<WedgeGeometry> wedge_batch_geometries(const Batch& batch, int64_t b) {
+  if (batch.wedge.empty()) return std::vector<WedgeGeometry>(b, WedgeGeometry{});
+  if (batch.wedge.size() == 1) {
+    return std::vector<WedgeGeometry>(b, method_wedge_geometry(batch.wedge[0]));
+  }
+  if (static_cast<int64_t>(batch.wedge.size()) != b) {
+    throw ShapeError("batch has " + std::to_string(batch.wedge.size()) +
+                     " wedge geometries for " + std::to_string(b) + " samples (need 1 or B)");
+  }
+  std::vector<WedgeGeometry> out;
+  for (const auto& w : batch.wedge) out.push_back(method_wedge_geometry(w));
+  return out;
+}
+
+torch::Tensor wedge_batch_masks(std::array<int64_t, 3> shape,
+                                const std::vector<WedgeGeometry>& geoms, WedgeMaskCache& cache,
+                                torch::Device device) {
+  std::vector<torch::Tensor> ms;
+  for (const auto& g : geoms) ms.push_back(cache.mask(shape, g, device));
+  return torch::stack(ms).unsqueeze(1);  // [B, 1, Z, Y, X/2+1]
+}
+
+torch::Tensor wedge_batch_masks_rotated(std::array<int64_t, 3> shape,
+                                        const std::vector<WedgeGeometry>& geoms,
+                                        const torch::Tensor& R) {
+  if (R.dim() != 3 || R.size(0) != static_cast<int64_t>(geoms.size())) {
+    throw ShapeError("rotated wedge masks: R must be [B,3,3] with B = " +
+                     std::to_string(geoms.size()) + ", got " + c10::str(R.sizes()));
+  }
+  bool all_same = true;
+  for (const auto& g : geoms) all_same = all_same && same_geometry(g, geoms[0]);
+  if (all_same) return wedge_mask_rfft_rotated(shape, geoms[0], R).unsqueeze(1);
+  std::vector<torch::Tensor> ms;
+  for (size_t i = 0; i < geoms.size(); ++i) {
+    ms.push_back(wedge_mask_rfft_rotated(shape, geoms[i], R[static_cast<int64_t>(i)]));
+  }
+  return torch::stack(ms).unsqueeze(1);  // [B, 1, Z, Y, X/2+1]
+}
+
+torch::Tensor fourier_half_multiplicity(int64_t nx, torch::Device device) {
+  const int64_t nh = nx / 2 + 1;
+  auto m = torch::full({nh}, 2.0, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  m[0] = 1.0;
+  if (nx % 2 == 0) m[nh - 1] = 1.0;
+  return m;
+}
+
+torch::Tensor fourier_band_mean_sq(const torch::Tensor& spec, const torch::Tensor& weight,
+                                   int64_t nx) {
+  return band_sq_per_sample(spec, weight, nx).mean();
+}
+
+DdwLossTerms ddw_loss(const torch::Tensor& pred, const torch::Tensor& target,
+                      const torch::Tensor& m_rot, const torch::Tensor& m, double lambda) {
+  if (pred.sizes() != target.sizes()) {
+    throw ShapeError("ddw loss: prediction " + c10::str(pred.sizes()) + " and target " +
+                     c10::str(target.sizes()) + " differ");
+  }
+  auto spec = rfft3(pred - target);  // [B, 1, Z, Y, X/2+1]
+  const int64_t nx = pred.size(-1);
+  DdwLossTerms t;
+  t.both = fourier_band_mean_sq(spec, m_rot * m, nx);
+  t.wedge = fourier_band_mean_sq(spec, m_rot * (1.0 - m), nx);
+  t.total = t.both + lambda * t.wedge;
+  return t;
+}
+
+torch::Tensor wedge_data_term(const torch::Tensor& x_hat, const torch::Tensor& y,
+                              const torch::Tensor& m, const torch::Tensor& sigma2) {
+  auto per = band_sq_per_sample(rfft3(x_hat - y), m, x_hat.size(-1));  // [B]
+  if (sigma2.defined()) per = per / sigma2.to(per.dtype());
+  return per.mean();
+}
+
+torch::Tensor noise_variance_from_halves(const torch::Tensor& even, const torch::Tensor& odd) {
+  torch::NoGradGuard no_grad;
+  return ((even - odd).flatten(1).var(1) / 2.0).clamp_min(1e-8);  // [B]
+}
+
+torch::Tensor center_crop3(const torch::Tensor& v, std::array<int64_t, 3> size) {
+  auto out = v;
+  for (int d = 0; d < 3; ++d) {
+    const int64_t dim = v.dim() - 3 + d;
+    const int64_t n = v.size(dim);
+    if (size[d] > n) {
+      throw ShapeError("centre crop to " + std::to_string(size[d]) + " of an axis of " +
+                       std::to_string(n));
+    }
+    out = out.narrow(dim, (n - size[d]) / 2, size[d]);
+  }
+  return out;
+}
+
+int64_t rotation_crop_size(std::array<int64_t, 3> patch, int64_t multiple) {
+  const int64_t p = std::min({patch[0], patch[1], patch[2]});
+  int64_t n = static_cast<int64_t>(std::floor(static_cast<double>(p) / std::sqrt(2.0)));
+  n -= n % std::max<int64_t>(multiple, 1);
+  if (n < multiple || n <= 0) {
+    throw ShapeError("patch of " + std::to_string(p) + " voxels is too small to crop after " +
+                     "rotation to a multiple of " + std::to_string(multiple) + " (need >= " +
+                     std::to_string(static_cast<int64_t>(std::ceil(std::sqrt(2.0) * multiple))) +
+                     "; train with --patch ceil(sqrt(2)*N))");
+  }
+  return n;
+}
+
+torch::Tensor wedge_random_rotations(int64_t n, torch::Device device) {
+  return random_rotations(n, at::detail::getDefaultCPUGenerator(), torch::kCPU).to(device);
+}
+
+std::pair<torch::Tensor, torch::Tensor> wedge_proxy_degrade(const torch::Tensor& x,
+                                                            const torch::Tensor& R,
+                                                            int64_t crop, const torch::Tensor& m) {
+  auto rx = rotate_volume(x, R.to(x.device(), x.scalar_type()), /*order=*/1);  // [B, 1, P, P, P]
+  if (crop > 0) rx = center_crop3(rx, {crop, crop, crop});                      // [B, 1, n, n, n]
+  return {rx, wedge_apply(rx, m)};
+}
+
+torch::Tensor wedge_refill(const torch::Tensor& y, const torch::Tensor& f, const torch::Tensor& m) {
+  auto s = m * rfft3(y) + (1.0 - m) * rfft3(f);
+  return irfft3(s, y);
+}
+
+torch::Tensor wedge_matched_noise(const torch::Tensor& shape_like, const torch::Tensor& m,
+                                  const torch::Tensor& sigma2) {
+  torch::NoGradGuard no_grad;
+  auto xi = wedge_apply(torch::randn_like(shape_like), m);  // [B, 1, Z, Y, X]
+  const int64_t nx = shape_like.size(-1);
+  auto mult = fourier_half_multiplicity(nx, m.device());
+  auto mm = m.expand({shape_like.size(0), 1, shape_like.size(-3), shape_like.size(-2), nx / 2 + 1});
+  auto frac = (mm * mult).flatten(1).sum(1) /
+              static_cast<double>(shape_like.size(-3) * shape_like.size(-2) * nx);  // [B]
+  auto scale = (sigma2.to(xi.dtype()) / frac.clamp_min(1e-6)).sqrt();
+  return xi * scale.view({-1, 1, 1, 1, 1});
+}
+
+void NetSnapshot::take(const UNet3d& net) {
+  torch::NoGradGuard no_grad;
+  auto params = net->parameters();
+  torch::Device device = params.empty() ? torch::Device(torch::kCPU) : params[0].device();
+  if (!copy_) {
+    copy_ = UNet3d(net->options());
+    copy_->to(device);
+  }
+  auto src = net->named_parameters(/*recurse=*/true);
+  auto dst = copy_->named_parameters(/*recurse=*/true);
+  for (const auto& p : src) dst[p.key()].copy_(p.value());
+  auto bsrc = net->named_buffers(/*recurse=*/true);
+  auto bdst = copy_->named_buffers(/*recurse=*/true);
+  for (const auto& b : bsrc) bdst[b.key()].copy_(b.value());
+  copy_->eval();
+}
+
+void NetSnapshot::refresh(const UNet3d& net, int64_t step, int64_t every) {
+  const int64_t bucket = step / std::max<int64_t>(every, 1);
+  if (bucket == bucket_ && ready()) return;
+  take(net);
+  bucket_ = bucket;
+}
+
+torch::Tensor NetSnapshot::run(const torch::Tensor& x) {
+  if (!copy_) throw ValueError("network snapshot used before it was taken");
+  torch::NoGradGuard no_grad;
+  std::array<int64_t, 3> pad{};
+  auto xp = unet3d_pad_to_multiple(x, unet3d_size_multiple(copy_->options()), &pad);
+  return unet3d_crop(copy_->forward(xp), pad);
+}
+
+}  // namespace unwedge

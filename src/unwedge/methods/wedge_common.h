@@ -1,0 +1,111 @@
+// Shared pieces of the missing-wedge methods (ddw, isonet, cryogen-map, cryogen-ot) and of the
+// posterior methods built on them: per-sample wedge masks from Batch::wedge, Fourier band norms
+// (Parseval-exact on the rfft half-grid), the DDW band-split loss, the measured-band data term,
+// the proxy degradation T_M∘R (batched rotation, centre crop, re-wedge), wedge refill, noise
+// level from half tomograms, and a frozen network snapshot for refill schedules.
+//
+// Norms: for a real error e [.., Z, Y, X] and a real symmetric Fourier weight W on the half-grid,
+// fourier_band_mean_sq(rfftn(e), W) = (1/N) Σ_{full grid} |W(k) F e(k)|² = mean((F⁻¹[W F e])²)
+// (orthonormal FFT, N = Z·Y·X). The half-grid sum counts each column 0 < kx < X/2 twice.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "unwedge/methods/method.h"
+#include "unwedge/nn/unet3d.h"
+#include "unwedge/ops/wedge.h"
+
+namespace unwedge {
+
+/// One WedgeGeometry per sample: batch.wedge has B entries, or one shared, or is empty (then the
+/// default ±60°). Throws ShapeError when it has another count.
+std::vector<WedgeGeometry> wedge_batch_geometries(const Batch& batch, int64_t b);
+
+/// Measured-region masks [B, 1, Z, Y, X/2+1] for per-sample geometries (from `cache`).
+torch::Tensor wedge_batch_masks(std::array<int64_t, 3> shape,
+                                const std::vector<WedgeGeometry>& geoms, WedgeMaskCache& cache,
+                                torch::Device device);
+
+/// Exact measured masks of the rotated geometries M_R(k) = M(R^T k): R [B,3,3] ->
+/// [B, 1, Z, Y, X/2+1] (ops' wedge_mask_rfft_rotated, per geometry group).
+torch::Tensor wedge_batch_masks_rotated(std::array<int64_t, 3> shape,
+                                        const std::vector<WedgeGeometry>& geoms,
+                                        const torch::Tensor& R);
+
+/// Hermitian multiplicity of the rfft half-grid columns for full length nx: [X/2+1] float,
+/// 1 for kx = 0 (and kx = X/2 when nx is even), else 2.
+torch::Tensor fourier_half_multiplicity(int64_t nx, torch::Device device);
+
+/// (1/N) Σ_full |weight · spec|² for spec = rfftn(e, ortho) [B, C, Z, Y, X/2+1] of a real
+/// [B, C, Z, Y, X] volume (nx = X) and weight broadcastable to it (undefined = 1).
+/// Mean over the whole batch (divides by B·C·N).
+torch::Tensor fourier_band_mean_sq(const torch::Tensor& spec, const torch::Tensor& weight,
+                                   int64_t nx);
+
+/// The DDW loss split for pred, target [B, 1, Z, Y, X], the target's rotated measured mask
+/// m_rot (M_R) and the input's mask m (M), both broadcastable to [B, 1, Z, Y, X/2+1]:
+///   both   = ‖M_R·M·F e‖² / N       (band both halves saw: denoising)
+///   wedge  = ‖M_R·(1−M)·F e‖² / N   (band only the target saw: wedge filling)
+///   total  = both + lambda · wedge,  e = pred − target, means over the batch.
+struct DdwLossTerms {
+  torch::Tensor total, both, wedge;
+};
+DdwLossTerms ddw_loss(const torch::Tensor& pred, const torch::Tensor& target,
+                      const torch::Tensor& m_rot, const torch::Tensor& m, double lambda);
+
+/// Data term on the measured band: ‖M·(F x̂ − F y)‖² / N per sample, divided by sigma2 [B]
+/// (undefined = 1), mean over the batch. x_hat, y [B, 1, Z, Y, X]; m as in ddw_loss.
+torch::Tensor wedge_data_term(const torch::Tensor& x_hat, const torch::Tensor& y,
+                              const torch::Tensor& m, const torch::Tensor& sigma2);
+
+/// Noise variance per sample from two halves with independent noise: var(even − odd) / 2 ->
+/// [B] (detached, clamped to >= 1e-8).
+torch::Tensor noise_variance_from_halves(const torch::Tensor& even, const torch::Tensor& odd);
+
+/// Central crop of the last three dims to `size` (each <= the input's).
+torch::Tensor center_crop3(const torch::Tensor& v, std::array<int64_t, 3> size);
+
+/// The largest cube edge n <= floor(P / √2) (P = the patch's smallest edge) that is a multiple
+/// of `multiple`: a centre crop of that size of a patch rotated about its centre has no empty
+/// corners. Throws ShapeError (naming the patch and the multiple) when none is >= multiple.
+int64_t rotation_crop_size(std::array<int64_t, 3> patch, int64_t multiple);
+
+/// n Haar-random rotations [n,3,3] (float32 on `device`) from torch's default CPU generator.
+torch::Tensor wedge_random_rotations(int64_t n, torch::Device device);
+
+/// Proxy degradation T_M(crop(R x)): rotates x [B, 1, P, P, P] by R [B,3,3] (trilinear, about
+/// the centre), crops the centre to `crop` (0 = no crop) and applies the measured mask m
+/// ([B, 1, n, n, n/2+1] of the cropped size). Returns {R x cropped, T_M of it}.
+std::pair<torch::Tensor, torch::Tensor> wedge_proxy_degrade(const torch::Tensor& x,
+                                                            const torch::Tensor& R,
+                                                            int64_t crop, const torch::Tensor& m);
+
+/// Wedge refill: measured band from y, missing band from f: F⁻¹[M F y + (1−M) F f].
+torch::Tensor wedge_refill(const torch::Tensor& y, const torch::Tensor& f, const torch::Tensor& m);
+
+/// Noise like the observations' for pseudo-observations: T_M(ξ) scaled so its per-voxel variance
+/// is sigma2 [B] (ξ white Gaussian). shape_like [B, 1, Z, Y, X]; m the measured masks.
+torch::Tensor wedge_matched_noise(const torch::Tensor& shape_like, const torch::Tensor& m,
+                                  const torch::Tensor& sigma2);
+
+/// A frozen copy of a UNet3d, refreshed on a schedule: refresh(net, step, every) copies the
+/// weights when step / every changed since the last copy (so resumed runs refresh too).
+class NetSnapshot {
+ public:
+  /// True when a copy has been taken (the refill may be used).
+  bool ready() const { return copy_.get() != nullptr; }
+  void refresh(const UNet3d& net, int64_t step, int64_t every);
+  /// Forces a copy now (after load()).
+  void take(const UNet3d& net);
+  /// Runs the frozen network (no gradients, eval mode) on x padded to its size multiple.
+  torch::Tensor run(const torch::Tensor& x);
+
+ private:
+  UNet3d copy_{nullptr};
+  int64_t bucket_ = -1;
+};
+
+}  // namespace unwedge
