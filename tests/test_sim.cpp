@@ -117,7 +117,9 @@ TEST(Sim, TinyPresetCorrelatesWithGroundTruthInRange) {
 }
 
 TEST(Sim, ResamplingKeepsTemplateMass) {
-  Volume v = mrc_read(maps_dir() + "/4v4r.mrc");
+  MrcReadOptions ro;
+  ro.permissive = true;  // the shipped maps are pre-2014 files (nversion 0)
+  Volume v = mrc_read(maps_dir() + "/4v4r.mrc", ro);
   double m0 = v.data.to(torch::kFloat64).sum().item<double>() * 1000.0;  // 10 Å voxels
   for (double to : {7.0, 13.0, 20.0}) {
     at::Tensor r = template_resample(v.data, 10.0, to);

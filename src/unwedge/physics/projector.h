@@ -17,7 +17,10 @@
 // (1/|cos theta| or 1/|sin theta|); a line integral is in voxel-value x voxels. At theta = 0 it
 // is the exact column sum, at 90° the exact row sum. backproject is the exact transpose of project
 // (same bilinear weights), so <project(x), y> = <x, backproject(y)> to float rounding.
-// Tensors run on the input's device; Y is processed in chunks so memory stays bounded.
+// Implementation: each tilt is a sparse matrix [X_det, Z*X] (two interpolation weights per ray
+// step) shared by all Y rows, applied as one sparse-dense product to the volume viewed as
+// [Z*X, Y]; backproject multiplies by the same entries transposed. Tensors run on the input's
+// device; tilts are processed in groups so the matrices stay under ~100 MB.
 //
 // CTF and image formation (dose, noise) belong to the simulator (src/unwedge/sim).
 #pragma once

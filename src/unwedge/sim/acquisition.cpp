@@ -161,10 +161,11 @@ Acquisition acquire(const at::Tensor& potential, double voxel_A, const Acquisiti
   const double mfp_A = p.mean_free_path_nm * 10.0;
 
   std::vector<at::Tensor> clean(n), full(n), half_e(n), half_o(n);
+  at::Tensor projections = project(potential, a.angles);  // [n, Y, X], all tilts in one product
   Progress bar("simulate", n, "tilt", progress);
   for (int64_t i = 0; i < n; ++i) {
     const double th = a.angles[i];
-    at::Tensor phi = project(potential, {th})[0] * phase_per_unit;  // [Y, X], rad
+    at::Tensor phi = projections[i] * phase_per_unit;  // [Y, X], rad
     at::Tensor F = rfft2(phi.to(torch::kFloat32));
     at::Tensor H = ctf;
     if (p.radiation_damage) H = H * torch::exp(-prior[i] / (2.0 * ne)).to(torch::kFloat32);
