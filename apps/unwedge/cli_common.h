@@ -34,5 +34,8 @@ void add_convert_command(CLI::App& root, GlobalOptions& g);
 void add_eval_command(CLI::App& root, GlobalOptions& g);
 void add_report_command(CLI::App& root, GlobalOptions& g);
 void add_bench_command(CLI::App& root, GlobalOptions& g);
+void add_embed_command(CLI::App& root, GlobalOptions& g);
+void add_eval_embed_command(CLI::App& root, GlobalOptions& g);
+void add_demo_mask_command(CLI::App& root, GlobalOptions& g);
 
 }  // namespace unwedge::cli

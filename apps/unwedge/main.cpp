@@ -19,6 +19,7 @@ using AddCommand = void (*)(CLI::App&, cli::GlobalOptions&);
 
 // Every subcommand, registered in one place (in the order `--help` lists them).
 const AddCommand kCommands[] = {
+    cli::add_embed_command, cli::add_eval_embed_command, cli::add_demo_mask_command,
     cli::add_info_command,
     cli::add_reconstruct_command,
     cli::add_train_command,

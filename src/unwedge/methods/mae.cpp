@@ -177,6 +177,12 @@ class Mae : public Method, public Embedder {
   }
 
   ViT3d& net() { return net_; }
+  // Decoder prediction for every patch from all tokens: [B, 1, Z, Y, X].
+  torch::Tensor predict_full(const torch::Tensor& x) {
+    auto grid = net_->grid_of(x);
+    auto pred = net_->decode(net_->encode(x), torch::Tensor(), grid);
+    return vit3d_unpatchify(pred, net_->options().patch(), grid);
+  }
 
  private:
   // Pads [B, 1, Z, Y, X] at the far end (reflect) to multiples of the patch.
@@ -200,13 +206,6 @@ class Mae : public Method, public Embedder {
     if (!any) return sub;
     return torch::nn::functional::pad(
         sub, torch::nn::functional::PadFuncOptions(pads).mode(torch::kReflect));
-  }
-
-  // Decoder prediction for every patch from all tokens: [B, 1, Z, Y, X].
-  torch::Tensor predict_full(const torch::Tensor& x) {
-    auto grid = net_->grid_of(x);
-    auto pred = net_->decode(net_->encode(x), torch::Tensor(), grid);
-    return vit3d_unpatchify(pred, net_->options().patch(), grid);
   }
 
   // Per-sample hidden wedge (1 = hidden): a double wedge of width_ about a random axis.
@@ -235,7 +234,32 @@ class Mae : public Method, public Embedder {
   WedgeMaskCache wedge_cache_;
 };
 
+Mae& as_mae(Method& m) {
+  auto* p = dynamic_cast<Mae*>(&m);
+  if (p == nullptr) throw ValueError("method " + m.name() + " is not mae");
+  return *p;
+}
+
 }  // namespace
+
+torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x,
+                                      const torch::Tensor& keep) {
+  torch::NoGradGuard ng;
+  ViT3d& net = as_mae(m).net();
+  auto grid = net->grid_of(x);
+  const int64_t p = net->options().patch(), n = grid[0] * grid[1] * grid[2];
+  auto pred = net->decode(net->encode(x, keep), keep, grid);                    // [B, N, p^3]
+  auto visible = torch::zeros({x.size(0), n}, x.options()).scatter(1, keep, 1.0);  // [B, N]
+  auto mixed = torch::lerp(pred, vit3d_patchify(x, p), visible.unsqueeze(-1));
+  return vit3d_unpatchify(mixed, p, grid);
+}
+
+torch::Tensor mae_predict(Method& m, const torch::Tensor& x) {
+  torch::NoGradGuard ng;
+  return as_mae(m).predict_full(x);
+}
+
+int64_t mae_patch(Method& m) { return as_mae(m).net()->options().patch(); }
 
 MethodInfo mae_method_info() {
   MethodInfo info;

@@ -39,3 +39,16 @@ torch::Tensor mae_loss(const torch::Tensor& pred, const torch::Tensor& target,
                        const torch::Tensor& hidden, bool norm_pix);
 
 }  // namespace unwedge
+
+namespace unwedge {
+
+/// For demos and diagnostics, on a method created as "mae" (ValueError otherwise):
+/// the reconstruction of x [B, 1, Z, Y, X] (edges multiples of the patch) when only the tokens
+/// `keep` [B, K] are visible: visible patches are copied from x, hidden ones predicted.
+torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x, const torch::Tensor& keep);
+/// The decoder's prediction of every patch of x from all tokens: [B, 1, Z, Y, X].
+torch::Tensor mae_predict(Method& m, const torch::Tensor& x);
+/// The model's patch edge.
+int64_t mae_patch(Method& m);
+
+}  // namespace unwedge

@@ -1,0 +1,97 @@
+// `unwedge embed`: one embedding vector per particle from a model that embeds (mae, contrastive).
+#include <algorithm>
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "cli_common.h"
+#include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
+#include "unwedge/eval/embedding.h"
+#include "unwedge/io/mrc.h"
+#include "unwedge/methods/embed.h"
+#include "unwedge/train/checkpoint.h"
+
+namespace unwedge::cli {
+
+namespace {
+
+struct EmbedParams {
+  std::string model, in, coords, out;
+  int64_t box = 32;       ///< box edge, voxels
+  int64_t batch = 16;     ///< boxes per forward pass
+  std::string device = "cpu";
+  bool overwrite = false;
+  bool permissive = false;
+};
+
+void run_embed(const EmbedParams& p) {
+  if (p.box < 4) throw ValueError("--box " + std::to_string(p.box) + " is not >= 4");
+  if (p.batch < 1) throw ValueError("--batch " + std::to_string(p.batch) + " is not >= 1");
+  if (!p.overwrite && std::filesystem::exists(p.out)) {
+    throw ExistsError("output '" + p.out + "' exists (use --overwrite)");
+  }
+  LoadedCheckpoint ck = checkpoint_load(p.model);
+  Embedder& emb = method_embedder(*ck.method);
+  ParticleTable table = particle_table_read(p.coords);
+  MrcFile file(p.in, MrcReadOptions{p.permissive});
+  Volume vol = file.read();
+  // The checkpoint's statistics when this tomogram is one it was trained on; otherwise the
+  // same robust standardisation (the checkpoint's mode and central fraction) of this tomogram.
+  NormStats stats;
+  bool from_checkpoint = false;
+  const auto& info = ck.info;
+  for (size_t i = 0; i < info.inputs.size() && i < info.norm.size(); ++i) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(info.inputs[i], p.in, ec)) {
+      stats = info.norm[i];
+      from_checkpoint = true;
+    }
+  }
+  if (!from_checkpoint) {
+    stats = norm_stats_compute(vol.data, norm_mode_parse(info.norm_mode, p.model + ": norm_mode"),
+                               info.norm_fraction, p.in);
+  }
+  log_info("normalising {} with {} statistics (mean {:.5g}, std {:.5g})", p.in,
+           from_checkpoint ? "the checkpoint's" : "its own robust", stats.mean, stats.std);
+  const torch::Device device(p.device);
+  ck.method->to(device);
+  ck.method->train(false);
+  auto data = norm_apply(vol.data, stats);
+  const int64_t n = int64_t(table.xyz.size());
+  std::vector<torch::Tensor> parts;
+  for (int64_t first = 0; first < n; first += p.batch) {
+    const int64_t count = std::min(p.batch, n - first);
+    auto boxes = subtomo_extract(data, table, p.box, first, count).to(device);
+    parts.push_back(emb.embed(boxes).to(torch::kCPU));  // [count, D]
+  }
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i;
+  embedding_csv_write(p.out, ids, torch::cat(parts, 0), p.overwrite);
+  log_info("wrote {} embeddings of dimension {} ({} model) to {}", n, emb.embed_dim(),
+           ck.method->name(), p.out);
+}
+
+}  // namespace
+
+void add_embed_command(CLI::App& root, GlobalOptions&) {
+  auto p = std::make_shared<EmbedParams>();
+  CLI::App* cmd = root.add_subcommand(
+      "embed", "Embed particles with a model that embeds (mae, contrastive): one vector per row");
+  cmd->add_option("--model", p->model, "Model file (.uwm) of mae or contrastive")->required();
+  cmd->add_option("--in", p->in, "Tomogram, MRC")->required();
+  cmd->add_option("--coords", p->coords,
+                  "Particle table: CSV with x_vox,y_vox,z_vox (particles.csv) or STAR with "
+                  "rlnCoordinateX/Y/Z in voxels")
+      ->required();
+  cmd->add_option("--out", p->out, "Embedding CSV (id,e0,e1,...; id = row of --coords)")
+      ->required();
+  cmd->add_option("--box", p->box, "Box edge around each particle, voxels")->capture_default_str();
+  cmd->add_option("--batch", p->batch, "Boxes per forward pass")->capture_default_str();
+  cmd->add_option("--device", p->device, "cpu | cuda | cuda:N")->capture_default_str();
+  add_overwrite_flag(*cmd, p->overwrite);
+  add_permissive_flag(*cmd, p->permissive);
+  cmd->callback([p] { run_embed(*p); });
+}
+
+}  // namespace unwedge::cli
