@@ -1,5 +1,6 @@
 // Simulator timing by stage, and the gt / tomo / even slice montage of a simulation folder.
 // usage: bench_sim [--preset NAME] [--seed S] [--json FILE]
+//        bench_sim --preset NAME --seed S --write DIR   (what `unwedge simulate` writes)
 //        bench_sim --montage DIR OUT.png [--zoom N]
 // The first form runs specimen, acquisition (projector) and the four WBPs of `simulate` as
 // simulate_run does and prints one JSON object with the seconds of each stage. The second reads
@@ -50,6 +51,7 @@ int montage(const std::string& dir, const std::string& out, int zoom) {
 int main(int argc, char** argv) {
   std::string preset = "standard", json_path;
   uint64_t seed = 1;
+  std::string write_dir;
   int zoom = 1;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--montage") && i + 2 < argc) {
@@ -60,6 +62,8 @@ int main(int argc, char** argv) {
       preset = argv[++i];
     } else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) {
       seed = std::stoull(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--write") && i + 1 < argc) {
+      write_dir = argv[++i];
     } else if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
       json_path = argv[++i];
     } else {
@@ -70,6 +74,14 @@ int main(int argc, char** argv) {
   }
   SimParams p = sim_preset(preset);
   p.seed = seed;
+  if (!write_dir.empty()) {  // the library path of `unwedge simulate`, timed end to end
+    auto t0 = std::chrono::steady_clock::now();
+    SimResult r = simulate_run(p, /*progress=*/false);
+    simulate_write(write_dir, p, r, /*overwrite=*/true, "bench_sim --write");
+    std::printf("{\"preset\": \"%s\", \"seconds_with_write\": %.2f, \"cc_tomo_gt\": %.4f}\n",
+                preset.c_str(), seconds_since(t0), r.cc_tomo_gt);
+    return 0;
+  }
   auto t0 = std::chrono::steady_clock::now();
   std::vector<SimTemplate> templates = templates_load_dir(sim_default_maps_dir(), p.specimen.voxel_A);
   double t_templates = seconds_since(t0);
