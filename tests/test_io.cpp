@@ -607,9 +607,10 @@ TEST_F(IoTest, StrictRejectsQuirksThatPermissiveAcceptsWithWarnings) {
   write_raw(path("ver.mrc"), n);
   expect_throw_msg<FormatError>([&] { MrcFile f(path("ver.mrc")); }, {"nversion 12345"});
   EXPECT_NO_THROW(MrcFile(path("ver.mrc"), MrcReadOptions{true}));
-  n.nversion = 0;  // pre-2014 files: read in both modes, with a warning
+  n.nversion = 0;  // pre-2014 files: a quirk (issue 2, STYLE.md), accepted with --permissive
   write_raw(path("v0.mrc"), n);
-  EXPECT_EQ(MrcFile(path("v0.mrc")).warnings().size(), 1u);
+  expect_throw_msg<FormatError>([&] { MrcFile f(path("v0.mrc")); }, {"v0.mrc", "nversion 0", "--permissive"});
+  EXPECT_EQ(MrcFile(path("v0.mrc"), MrcReadOptions{true}).warnings().size(), 1u);
 
   RawMrc z;  // statistics all 0 (as AreTomo writes them) over non-zero data
   z.stats[0] = z.stats[1] = z.stats[2] = z.stats[3] = 0.f;
@@ -627,9 +628,11 @@ TEST(IoSamples, SharedSamplesReadWithShapesVoxelSizesAndValues) {
   const std::string dir = std::string(UNWEDGE_SHARED_DATA) + "/mrc_samples";
   if (!fs::is_directory(dir)) GTEST_SKIP() << dir << " absent: sample files not checked";
   // Reference values from python3-mrcfile 1.4.3 (which returns file order [sections, rows,
-  // columns] without undoing mapc/mapr/maps).
+  // columns] without undoing mapc/mapr/maps). The EMDB files predate MRC2014 (nversion 0), so
+  // they are read permissively.
+  const MrcReadOptions permissive{true};
   {
-    Volume v = mrc_read(dir + "/EMD-3197.map");
+    Volume v = mrc_read(dir + "/EMD-3197.map", permissive);
     EXPECT_EQ(v.data.sizes(), (at::IntArrayRef{20, 20, 20}));
     for (double s : v.meta.voxel_size) EXPECT_NEAR(s, 11.4, 1e-5);
     EXPECT_FLOAT_EQ(v.data[0][0][0].item<float>(), -1.8013091087341309f);
@@ -637,7 +640,7 @@ TEST(IoSamples, SharedSamplesReadWithShapesVoxelSizesAndValues) {
     EXPECT_NEAR(v.data.to(torch::kDouble).sum().item<double>(), 6268.896269149147, 1e-6 * 6268.9);
   }
   {
-    MrcFile f(dir + "/EMD-3001.map");  // mapc 3, mapr 1, maps 2: file [25, 43, 73] -> [Z, Y, X]
+    MrcFile f(dir + "/EMD-3001.map", permissive);  // mapc 3, mapr 1, maps 2: file [25, 43, 73] -> [Z, Y, X]
     EXPECT_EQ(f.shape(), (std::array<int64_t, 3>{73, 25, 43}));
     EXPECT_EQ(f.header().nsymbt, 160);
     EXPECT_EQ(f.meta().ext_header.size(), 160u);
@@ -655,7 +658,7 @@ TEST(IoSamples, SharedSamplesReadWithShapesVoxelSizesAndValues) {
     EXPECT_TRUE(torch::equal(f.read_box(30, 31, 10, 11, 20, 21), v.data.slice(0, 30, 31).slice(1, 10, 11).slice(2, 20, 21)));
   }
   {
-    MrcFile f(dir + "/float16.mrc");
+    MrcFile f(dir + "/float16.mrc", permissive);
     EXPECT_EQ(f.shape(), (std::array<int64_t, 3>{1, 64, 64}));
     EXPECT_EQ(f.header().mode, 12);
     EXPECT_NEAR(f.meta().voxel_size[0], 3.5953124, 1e-6);

@@ -26,11 +26,13 @@ std::string output_label(const GlobalOptions& g);
 
 // One registration function per command (apps/unwedge/cmd_<name>.cpp).
 void add_info_command(CLI::App& root, GlobalOptions& g);
-void add_reconstruct_command(CLI::App& root, GlobalOptions& g);
 void add_train_command(CLI::App& root, GlobalOptions& g);
 void add_restore_command(CLI::App& root, GlobalOptions& g);
 void add_methods_command(CLI::App& root, GlobalOptions& g);
+void add_reconstruct_command(CLI::App& root, GlobalOptions& g);
 void add_convert_command(CLI::App& root, GlobalOptions& g);
+void add_launch_command(CLI::App& root, GlobalOptions& g);
+void add_simulate_command(CLI::App& root, GlobalOptions& g);
 void add_eval_command(CLI::App& root, GlobalOptions& g);
 void add_report_command(CLI::App& root, GlobalOptions& g);
 void add_bench_command(CLI::App& root, GlobalOptions& g);

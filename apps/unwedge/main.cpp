@@ -19,22 +19,35 @@ using AddCommand = void (*)(CLI::App&, cli::GlobalOptions&);
 
 // Every subcommand, registered in one place (in the order `--help` lists them).
 const AddCommand kCommands[] = {
-    cli::add_embed_command, cli::add_eval_embed_command, cli::add_demo_mask_command,
-    cli::add_info_command,
-    cli::add_reconstruct_command,
-    cli::add_train_command,
-    cli::add_restore_command,
-    cli::add_methods_command,
-    cli::add_convert_command,
-    cli::add_eval_command,
-    cli::add_report_command,
-    cli::add_bench_command,
+    cli::add_simulate_command,  cli::add_reconstruct_command, cli::add_train_command,
+    cli::add_restore_command,   cli::add_eval_command,        cli::add_report_command,
+    cli::add_bench_command,     cli::add_methods_command,     cli::add_embed_command,
+    cli::add_eval_embed_command, cli::add_demo_mask_command,  cli::add_info_command,
+    cli::add_convert_command,   cli::add_launch_command,
 };
 
 std::string join_args(int argc, char** argv) {
   std::string s = "unwedge";
   for (int i = 1; i < argc; ++i) s += std::string(" ") + argv[i];
   return s;
+}
+
+// The first word that is not a root option must name a command: say which ones exist.
+void check_command_name(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--threads") {
+      ++i;
+      continue;
+    }
+    if (a.empty() || a[0] == '-') continue;
+    std::string known;
+    for (const CLI::App* cmd : app.get_subcommands({})) {
+      if (cmd->get_name() == a) return;
+      known += (known.empty() ? "" : ", ") + cmd->get_name();
+    }
+    throw ValueError("unknown command '" + a + "' (known: " + known + ")");
+  }
 }
 
 }  // namespace
@@ -61,6 +74,7 @@ int main(int argc, char** argv) {
   });
 
   try {
+    check_command_name(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

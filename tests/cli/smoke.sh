@@ -27,9 +27,10 @@ check() {  # check NAME EXPECTED_RC GREP_PATTERN -- command...
 check help 0 "info" -- "$BIN" --help
 check version 0 "unwedge [0-9]+\.[0-9]+" -- "$BIN" --version
 check no-command 106 "subcommand" -- "$BIN"
-check unknown-command 109 "" -- "$BIN" frobnicate
+check unknown-command 1 "unknown command .frobnicate.*known: simulate" -- "$BIN" frobnicate
 if [[ -d "$SHARED" ]]; then
-  check info-sample 0 "20 x 20 x 20" -- "$BIN" info "$SHARED/mrc_samples/EMD-3197.map"
+  check info-sample 0 "20 x 20 x 20" -- "$BIN" info --permissive "$SHARED/mrc_samples/EMD-3197.map"
+  check info-sample-strict 1 "nversion 0.*--permissive" -- "$BIN" info "$SHARED/mrc_samples/EMD-3197.map"
 else
   echo "skip: $SHARED absent, sample-file smoke tests not run"
 fi

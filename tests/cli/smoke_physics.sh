@@ -19,7 +19,7 @@ with open(sys.argv[1], "wb") as f:
 PY
   printf '%s\n' -60 -40 -20 0 20 40 60 > "$WORK/ts.tlt"
   printf '%s\n' -60 -40 -20 0 20 40 > "$WORK/ts6.tlt"
-  check reconstruct-help 0 "\[10\]" -- "$BIN" reconstruct --help
+  check reconstruct-help 0 "sirt-iterations.*10" -- "$BIN" reconstruct --help
   check reconstruct 0 "" -- "$BIN" reconstruct --tilt-series "$WORK/ts.mrc" --angles "$WORK/ts.tlt" \
     --thickness 12 --out "$WORK/tomo.mrc"
   check reconstruct-info 0 "24 x 16 x 12" -- "$BIN" info "$WORK/tomo.mrc"

@@ -65,18 +65,22 @@ void Progress::draw(bool final_line) {
   double frac = total_ > 0 ? std::min(1.0, double(done_) / double(total_)) : 0.0;
   std::string time_part = final_line ? "in " + format_duration(t)
                                      : format_duration(t) + " < ETA " + format_duration(eta);
+  // A time-based bar ("s") has no meaningful rate: show done/total only.
+  const bool show_rate = unit_ != "s";
+  char rate_buf[64] = "";
+  if (show_rate) std::snprintf(rate_buf, sizeof rate_buf, " %.2f %s/s", rate, unit_.c_str());
   if (tty_) {
     int fill = int(frac * kBarWidth);
     std::string bar(fill, '#');
     bar.resize(kBarWidth, '.');
-    std::fprintf(stderr, "\r%s [%s] %lld/%lld %s %.2f %s/s %s %s\033[K", label_.c_str(),
-                 bar.c_str(), (long long)done_, (long long)total_, unit_.c_str(), rate,
-                 unit_.c_str(), time_part.c_str(), status_.c_str());
+    std::fprintf(stderr, "\r%s [%s] %lld/%lld %s%s %s %s\033[K", label_.c_str(), bar.c_str(),
+                 (long long)done_, (long long)total_, unit_.c_str(), rate_buf,
+                 time_part.c_str(), status_.c_str());
     if (final_line) std::fputc('\n', stderr);
   } else {
-    std::fprintf(stderr, "%s %lld/%lld %s (%.0f%%) %.2f %s/s %s %s\n", label_.c_str(),
-                 (long long)done_, (long long)total_, unit_.c_str(), 100.0 * frac, rate,
-                 unit_.c_str(), time_part.c_str(), status_.c_str());
+    std::fprintf(stderr, "%s %lld/%lld %s (%.0f%%)%s %s %s\n", label_.c_str(),
+                 (long long)done_, (long long)total_, unit_.c_str(), 100.0 * frac, rate_buf,
+                 time_part.c_str(), status_.c_str());
   }
   std::fflush(stderr);
 }

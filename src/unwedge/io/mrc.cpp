@@ -244,7 +244,7 @@ MrcFile::MrcFile(std::string path, MrcReadOptions opts) : path_(std::move(path))
 
     auto warn = [&](const std::string& what) {
       warnings_.push_back(what);
-      log_warn("{}: {}", p, what);
+      if (opts.log_warnings) log_warn("{}: {}", p, what);
     };
     auto quirk = [&](const std::string& what) {  // accepted only with --permissive
       if (!opts.permissive) {
@@ -349,9 +349,8 @@ MrcFile::MrcFile(std::string path, MrcReadOptions opts) : path_(std::move(path))
       quirk("map field '" + got + "' is not 'MAP '");
     }
     if (h.nversion == 0) {
-      // Every pre-2014 file (most EMDB maps) has 0 here; like mrcfile, reading it is not an
-      // error even in strict mode, but it is reported.
-      warn("nversion 0: written before MRC2014 (not 20140 or 20141)");
+      // Pre-2014 files (most EMDB maps) have 0 here: a quirk, accepted with --permissive.
+      quirk("nversion 0: written before MRC2014 (not 20140 or 20141)");
     } else if (h.nversion != 20140 && h.nversion != 20141) {
       quirk("nversion " + std::to_string(h.nversion) + " is not 0, 20140 or 20141");
     }

@@ -42,6 +42,8 @@ struct MrcReadOptions {
   /// Accept the quirks real files carry (`MAP\0`, nversion 0, wrong or zero machine stamp,
   /// statistics left at 0), each reported as a warning, instead of failing.
   bool permissive = false;
+  /// Log each warning as it is found (they are always kept in MrcFile::warnings()).
+  bool log_warnings = true;
 };
 
 /// Options for writing.

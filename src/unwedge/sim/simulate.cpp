@@ -138,6 +138,14 @@ const std::vector<std::string>& sim_output_files() {
 }
 
 void simulate_check_outputs(const std::string& dir, bool overwrite) {
+  if (!fs::exists(dir)) {  // created by simulate_write; its parent must exist
+    fs::path parent = fs::absolute(dir).parent_path();
+    if (!fs::is_directory(parent)) {
+      throw IoError("output folder " + dir + ": parent folder " + parent.string() + " does not exist");
+    }
+    return;
+  }
+  if (!fs::is_directory(dir)) throw IoError("output folder " + dir + " is a file, not a folder");
   for (const auto& f : sim_output_files()) output_check_writable((fs::path(dir) / f).string(), overwrite);
 }
 

@@ -119,7 +119,11 @@ std::vector<SimTemplate> templates_load_dir(const std::string& dir, double voxel
   if (files.empty()) throw IoError("maps folder " + dir + ": no .mrc or .map files");
   std::vector<SimTemplate> out;
   for (const auto& p : files) {
-    Volume v = mrc_read(p.string());
+    // Shipped and user maps are often pre-2014 files (nversion 0): read them permissively.
+    MrcReadOptions ro;
+    ro.permissive = true;
+    ro.log_warnings = false;
+    Volume v = mrc_read(p.string(), ro);
     double from_A = v.meta.voxel_size[0];
     if (!(from_A > 0)) {
       throw FormatError(p.string() + ": voxel size " + std::to_string(from_A) +
