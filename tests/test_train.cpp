@@ -332,3 +332,50 @@ TEST(Train, BadInputsFailBeforeTouchingOutputs) {
     EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
   }
 }
+
+// Tilt-series domain: patches one section deep (patch_z = 1) are pieces of single tilt images,
+// reach every section, keep out of the Y validation band and cut exactly the right pixels
+// (reference: the patch read back pixel by pixel from the source).
+TEST(Sampler, DepthOnePatchesAreSingleSections) {
+  SamplerOptions so;
+  so.patch = 8;
+  so.patch_z = 1;
+  so.val_fraction = 0.25;
+  SampleSource src;
+  src.a = torch::arange(5 * 40 * 24, torch::kFloat).view({5, 40, 24});  // 5 "tilts" of 40 x 24
+  src.name = "series";
+  SubtomoSampler s({src}, so);
+  EXPECT_EQ(s.patch_depth(), 1);
+  EXPECT_EQ(s.val_band(0).y0, 30);  // max(8, 0.25 * 40) = 10 rows held out
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  auto pos = s.draw(2000, Split::train, gen);
+  std::vector<int> seen(5, 0);
+  for (const auto& p : pos) {
+    ASSERT_GE(p.z, 0);
+    ASSERT_LE(p.z, 4);
+    ASSERT_LE(p.y + 8, 30) << "training patch reaches into the validation band";
+    ASSERT_LE(p.x + 8, 24);
+    seen[size_t(p.z)]++;
+  }
+  for (int z = 0; z < 5; ++z) EXPECT_GT(seen[size_t(z)], 0) << "section " << z << " never drawn";
+  for (const auto& p : s.draw(200, Split::val, gen)) {
+    ASSERT_GE(p.y, 30);
+    ASSERT_LE(p.y + 8, 40);
+  }
+  std::vector<PatchPos> cut{{0, 3, 5, 7}};
+  PatchBatch b = s.extract(cut);
+  ASSERT_EQ(b.a.sizes(), (std::vector<int64_t>{1, 1, 1, 8, 8}));
+  auto A = src.a.accessor<float, 3>();
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 8; ++x) ASSERT_EQ(b.a[0][0][0][y][x].item<float>(), A[3][5 + y][7 + x]);
+  // Epoch size = candidate corners (5 x 23 x 17 on a grid of 1) x grid^3 / patch volume, with
+  // the patch volume 1 x 8 x 8 (a cube's 8^3 would make epochs 8x too short).
+  EXPECT_EQ(s.patches_per_epoch(), std::llround(5.0 * 23 * 17 / (1 * 8 * 8)));
+  so.patch_z = 6;
+  try {
+    SubtomoSampler bad({src}, so);
+    FAIL() << "patch deeper than the series accepted";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("patch 6 x 8 x 8"), std::string::npos) << e.what();
+  }
+}

@@ -1,5 +1,8 @@
 // `unwedge restore`: applies a trained model (MODEL.uwm) to a tomogram or a pair of halves,
-// tile by tile, writing the result slab by slab in the input's scale and header.
+// tile by tile, writing the result slab by slab in the input's scale and header. A model trained
+// with --domain tilt-series denoises every image of a tilt series (--tilt-series, --angles) and
+// the tomogram is reconstructed from them by weighted back-projection.
+#include <algorithm>
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -10,6 +13,8 @@
 #include "unwedge/core/log.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/io/tilt.h"
+#include "unwedge/physics/projector.h"
 #include "unwedge/train/checkpoint.h"
 #include "unwedge/train/normalize.h"
 
@@ -20,6 +25,13 @@ namespace {
 /// Every option of `unwedge restore`; 0 / empty means "from the checkpoint".
 struct RestoreParams {
   std::string model, in, even, odd, out;
+  std::string tilt_series, angles;  ///< tilt-series models: aligned stack and its angles
+  int64_t thickness = 0;            ///< tilt-series: tomogram Z, voxels (0: the checkpoint's)
+  int64_t width = 0;                ///< tilt-series: tomogram X, voxels (0: the series' X)
+  std::string filter = "ramp";      ///< tilt-series WBP: ramp | sirt-like | none
+  int sirt_iterations = 10;         ///< tilt-series WBP: N of the sirt-like filter
+  double lowpass = 0.0;             ///< tilt-series WBP: Hamming cut-off, cycles/pixel (0: off)
+  std::string save_tilt_series;     ///< tilt-series: also write the denoised series here
   RestoreOptions restore;
   std::string device;         ///< empty: the training device when available, else cpu
   std::string norm = "input";  ///< input | model
@@ -34,7 +46,118 @@ std::string with_suffix(const std::string& path, const std::string& suffix) {
   return p.string() + suffix + (ext.empty() ? ".mrc" : ext);
 }
 
+/// Robust statistics of an input (p.norm == "input") or the model's first training input.
+NormStats restore_stats(const RestoreParams& p, const CheckpointInfo& info, const MrcFile& f) {
+  if (p.norm == "model") {
+    if (info.norm.empty()) throw FormatError(p.model + ": checkpoint holds no statistics");
+    return info.norm.front();
+  }
+  return norm_stats_compute(f, norm_mode_parse(info.norm_mode, p.model + ": norm_mode"),
+                            info.norm_fraction);
+}
+
+/// Tilt-series models: denoise each tilt image (tiled in Y and X, one section per tile), then
+/// weighted back-projection into the tomogram, written with the series' voxel size.
+void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
+  if (p.tilt_series.empty()) throw ValueError("--angles needs --tilt-series");
+  if (!p.in.empty() || !p.even.empty() || !p.odd.empty()) {
+    throw ValueError("give either --tilt-series or --in/--even/--odd, not both");
+  }
+  if (p.norm != "input" && p.norm != "model") {
+    throw ValueError("--norm: '" + p.norm + "' is not input or model");
+  }
+  WbpOptions wo;
+  if (p.filter == "ramp") {
+    wo.filter = WbpFilter::ramp;
+  } else if (p.filter == "sirt-like") {
+    wo.filter = WbpFilter::sirt_like;
+  } else if (p.filter == "none") {
+    wo.filter = WbpFilter::none;
+  } else {
+    throw ValueError("--filter: '" + p.filter + "' is not ramp, sirt-like or none");
+  }
+  wo.sirt_iterations = p.sirt_iterations;
+  wo.lowpass = p.lowpass;
+  output_check_writable(p.out, p.overwrite);
+  if (!p.save_tilt_series.empty()) output_check_writable(p.save_tilt_series, p.overwrite);
+
+  LoadedCheckpoint ck = checkpoint_load(p.model);
+  const CheckpointInfo& info = ck.info;
+  if (info.domain != "tilt-series") {
+    throw ValueError(p.model + " is a " + info.domain + "-domain model (trained on " +
+                     (info.inputs.empty() ? std::string("?") : info.inputs.front()) +
+                     ") but --tilt-series " + p.tilt_series +
+                     " is a tilt series: give it a tomogram (--in), or train with "
+                     "--domain tilt-series");
+  }
+  std::vector<double> angles = p.angles.empty() ? info.angles_deg : tilt_read(p.angles);
+  const std::string angles_from = p.angles.empty() ? p.model + " (training angles)" : p.angles;
+  MrcFile f(p.tilt_series, MrcReadOptions{p.permissive});
+  for (const auto& w : f.warnings()) log_warn("{}: {}", p.tilt_series, w);
+  const auto shape = f.shape();  // [n_tilts, Y, X]
+  if (int64_t(angles.size()) != shape[0]) {
+    throw ValueError(angles_from + " has " + std::to_string(angles.size()) + " angles but " +
+                     p.tilt_series + " has " + std::to_string(shape[0]) + " sections (tilts)");
+  }
+  const int64_t thickness = p.thickness > 0 ? p.thickness : info.thickness;
+  if (thickness < 2) {
+    throw ValueError("--thickness " + std::to_string(thickness) + ": give the tomogram's Z "
+                     "(>= 2 voxels); " + p.model + " stores none");
+  }
+
+  RestoreOptions ro = p.restore;
+  ro.progress = !p.no_progress && !g.quiet;
+  std::string trained_on = info.train_options.value("device", "cpu");
+  ro.device = !p.device.empty() ? p.device
+              : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
+                                                                                  : "cpu";
+  if (ro.tile == 0) ro.tile = info.train_options.value("patch", int64_t(64)) + ro.overlap;
+  if (ro.tile_z == 0) ro.tile_z = 1;  // one tilt image per tile; --batch tiles per pass
+  const NormStats stats = restore_stats(p, info, f);
+  log_info("denoising {} tilt images of {} x {} with {} (step {}), tiles {} overlap {} on {}",
+           shape[0], shape[2], shape[1], ck.method->name(), info.step, ro.tile, ro.overlap,
+           ro.device);
+
+  at::Tensor series = torch::empty({shape[0], shape[1], shape[2]}, torch::kFloat);  // [n, Y, X]
+  MrcFile* fp = &f;
+  TileReader rd = [fp, stats](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0,
+                              int64_t x1) {
+    at::Tensor t = fp->read_box(z0, z1, y0, y1, x0, x1);
+    check_finite(t, fp->path());
+    return norm_apply(t, stats);
+  };
+  SlabSink sink = [&series, stats](int64_t z0, const at::Tensor& slab) {
+    series.slice(0, z0, z0 + slab.size(0)).copy_(norm_invert(slab, stats));
+  };
+  restore_stream(*ck.method, shape, {rd}, {sink}, ro);
+
+  MrcWriteOptions mo;
+  mo.mode = p.mode;
+  mo.overwrite = p.overwrite;
+  mo.label = output_label(g);
+  if (!p.save_tilt_series.empty()) {
+    mrc_write(p.save_tilt_series, Volume{series, f.meta()}, mo);
+    log_info("wrote {}", p.save_tilt_series);
+  }
+  VolumeMeta meta = f.meta();
+  meta.voxel_size[2] = meta.voxel_size[0];  // isotropic voxels: Z sampled like X
+  meta.origin = {0.0, 0.0, 0.0};
+  meta.nstart = {0, 0, 0};
+  meta.ext_header.clear();
+  meta.exttyp.clear();
+  log_info("back-projecting {} tilts ({:.1f} to {:.1f} deg) -> {} x {} x {} (X x Y x Z)",
+           angles.size(), *std::min_element(angles.begin(), angles.end()),
+           *std::max_element(angles.begin(), angles.end()), p.width > 0 ? p.width : shape[2],
+           shape[1], thickness);
+  mrc_write(p.out, Volume{wbp(series, angles, thickness, wo, p.width), meta}, mo);
+  log_info("wrote {}", p.out);
+}
+
 void run_restore(RestoreParams& p, const GlobalOptions& g) {
+  if (!p.tilt_series.empty() || !p.angles.empty()) {
+    run_restore_tilt_series(p, g);
+    return;
+  }
   const bool pair = !p.even.empty() || !p.odd.empty();
   if (pair && !p.in.empty()) throw ValueError("give either --in or --even/--odd, not both");
   if (pair && (p.even.empty() || p.odd.empty())) throw ValueError("--even needs --odd");
@@ -51,6 +174,12 @@ void run_restore(RestoreParams& p, const GlobalOptions& g) {
 
   LoadedCheckpoint ck = checkpoint_load(p.model);
   const CheckpointInfo& info = ck.info;
+  if (info.domain == "tilt-series") {
+    throw ValueError(p.model + " is a tilt-series-domain model (trained on " +
+                     (info.inputs.empty() ? std::string("?") : info.inputs.front()) + ") but " +
+                     (pair ? p.even + " and " + p.odd + " are" : p.in + " is") +
+                     " given as a tomogram: give --tilt-series TS.mrc --angles TS.tlt");
+  }
   RestoreOptions ro = p.restore;
   ro.progress = !p.no_progress && !g.quiet;
   std::string trained_on = info.train_options.value("device", "cpu");
@@ -134,6 +263,31 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--in", p->in, "Tomogram to restore, MRC");
   cmd->add_option("--even", p->even, "Even half, MRC (with --odd: the restored halves averaged)");
   cmd->add_option("--odd", p->odd, "Odd half, MRC");
+  cmd->add_option("--tilt-series", p->tilt_series,
+                  "Aligned tilt series, MRC stack, for a model trained with --domain "
+                  "tilt-series: each tilt image is denoised, then back-projected")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--angles", p->angles,
+                  "Tilt angles, degrees, one per section (.tlt); default: the model's")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--thickness", p->thickness,
+                  "Tilt series: tomogram thickness Z, voxels (0 = the model's)")
+      ->capture_default_str();
+  cmd->add_option("--width", p->width, "Tilt series: tomogram width X, voxels (0 = the series')")
+      ->capture_default_str();
+  cmd->add_option("--filter", p->filter, "Tilt series: WBP row weighting, ramp | sirt-like | none")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"ramp", "sirt-like", "none"}));
+  cmd->add_option("--sirt-iterations", p->sirt_iterations,
+                  "Tilt series: iterations the sirt-like filter mimics")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--lowpass", p->lowpass,
+                  "Tilt series: WBP Hamming cut-off, cycles/pixel (Nyquist 0.5; 0 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--save-tilt-series", p->save_tilt_series,
+                  "Tilt series: also write the denoised tilt series here, MRC");
   cmd->add_option("--out", p->out, "Restored tomogram to write, MRC")->required();
   cmd->add_flag("--save-halves", p->restore.save_halves,
                 "With --even/--odd: also write OUT_even.mrc and OUT_odd.mrc (default: off)");

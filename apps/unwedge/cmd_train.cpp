@@ -1,5 +1,6 @@
 // `unwedge train`: trains a restoration method on half tomograms (--even/--odd) or a single
 // tomogram (--in) and writes one self-describing model file.
+#include <algorithm>
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -8,6 +9,7 @@
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
+#include "unwedge/io/tilt.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/train/trainer.h"
 
@@ -19,6 +21,8 @@ namespace {
 struct TrainParams {
   TrainOptions train;
   std::vector<std::string> even, odd, in, masks, opts;
+  std::string domain = "tomogram";  ///< tomogram | tilt-series
+  std::string tilt_series, angles;  ///< --domain tilt-series: aligned stack and its .tlt
   bool auto_mask = false;
   double auto_mask_quantile = 0.3;
   std::string out;
@@ -45,6 +49,41 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
     throw ValueError("--tilt-range: expected MIN MAX degrees with MIN < MAX");
   }
   o.wedge = {p.tilt_range[0], p.tilt_range[1], p.wedge_sign};
+  o.domain = p.domain;
+  const bool tilt = p.domain == "tilt-series";
+  if (tilt) {
+    if (o.method != "n2v") {
+      throw ValueError("--domain tilt-series: method " + o.method +
+                       " does not train on tilt images (only n2v does)");
+    }
+    if (p.tilt_series.empty() || p.angles.empty()) {
+      throw ValueError("--domain tilt-series needs --tilt-series TS.mrc and --angles TS.tlt");
+    }
+    if (!p.in.empty() || !p.even.empty() || !p.odd.empty() || !p.masks.empty() || p.auto_mask) {
+      throw ValueError("--domain tilt-series takes --tilt-series and --angles, not "
+                       "--in/--even/--odd/--mask/--auto-mask");
+    }
+    if (o.method_options.contains("planar") && !o.method_options["planar"].get<bool>()) {
+      throw ValueError("--domain tilt-series: --opt planar=false (tilt images need the 2D "
+                       "network, planar=true)");
+    }
+    o.method_options["planar"] = true;  // 2D network on [B, 1, 1, Y, X]
+    o.sampler.patch_z = 1;              // patches are pieces of single tilt images
+    o.angles_deg = tilt_read(p.angles);
+    if (cmd.count("--tilt-range") == 0) {
+      auto mm = std::minmax_element(o.angles_deg.begin(), o.angles_deg.end());
+      o.wedge.tilt_min_deg = *mm.first;
+      o.wedge.tilt_max_deg = *mm.second;
+    }
+    p.in = {p.tilt_series};
+  } else if (p.domain != "tomogram") {
+    throw ValueError("--domain: '" + p.domain + "' is not tomogram or tilt-series");
+  } else if (!p.tilt_series.empty() || !p.angles.empty() || o.thickness != 0) {
+    throw ValueError("--tilt-series, --angles and --thickness need --domain tilt-series");
+  }
+  if (o.thickness < 0) {
+    throw ValueError("--thickness: " + std::to_string(o.thickness) + " voxels is negative");
+  }
   o.progress = !p.no_progress && !g.quiet;
   const std::string config = beside(p.out, ".config.yaml");
   const std::string log = beside(p.out, ".train.jsonl");
@@ -55,9 +94,14 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   }
   std::vector<TrainInput> inputs = train_inputs_read(p.even, p.odd, p.in, p.masks, p.auto_mask,
                                                      p.auto_mask_quantile, p.permissive);
+  if (tilt && inputs.front().a.nz() != int64_t(o.angles_deg.size())) {
+    throw ValueError("--domain tilt-series: " + p.angles + " has " +
+                     std::to_string(o.angles_deg.size()) + " angles but " + p.tilt_series +
+                     " has " + std::to_string(inputs.front().a.nz()) + " sections (tilts)");
+  }
   write_resolved_config(cmd, config, /*overwrite=*/true);
-  log_info("training {} on {} tomogram(s); model {}, log {}", o.method, inputs.size(), p.out,
-           log);
+  log_info("training {} on {} {}; model {}, log {}", o.method, inputs.size(),
+           tilt ? "tilt series" : "tomogram(s)", p.out, log);
   TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite);
   log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
            r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",
@@ -78,6 +122,23 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--odd", p->odd, "Odd half tomogram(s), MRC");
   cmd->add_option("--in", p->in, "Tomogram(s) for single-tomogram methods (n2v), MRC");
   cmd->add_option("--out", p->out, "Model file to write (.uwm)")->required();
+  cmd->add_option("--domain", p->domain,
+                  "tomogram, or tilt-series: n2v denoises the aligned tilt images (2D patches "
+                  "--patch x --patch of single tilts; pixel-independent shot noise) and restore "
+                  "back-projects them")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"tomogram", "tilt-series"}));
+  cmd->add_option("--tilt-series", p->tilt_series,
+                  "--domain tilt-series: aligned tilt series, MRC stack (one section per tilt)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--angles", p->angles,
+                  "--domain tilt-series: tilt angles in degrees, one per section (.tlt/.rawtlt); "
+                  "stored with the model (and the wedge, unless --tilt-range is given)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--thickness", o.thickness,
+                  "--domain tilt-series: tomogram thickness Z in voxels stored for restore "
+                  "(0 = give it to restore)")
+      ->capture_default_str();
   cmd->add_option("--mask", p->masks,
                   "Specimen mask(s), MRC (nonzero = specimen), one per tomogram; patches are "
                   "centred inside it");

@@ -34,8 +34,16 @@ TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
     throw ValueError("overlap: " + std::to_string(opts.overlap) + " voxels must be in [0, tile " +
                      std::to_string(opts.tile) + ")");
   }
-  return tile_plan_make(shape, {opts.tile, opts.tile, opts.tile}, opts.overlap,
-                        method.size_multiple(), method.receptive_field());
+  if (opts.tile_z < 0) throw ValueError("tile depth: " + std::to_string(opts.tile_z) + " voxels");
+  const auto rf = method.receptive_field();
+  const auto align = method.size_multiple();
+  const int64_t tz = opts.tile_z > 0 ? opts.tile_z : opts.tile;
+  TilePlan plan = tile_plan_make(shape, {tz, opts.tile, opts.tile}, opts.overlap, align, rf);
+  if (rf[0] == 1) {
+    // Sections are restored independently (planar network): Z tiles need no overlap.
+    plan.axes[0] = tile_axis_make(shape[0], tz, /*overlap=*/0, align[0], /*halo=*/0);
+  }
+  return plan;
 }
 
 void restore_stream(Method& method, const std::array<int64_t, 3>& shape,

@@ -18,6 +18,8 @@ namespace unwedge {
 /// Options of restoration (one source of defaults for the CLI).
 struct RestoreOptions {
   int64_t tile = 96;       ///< tile edge, voxels (rounded up to the network's size multiple)
+  int64_t tile_z = 0;      ///< tile depth along Z, voxels (0: tile). Networks whose receptive
+                           ///< field along Z is 1 (planar) get no overlap along Z.
   int64_t overlap = 32;    ///< overlap of neighbouring tiles, voxels
   int64_t batch = 1;       ///< tiles per forward pass
   std::string device = "cpu";

@@ -29,6 +29,9 @@ nlohmann::json checkpoint_info_to_json(const CheckpointInfo& info) {
     if (h.val_loss >= 0) p["val_loss"] = h.val_loss;
     j["history"].push_back(p);
   }
+  j["domain"] = info.domain;
+  j["angles_deg"] = info.angles_deg;
+  j["thickness"] = info.thickness;
   j["finished"] = info.finished;
   return j;
 }
@@ -57,6 +60,13 @@ CheckpointInfo checkpoint_info_from_json(const nlohmann::json& j, const std::str
       h.val_loss = p.contains("val_loss") ? p.at("val_loss").get<double>() : -1.0;
       info.history.push_back(h);
     }
+    info.domain = j.value("domain", std::string("tomogram"));
+    if (info.domain != "tomogram" && info.domain != "tilt-series") {
+      throw FormatError(path + ": checkpoint domain '" + info.domain +
+                        "' is not tomogram or tilt-series");
+    }
+    info.angles_deg = j.value("angles_deg", std::vector<double>{});
+    info.thickness = j.value("thickness", int64_t(0));
     info.finished = j.at("finished").get<bool>();
     return info;
   } catch (const nlohmann::json::exception& e) {

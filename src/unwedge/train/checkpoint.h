@@ -46,6 +46,12 @@ struct CheckpointInfo {
   std::array<double, 3> voxel_size{1, 1, 1};  ///< Å (x, y, z) of the first training input
   nlohmann::json train_options = nlohmann::json::object();  ///< the trainer's resolved options
   std::vector<HistoryPoint> history;
+  /// What the model was trained on: "tomogram" (volumes [Z, Y, X]) or "tilt-series" (the
+  /// aligned tilt images [n_tilts, Y, X]; restoration denoises them, then back-projects).
+  /// Checkpoints written before this field existed read as "tomogram".
+  std::string domain = "tomogram";
+  std::vector<double> angles_deg;  ///< tilt-series domain: the training series' angles, degrees
+  int64_t thickness = 0;           ///< tilt-series domain: tomogram Z for restore, voxels (0: unset)
   bool finished = false;         ///< the budget was spent (false for intermediate checkpoints)
 };
 

@@ -24,6 +24,11 @@ SubtomoSampler::SubtomoSampler(std::vector<SampleSource> sources, SamplerOptions
   if (sources_.empty()) throw ValueError("sampler: no tomograms given");
   const int64_t p = opts_.patch;
   if (p < 1) throw ValueError("patch: " + std::to_string(p) + " voxels is not positive");
+  if (opts_.patch_z < 0) {
+    throw ValueError("patch depth: " + std::to_string(opts_.patch_z) + " voxels is negative");
+  }
+  pz_ = opts_.patch_z > 0 ? opts_.patch_z : p;
+  const int64_t pz = pz_;
   if (!(opts_.val_fraction >= 0.0 && opts_.val_fraction < 1.0)) {
     throw ValueError("val-fraction: " + std::to_string(opts_.val_fraction) +
                      " is not in [0, 1)");
@@ -46,8 +51,9 @@ SubtomoSampler::SubtomoSampler(std::vector<SampleSource> sources, SamplerOptions
                        shape_str(s.a));
     }
     const int64_t nz = s.a.size(0), ny = s.a.size(1), nx = s.a.size(2);
-    if (p > nz || p > ny || p > nx) {
-      throw ShapeError(s.name + ": patch " + std::to_string(p) + " voxels is larger than the " +
+    if (pz > nz || p > ny || p > nx) {
+      throw ShapeError(s.name + ": patch " + std::to_string(pz) + " x " + std::to_string(p) +
+                       " x " + std::to_string(p) + " voxels (Z x Y x X) is larger than the " +
                        "volume (" + shape_str(s.a) + ", Z x Y x X); use a smaller --patch");
     }
     YBand band;
@@ -75,13 +81,14 @@ SubtomoSampler::SubtomoSampler(std::vector<SampleSource> sources, SamplerOptions
       throw ValueError("sampler: the mask leaves no position in the validation band");
     }
   }
-  double per_cell = double(grid_ * grid_ * grid_) / double(p * p * p);
+  // Candidates step by grid_ along every axis; a patch covers pz x p x p of them.
+  double per_cell = double(grid_ * grid_ * grid_) / double(pz * p * p);
   patches_per_epoch_ =
       std::max<int64_t>(1, std::llround(double(train_.corners.size(0)) * per_cell));
 }
 
 SubtomoSampler::Candidates SubtomoSampler::build(Split split) const {
-  const int64_t p = opts_.patch;
+  const int64_t p = opts_.patch, pz = pz_;
   std::vector<at::Tensor> corners, limits;
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   for (size_t t = 0; t < sources_.size(); ++t) {
@@ -92,7 +99,7 @@ SubtomoSampler::Candidates SubtomoSampler::build(Split split) const {
     int64_t y_lo = split == Split::train ? 0 : band.y0;
     int64_t y_hi = split == Split::train ? band.y0 - p : band.y1 - p;  // inclusive
     if (y_hi < y_lo) continue;
-    at::Tensor zs = torch::arange(0, nz - p + 1, grid_, i64);
+    at::Tensor zs = torch::arange(0, nz - pz + 1, grid_, i64);
     at::Tensor ys = torch::arange(y_lo, y_hi + 1, grid_, i64);
     at::Tensor xs = torch::arange(0, nx - p + 1, grid_, i64);
     auto g = torch::meshgrid({zs, ys, xs}, "ij");  // 3 x [nzc, nyc, nxc]
@@ -100,13 +107,13 @@ SubtomoSampler::Candidates SubtomoSampler::build(Split split) const {
     if (s.mask.defined()) {
       // Keep corners whose patch centre lies in the specimen.
       at::Tensor m = s.mask.to(torch::kCPU).ne(0);
-      at::Tensor mc = m.index_select(0, zs + p / 2).index_select(1, ys + p / 2)
+      at::Tensor mc = m.index_select(0, zs + pz / 2).index_select(1, ys + p / 2)
                           .index_select(2, xs + p / 2);  // [nzc, nyc, nxc]
       c = c.index_select(0, mc.reshape(-1).nonzero().reshape(-1));
     }
     at::Tensor tomo = torch::full({c.size(0), 1}, int64_t(t), i64);
     corners.push_back(torch::cat({tomo, c}, 1));
-    at::Tensor lim = torch::tensor({nz - p, y_hi, nx - p}, i64).expand({c.size(0), 3});
+    at::Tensor lim = torch::tensor({nz - pz, y_hi, nx - p}, i64).expand({c.size(0), 3});
     limits.push_back(lim);
   }
   if (corners.empty()) return {torch::zeros({0, 4}, i64), torch::zeros({0, 3}, i64)};
@@ -129,19 +136,19 @@ std::vector<PatchPos> SubtomoSampler::draw(int64_t n, Split split, at::Generator
 }
 
 PatchBatch SubtomoSampler::extract(const std::vector<PatchPos>& pos) const {
-  const int64_t p = opts_.patch;
+  const int64_t p = opts_.patch, pz = pz_;
   std::vector<at::Tensor> a, b;
   a.reserve(pos.size());
   for (const auto& q : pos) {
     const auto& s = sources_.at(size_t(q.tomo));
     auto cut = [&](const at::Tensor& v) {
-      return v.slice(0, q.z, q.z + p).slice(1, q.y, q.y + p).slice(2, q.x, q.x + p);
+      return v.slice(0, q.z, q.z + pz).slice(1, q.y, q.y + p).slice(2, q.x, q.x + p);
     };
     a.push_back(cut(s.a));
     if (s.b.defined()) b.push_back(cut(s.b));
   }
   PatchBatch out;
-  out.a = torch::stack(a, 0).unsqueeze(1);  // [B, 1, P, P, P]
+  out.a = torch::stack(a, 0).unsqueeze(1);  // [B, 1, Pz, P, P]
   if (!b.empty()) out.b = torch::stack(b, 0).unsqueeze(1);
   return out;
 }

@@ -14,7 +14,8 @@ namespace unwedge {
 
 /// Options of the sampler (one source of defaults for the CLI).
 struct SamplerOptions {
-  int64_t patch = 64;         ///< edge of an extracted cube, voxels
+  int64_t patch = 64;         ///< edge of an extracted cube (its Y and X), voxels
+  int64_t patch_z = 0;        ///< patch depth along Z, voxels (0: patch, a cube; 1: 2D sections)
   double val_fraction = 0.1;  ///< fraction of Y held out as the validation band (0: none)
   int64_t grid = 0;           ///< spacing of candidate corners, voxels (0: patch / 8)
 };
@@ -34,7 +35,7 @@ struct PatchPos {
   int64_t tomo = 0, z = 0, y = 0, x = 0;
 };
 
-/// Patches stacked along the batch axis: a and (for pairs) b, each [B, 1, P, P, P].
+/// Patches stacked along the batch axis: a and (for pairs) b, each [B, 1, Pz, P, P].
 struct PatchBatch {
   at::Tensor a, b;
 };
@@ -52,13 +53,15 @@ class SubtomoSampler {
 
   /// `n` random corners from `split`, using only `gen` (reproducible given its state).
   std::vector<PatchPos> draw(int64_t n, Split split, at::Generator& gen) const;
-  /// Cuts the patches and stacks them: a, b as [B, 1, P, P, P] on the sources' device.
+  /// Cuts the patches and stacks them: a, b as [B, 1, Pz, P, P] on the sources' device.
   PatchBatch extract(const std::vector<PatchPos>& pos) const;
 
   YBand val_band(int64_t tomo) const { return bands_.at(size_t(tomo)); }
   const SamplerOptions& options() const { return opts_; }
   int64_t num_sources() const { return int64_t(sources_.size()); }
   bool paired() const { return sources_.front().b.defined(); }
+  /// Patch depth along Z actually used (options().patch_z, or patch when that is 0).
+  int64_t patch_depth() const { return pz_; }
   /// Patches of the training region per epoch (non-overlapping count, at least 1).
   int64_t patches_per_epoch() const { return patches_per_epoch_; }
 
@@ -73,7 +76,7 @@ class SubtomoSampler {
   SamplerOptions opts_;
   std::vector<YBand> bands_;
   Candidates train_, val_;
-  int64_t grid_ = 1, patches_per_epoch_ = 1;
+  int64_t grid_ = 1, patches_per_epoch_ = 1, pz_ = 1;
 };
 
 /// Specimen mask from local variance: the local standard deviation over cubes of `cell` voxels,

@@ -87,6 +87,8 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"minutes", o.minutes},
           {"batch", o.batch},
           {"patch", o.sampler.patch},
+          {"patch_z", o.sampler.patch_z},
+          {"domain", o.domain},
           {"val_fraction", o.sampler.val_fraction},
           {"optimizer", o.optimizer},
           {"lr", o.schedule.lr},
@@ -179,6 +181,10 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
       throw ValueError(out + ": --opt values differ from the checkpoint's method options " +
                        ck.method->options_json().dump() + " (resume keeps them)");
     }
+    if (ck.info.domain != o.domain) {
+      throw ValueError(out + ": checkpoint was trained in the " + ck.info.domain +
+                       " domain, not --domain " + o.domain);
+    }
     method = std::move(ck.method);
     info = ck.info;
     o.seed = info.seed;
@@ -243,6 +249,9 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   info.norm_mode = norm_mode_name(o.norm_mode);
   info.norm_fraction = o.norm_fraction;
   info.wedge = o.wedge;
+  info.domain = o.domain;
+  info.angles_deg = o.angles_deg;
+  info.thickness = o.thickness;
   info.train_options = train_options_to_json(o);
   info.train_options["method_options"] = method->options_json();
 

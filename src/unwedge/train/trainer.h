@@ -43,6 +43,9 @@ struct TrainOptions {
   NormMode norm_mode = NormMode::central;
   double norm_fraction = 0.5;  ///< central fraction of each axis used for the statistics
   MethodWedge wedge;
+  std::string domain = "tomogram";  ///< tomogram | tilt-series (inputs are aligned tilt images)
+  std::vector<double> angles_deg;   ///< tilt-series: the series' angles, degrees (stored)
+  int64_t thickness = 0;            ///< tilt-series: tomogram Z stored for restore (0: unset)
   bool progress = true;        ///< progress bar on stderr
 };
 
