@@ -90,7 +90,7 @@ MethodInfo ddw_method_info() {
       {"swap", true, "swap the halves per sample at random"},
       {"crop", true,
        "centre-crop after rotation to the largest size-multiple <= patch/sqrt(2) (no empty corners)"},
-      {"refill_every", int64_t{0},
+      {"refill_every", int64_t{200},
        "refill the input's wedge with a network snapshot refreshed every K steps, from step K (0: off)"},
   };
   for (auto& o : unet_method_options()) info.options.push_back(o);

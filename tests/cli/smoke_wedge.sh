@@ -1,0 +1,31 @@
+# Smoke tests of the missing-wedge methods (sourced by smoke.sh: $BIN, $WORK, check).
+check wedge-methods-listed 0 "cryogen-ot" -- "$BIN" methods
+check wedge-ddw-options 0 "lambda" -- "$BIN" methods --options ddw
+check wedge-map-options 0 "r1" -- "$BIN" methods --options cryogen-map
+WS="$WORK/wedge_sim"
+mkdir -p "$WS"
+if "$BIN" -q simulate --preset tiny --out "$WS" > /dev/null 2>&1 && [[ -f "$WS/even.mrc" ]]; then
+  WT=(--opt depth=1 --opt base_channels=4 --opt convs_per_level=1 --patch 24 --batch 2
+      --steps 2 --no-progress --threads 1)
+  for m in ddw cryogen-map cryogen-ot; do
+    check "wedge-train-$m" 0 "wrote" -- "$BIN" train --method "$m" --even "$WS/even.mrc" \
+      --odd "$WS/odd.mrc" --out "$WORK/w_$m.uwm" --tilt-range -50 65 --wedge-sign "${WT[@]}"
+  done
+  check wedge-train-isonet 0 "wrote" -- "$BIN" train --method isonet --in "$WS/tomo.mrc" \
+    --out "$WORK/w_isonet.uwm" --opt refill_every=1 "${WT[@]}"
+  check wedge-train-ot-sinkhorn 0 "wrote" -- "$BIN" train --method cryogen-ot --even "$WS/even.mrc" \
+    --odd "$WS/odd.mrc" --out "$WORK/w_ots.uwm" --opt ot=sinkhorn --opt features=voxels "${WT[@]}"
+  check wedge-restore-ddw 0 "wrote" -- "$BIN" restore --model "$WORK/w_ddw.uwm" \
+    --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_ddw.mrc" --no-progress
+  check wedge-restore-map 0 "wrote" -- "$BIN" restore --model "$WORK/w_cryogen-map.uwm" \
+    --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_map.mrc" --no-progress
+  check wedge-restore-isonet 0 "wrote" -- "$BIN" restore --model "$WORK/w_isonet.uwm" \
+    --in "$WS/tomo.mrc" --out "$WORK/w_isonet.mrc" --no-progress
+  check wedge-patch-too-small 1 "too small to crop" -- "$BIN" train --method ddw \
+    --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_small.uwm" --patch 8 --steps 1 \
+    --batch 2 --no-progress --opt depth=3
+  check wedge-bad-ot 1 "sliced \| sinkhorn" -- "$BIN" train --method cryogen-ot \
+    --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_bad.uwm" --steps 1 --opt ot=emd
+else
+  echo "skip: simulate unavailable, wedge smoke tests not run"
+fi
