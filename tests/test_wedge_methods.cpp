@@ -223,3 +223,26 @@ TEST(WedgeMethods, RegisteredWithOptions) {
   EXPECT_THROW(method_create("cryogen-ot", {{"ot", "emd"}}), ValueError);
   EXPECT_THROW(method_create("ddw", {{"lambda", -1.0}}), ValueError);
 }
+
+TEST(WedgeMethods, SignFlagMirrorsTheTiltRange) {
+  // mask([a, b], flip) == mask([-b, -a]) (ops/wedge.h): the same seed gives the same ddw loss for
+  // {-50, 65, flip} and {-65, 50, no flip}, and a different one for {-50, 65, no flip}.
+  torch::set_num_threads(1);
+  auto m = method_create("ddw", {{"depth", 1}, {"base_channels", 2}, {"refill_every", 0}});
+  torch::manual_seed(31);
+  auto x = torch::randn({2, 1, 12, 12, 12});
+  auto y = torch::randn({2, 1, 12, 12, 12});
+  auto loss_with = [&](MethodWedge w) {
+    Batch b;
+    b.input = x;
+    b.target = y;
+    b.wedge = {w};
+    torch::manual_seed(32);
+    return m->loss(b).item<double>();
+  };
+  const double flipped = loss_with({-50, 65, true});
+  const double mirrored = loss_with({-65, 50, false});
+  const double plain = loss_with({-50, 65, false});
+  EXPECT_NEAR(flipped, mirrored, 1e-6 * std::abs(mirrored));
+  EXPECT_GT(std::abs(flipped - plain), 1e-4 * std::abs(plain));
+}
