@@ -63,6 +63,9 @@ void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
   if (!p.in.empty() || !p.even.empty() || !p.odd.empty()) {
     throw ValueError("give either --tilt-series or --in/--even/--odd, not both");
   }
+  if (p.restore.save_halves) {
+    throw ValueError("--save-halves needs --even/--odd, not --tilt-series");
+  }
   if (p.norm != "input" && p.norm != "model") {
     throw ValueError("--norm: '" + p.norm + "' is not input or model");
   }

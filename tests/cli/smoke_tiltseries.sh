@@ -40,6 +40,8 @@ if "$BIN" -q simulate --preset tiny --out "$TT" > /dev/null 2>&1 && [[ -f "$TT/t
       ${TTINY[*]} > /dev/null 2>&1 && \"$BIN\" restore --model \"$WORK/t5.uwm\" \
       --tilt-series \"$TT/tilt_series.mrc\" --angles \"$TT/tilt_series.tlt\" --thickness 32 \
       --out \"$WORK/t6.mrc\""
+  check tilt-restore-save-halves 1 "--save-halves needs --even/--odd" -- "$BIN" restore \
+    --model "$WORK/t.uwm" --tilt-series "$TT/tilt_series.mrc" --save-halves --out "$WORK/t9.mrc"
   check tilt-train-not-n2v 1 "method n2n does not train on tilt images" -- "$BIN" train \
     --method n2n --domain tilt-series --tilt-series "$TT/tilt_series.mrc" \
     --angles "$TT/tilt_series.tlt" --out "$WORK/t7.uwm" --steps 1

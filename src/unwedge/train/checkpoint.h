@@ -51,7 +51,7 @@ struct CheckpointInfo {
   /// Checkpoints written before this field existed read as "tomogram".
   std::string domain = "tomogram";
   std::vector<double> angles_deg;  ///< tilt-series domain: the training series' angles, degrees
-  int64_t thickness = 0;           ///< tilt-series domain: tomogram Z for restore, voxels (0: unset)
+  int64_t thickness = 0;           ///< tilt-series domain: tomogram Z, voxels (0: unset)
   bool finished = false;         ///< the budget was spent (false for intermediate checkpoints)
 };
 
