@@ -11,6 +11,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/io/tilt.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/train/distributed.h"
 #include "unwedge/train/trainer.h"
 
 namespace unwedge::cli {
@@ -99,10 +100,14 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
                      std::to_string(o.angles_deg.size()) + " angles but " + p.tilt_series +
                      " has " + std::to_string(inputs.front().a.nz()) + " sections (tilts)");
   }
-  write_resolved_config(cmd, config, /*overwrite=*/true);
-  log_info("training {} on {} {}; model {}, log {}", o.method, inputs.size(),
-           tilt ? "tilt series" : "tomogram(s)", p.out, log);
-  TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite);
+  // Several ranks when started by `unwedge launch`, torchrun or SLURM (RANK/WORLD_SIZE...).
+  Distributed dist(dist_config_from_environ());
+  if (!dist.is_main()) log_set_level(LogLevel::quiet);
+  if (dist.is_main()) write_resolved_config(cmd, config, /*overwrite=*/true);
+  log_info("training {} on {} {}; model {}, log {}{}", o.method, inputs.size(),
+           tilt ? "tilt series" : "tomogram(s)", p.out, log,
+           dist.world_size() > 1 ? fmt::format(" ({} ranks)", dist.world_size()) : "");
+  TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite, &dist);
   log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
            r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",
            p.out);

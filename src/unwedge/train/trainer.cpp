@@ -159,9 +159,16 @@ std::vector<TrainInput> train_inputs_read(const std::vector<std::string>& even,
 
 TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>& inputs,
                       const std::string& out, const std::string& log_path, bool resume,
-                      bool overwrite) {
+                      bool overwrite, Distributed* dist) {
   TrainOptions o = opts_in;
   check_options(o);
+  if (dist && !dist->config().distributed()) dist = nullptr;
+  const bool main_rank = !dist || dist->is_main();
+  const int64_t rank = dist ? dist->rank() : 0, world = dist ? dist->world_size() : 1;
+  if (o.batch % world != 0) {
+    throw ValueError("--batch " + std::to_string(o.batch) + " is the global batch: it must be a "
+                     "multiple of the " + std::to_string(world) + " ranks");
+  }
   const torch::Device device = parse_device(o.device);
   if (inputs.empty()) throw ValueError("train: no input tomograms");
 
@@ -189,7 +196,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     info = ck.info;
     o.seed = info.seed;
   } else {
-    output_check_writable(out, overwrite);
+    if (main_rank) output_check_writable(out, overwrite);
     torch::manual_seed(train_step_seed(o.seed, -1));  // initial weights follow --seed
     method = method_create(o.method, o.method_options);
   }
@@ -234,6 +241,10 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   method->to(device);
   method->train(true);
   auto optimizer = make_optimizer(o, method->parameters());
+  if (dist) {
+    dist->check_same("the training configuration", train_options_to_json(o).dump());
+    dist->broadcast(method->parameters());  // every rank starts from rank 0's weights
+  }
   if (resume) {
     checkpoint_load_optimizer(ck, *optimizer, out);
     if (info.finished && info.step >= total && !timed) {
@@ -288,8 +299,11 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   };
 
   // Outputs: the log is appended to on resume, started afresh otherwise.
-  std::ofstream log(log_path, resume ? std::ios::app : std::ios::trunc);
-  if (!log) throw IoError(log_path + ": cannot open the training log for writing");
+  std::ofstream log;
+  if (main_rank) {
+    log.open(log_path, resume ? std::ios::app : std::ios::trunc);
+    if (!log) throw IoError(log_path + ": cannot open the training log for writing");
+  }
 
   at::Generator gen = at::detail::createCPUGenerator(0);
   const auto t0 = Clock::now();
@@ -297,38 +311,63 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   if (timed) total = std::max<int64_t>(info.step + 1, info.total_steps);
   if (timed && !resume) total = 1 << 30;  // re-estimated from the measured step rate below
-  Progress bar("train " + o.method, timed ? 0 : total, "step", o.progress);
+  // A time budget shows elapsed seconds against the budget; a step budget shows steps.
+  Progress bar("train " + o.method, timed ? int64_t(budget_s) : total, timed ? "s" : "step",
+               o.progress && main_rank);
   TrainResult res;
   double loss_sum = 0;
   int64_t loss_n = 0, window_start = info.step;
   double window_t = 0;
   int64_t step = info.step;
   auto save = [&](bool finished) {
+    if (!main_rank) return;
     info.step = step;
     info.total_steps = total;
     info.finished = finished;
     checkpoint_save(out, *method, optimizer.get(), info, /*overwrite=*/true);
   };
-  if (!resume) output_check_writable(out, overwrite);
+  if (!resume && main_rank) output_check_writable(out, overwrite);
 
   while (step < total) {
     if (o.stop_after > 0 && step >= o.stop_after) break;
-    if (timed && elapsed0 + elapsed() >= budget_s) break;
+    bool out_of_time = timed && elapsed0 + elapsed() >= budget_s;
+    if (dist && timed) {  // rank 0's clock decides the budget and the planned steps for all
+      at::Tensor d = torch::tensor({double(out_of_time), double(total)}, torch::kDouble);
+      dist->broadcast({d});
+      out_of_time = d[0].item<double>() > 0.5;
+      total = int64_t(d[1].item<double>());
+    }
+    if (out_of_time) break;
     const uint64_t s = train_step_seed(o.seed, step);
-    torch::manual_seed(s);
-    gen.set_current_seed(s ^ 0x5A5A5A5AULL);
-    PatchBatch pb = sampler.extract(sampler.draw(o.batch, Split::train, gen));
+    torch::manual_seed(s ^ (uint64_t(rank) * 0x9E3779B97F4A7C15ULL));  // augmentation per rank
+    gen.set_current_seed(s ^ 0x5A5A5A5AULL);  // the same global positions on every rank
+    std::vector<PatchPos> positions = sampler.draw(o.batch, Split::train, gen);
+    if (dist) {  // this rank's slice of the global batch
+      const int64_t per = o.batch / world;
+      positions = std::vector<PatchPos>(positions.begin() + rank * per,
+                                        positions.begin() + (rank + 1) * per);
+    }
+    PatchBatch pb = sampler.extract(positions);
     const double lr = lr_at(o.schedule, step, total);
     set_lr(*optimizer, lr);
     for (auto* aux : method->aux_optimizers()) set_lr(*aux, lr);
     optimizer->zero_grad();
     torch::Tensor loss = method->loss(make_batch(pb, step));
-    const double lv = loss.item<double>();
+    double lv = loss.item<double>();
     if (!std::isfinite(lv)) {
       throw ValueError("training diverged at step " + std::to_string(step) + ": loss is " +
                        fmt("%g", lv) + " (lower --lr or raise --clip)");
     }
     loss.backward();
+    if (dist) {
+      std::vector<torch::Tensor> grads;
+      for (auto& prm : method->parameters()) {
+        if (prm.grad().defined()) grads.push_back(prm.grad());
+      }
+      grads.push_back(torch::full({1}, lv, grads.front().options()));  // the loss, for the log
+      dist->allreduce_mean(grads);
+      lv = grads.back().item<double>();
+    }
     if (o.clip > 0) torch::nn::utils::clip_grad_norm_(method->parameters(), o.clip);
     optimizer->step();
     ++step;
@@ -349,7 +388,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
       h.loss = loss_sum / double(loss_n);
       h.lr = lr;
       h.elapsed_s = elapsed0 + now;
-      if (can_validate && ((o.val_every > 0 && step % o.val_every == 0) || last)) {
+      if (can_validate && main_rank && ((o.val_every > 0 && step % o.val_every == 0) || last)) {
         h.val_loss = val_loss(step);
         res.last_val_loss = h.val_loss;
       }
@@ -357,14 +396,15 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
       nlohmann::json line = {{"step", step}, {"loss", h.loss}, {"lr", lr},
                              {"steps_per_s", rate}, {"elapsed_s", h.elapsed_s}};
       if (h.val_loss >= 0) line["val_loss"] = h.val_loss;
-      log << line.dump() << "\n" << std::flush;
+      if (main_rank) log << line.dump() << "\n" << std::flush;
       info.history.push_back(h);
       res.last_loss = h.loss;
       std::string status = "loss " + fmt("%.4g", h.loss) +
                            (res.last_val_loss >= 0 ? " val " + fmt("%.4g", res.last_val_loss)
                                                    : "") +
                            " " + fmt("%.2f", rate) + " step/s";
-      bar.update(timed ? int64_t(100.0 * (elapsed0 + now) / budget_s) : step, status);
+      bar.update(timed ? int64_t(elapsed0 + now) : step,
+                 (timed ? "step " + std::to_string(step) + " " : std::string()) + status);
       loss_sum = 0;
       loss_n = 0;
       window_start = step;

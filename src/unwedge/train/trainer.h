@@ -14,6 +14,7 @@
 
 #include "unwedge/core/volume.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/train/distributed.h"
 #include "unwedge/train/normalize.h"
 #include "unwedge/train/sampler.h"
 #include "unwedge/train/schedule.h"
@@ -78,9 +79,14 @@ struct TrainResult {
 /// Trains and writes the checkpoint `out` (atomically; every checkpoint_every steps and at the
 /// end) and the JSONL log `log_path` (appended to on resume). With `resume`, continues from
 /// `out`. Throws before touching any output when the inputs or options are invalid.
+///
+/// With `dist` (several ranks, data-parallel): --batch is the global batch; every rank draws the
+/// same global positions and trains on its own slice of batch/world_size subtomograms, gradients
+/// are averaged across ranks, rank 0 broadcasts the initial weights and the budget decisions,
+/// and only rank 0 writes the checkpoint and the log.
 TrainResult train_run(const TrainOptions& opts, const std::vector<TrainInput>& inputs,
                       const std::string& out, const std::string& log_path, bool resume,
-                      bool overwrite);
+                      bool overwrite, Distributed* dist = nullptr);
 
 /// The seed of step `step` of a run seeded `seed` (splitmix64 of both).
 uint64_t train_step_seed(uint64_t seed, int64_t step);
