@@ -594,6 +594,42 @@ MrcSlabWriter::MrcSlabWriter(std::string path, std::array<int64_t, 3> shape, Vol
 
 MrcSlabWriter::~MrcSlabWriter() = default;  // AtomicOutput removes an uncommitted temporary
 
+namespace {
+
+struct SlabStats {
+  int64_t nonfinite = 0;
+  double min = std::numeric_limits<double>::infinity();
+  double max = -std::numeric_limits<double>::infinity();
+  double sum = 0, sum_sq = 0;
+};
+
+// Statistics of n floats in one pass (blocks of 4096 summed in float-exact double partials).
+SlabStats slab_stats(const float* p, int64_t n) {
+  SlabStats st;
+  for (int64_t i0 = 0; i0 < n; i0 += 4096) {
+    const int64_t i1 = std::min(n, i0 + 4096);
+    double s = 0, s2 = 0;
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    int64_t bad = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      const float v = p[i];
+      bad += !std::isfinite(v);
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+      s += v;
+      s2 += double(v) * v;
+    }
+    st.nonfinite += bad;
+    st.min = std::min(st.min, double(lo));
+    st.max = std::max(st.max, double(hi));
+    st.sum += s;
+    st.sum_sq += s2;
+  }
+  return st;
+}
+
+}  // namespace
+
 void MrcSlabWriter::write_slab(int64_t z0, const at::Tensor& slab) {
   Impl& w = *impl_;
   if (w.fd < 0) throw IoError(w.path + ": write_slab after commit");
@@ -611,29 +647,28 @@ void MrcSlabWriter::write_slab(int64_t z0, const at::Tensor& slab) {
       throw ValueError(w.path + ": section " + std::to_string(z) + " written twice");
     }
   }
-  at::Tensor f = slab.to(at::kFloat).contiguous();  // [z, Y, X]
-  check_finite(f, w.path + ": data to write");
+  at::Tensor f = slab.to(at::kCPU, at::kFloat).contiguous();  // [z, Y, X]
   at::Tensor stored = w.opts.mode == 12 ? f.to(at::kHalf).contiguous() : f;
-  at::Tensor vals = w.opts.mode == 12 ? stored.to(at::kDouble) : f.to(at::kDouble);
-  if (w.opts.mode == 12) {
-    int64_t over = torch::isinf(vals).sum().item<int64_t>();
-    if (over > 0) {
-      throw ValueError(w.path + ": " + std::to_string(over) +
-                       " values exceed the float16 range (|v| > 65504) of mode 12; largest |v| " +
-                       fmt_num(f.abs().max().item<double>()));
-    }
+  at::Tensor vals = w.opts.mode == 12 ? stored.to(at::kFloat) : f;  // the values as stored
+  // One pass over the stored values: finiteness and the statistics, accumulated in double.
+  const SlabStats st = slab_stats(vals.data_ptr<float>(), vals.numel());
+  if (st.nonfinite > 0) {
+    check_finite(f, w.path + ": data to write");  // names the NaN and Inf counts of the input
+    throw ValueError(w.path + ": " + std::to_string(st.nonfinite) +
+                     " values exceed the float16 range (|v| > 65504) of mode 12; largest |v| " +
+                     fmt_num(f.abs().max().item<double>()));
   }
   if (nzs > 0 && f.numel() > 0) {
     const int64_t n = vals.numel();
-    const double mean = vals.mean().item<double>();
-    const double m2 = (vals - mean).square().sum().item<double>();
+    const double mean = st.sum / double(n);
+    const double m2 = std::max(0.0, st.sum_sq - st.sum * mean);
     const double delta = mean - w.mean;
     const int64_t tot = w.count + n;
     w.m2 += m2 + delta * delta * double(w.count) * double(n) / double(tot);
     w.mean += delta * double(n) / double(tot);
     w.count = tot;
-    w.vmin = std::min(w.vmin, vals.min().item<double>());
-    w.vmax = std::max(w.vmax, vals.max().item<double>());
+    w.vmin = std::min(w.vmin, st.min);
+    w.vmax = std::max(w.vmax, st.max);
   }
   const int64_t eb = mode_bytes(w.opts.mode);
   const int64_t off = w.data_offset + z0 * w.shape[1] * w.shape[2] * eb;
