@@ -81,9 +81,9 @@ void add_simulate_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--order", c->order, "Acquisition order (dose accumulation): dose-symmetric, sequential")
       ->check(CLI::IsMember({"dose-symmetric", "sequential"}))
       ->capture_default_str();
-  add<double>(cmd, s, "--dose", [](SimParams& p) -> double& { return p.acquisition.total_dose; }, "Total dose over the series, e-/A^2 (split evenly over tilts)");
+  add<double>(cmd, s, "--dose", [](SimParams& p) -> double& { return p.acquisition.total_dose; }, "Total dose over the series, e-/A^2 (split evenly over tilts) [preset]");
   add<double>(cmd, s, "--voltage", [](SimParams& p) -> double& { return p.acquisition.voltage_kV; }, "Acceleration voltage, kV");
-  add<double>(cmd, s, "--protein-potential", [](SimParams& p) -> double& { return p.acquisition.protein_potential_V; }, "Excess potential of protein over ice (gt value 1), V: sets the contrast");
+  add<double>(cmd, s, "--protein-potential", [](SimParams& p) -> double& { return p.acquisition.protein_potential_V; }, "Excess potential of protein over ice (gt value 1), V: sets the contrast [preset]");
   add<double>(cmd, s, "--amplitude-contrast", [](SimParams& p) -> double& { return p.acquisition.amplitude_contrast; }, "Amplitude contrast fraction");
   add<bool>(cmd, s, "--ctf", [](SimParams& p) -> bool& { return p.acquisition.ctf; }, "Apply a CTF (false: ideal transfer)");
   add<double>(cmd, s, "--defocus", [](SimParams& p) -> double& { return p.acquisition.defocus_um; }, "Underfocus, um");
