@@ -34,7 +34,7 @@ say "3/4 restore -> $OUT/restored.mrc"
 say "4/4 evaluate against gt"
 # The even/odd average ("before" for a method trained on halves), written with python3-mrcfile.
 avg="$OUT/even_odd_avg.mrc"
-if python3 - "$D/even.mrc" "$D/odd.mrc" "$avg" <<'PY' 2>/dev/null; then :; else avg=""; fi
+if /usr/bin/python3 - "$D/even.mrc" "$D/odd.mrc" "$avg" <<'PY' 2>/dev/null; then :; else avg=""; fi
 import sys, mrcfile, numpy as np
 with mrcfile.open(sys.argv[1], permissive=True) as e, mrcfile.open(sys.argv[2], permissive=True) as o:
     a = ((e.data.astype(np.float32) + o.data.astype(np.float32)) / 2).astype(np.float32)
