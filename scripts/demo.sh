@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: simulate the `small` preset, train Noise2Noise on the CPU for a few minutes,
-# restore, and report CC and PSNR against the ground truth before and after.
+# restore, report CC and PSNR against the ground truth before and after, and write the HTML
+# report (slices, Fourier planes, FSC and loss curves).
 # usage: scripts/demo.sh path/to/unwedge
 # environment: DEMO_OUT (default demo-out), DEMO_MINUTES (training budget, default 4),
 #              DEMO_THREADS (default 2), DEMO_PATCH (default 32)
@@ -71,6 +72,17 @@ print(f"n2n: {result['steps']} steps; CC gain over the tomogram {result['cc_gain
       f"demo took {seconds} s; wrote {out}/demo.json")
 PY
 
-# --- REPORT HOOK (lead): PNG montages (XY/XZ of gt / tomo / restored) and the HTML report come
-# from the eval engineer's `unwedge report`; call it here on $D/gt.mrc, $D/tomo.mrc and
-# $OUT/restored.mrc, writing into $OUT/. ---
+say "report -> $OUT/report.html"
+cat > "$OUT/report.json" <<JSON
+{
+  "title": "unwedge demo: Noise2Noise on the simulated small preset",
+  "gt": "data/gt.mrc",
+  "input": "data/tomo.mrc",
+  "tilt_range_deg": [-60, 60],
+  "methods": [
+    {"name": "n2n", "restored": "restored.mrc", "loss_log": "n2n.train.jsonl"}
+  ]
+}
+JSON
+"$BIN" -q report --json "$OUT/report.json" --out "$OUT/report.html" --overwrite
+echo "report: $(cd "$OUT" && pwd)/report.html"
