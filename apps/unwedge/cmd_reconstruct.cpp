@@ -47,15 +47,7 @@ void run_reconstruct(const ReconstructParams& p, const GlobalOptions& g) {
                      " must be >= 2 voxels");
   }
   WbpOptions wo;
-  if (p.filter == "ramp") {
-    wo.filter = WbpFilter::ramp;
-  } else if (p.filter == "sirt-like") {
-    wo.filter = WbpFilter::sirt_like;
-  } else if (p.filter == "none") {
-    wo.filter = WbpFilter::none;
-  } else {
-    throw ValueError("reconstruct: --filter '" + p.filter + "' is not ramp, sirt-like or none");
-  }
+  wo.filter = wbp_filter_parse(p.filter, "reconstruct: --filter");
   wo.sirt_iterations = p.sirt_iterations;
   wo.lowpass = p.lowpass;
 

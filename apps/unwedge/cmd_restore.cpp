@@ -70,15 +70,7 @@ void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
     throw ValueError("--norm: '" + p.norm + "' is not input or model");
   }
   WbpOptions wo;
-  if (p.filter == "ramp") {
-    wo.filter = WbpFilter::ramp;
-  } else if (p.filter == "sirt-like") {
-    wo.filter = WbpFilter::sirt_like;
-  } else if (p.filter == "none") {
-    wo.filter = WbpFilter::none;
-  } else {
-    throw ValueError("--filter: '" + p.filter + "' is not ramp, sirt-like or none");
-  }
+  wo.filter = wbp_filter_parse(p.filter, "--filter");
   wo.sirt_iterations = p.sirt_iterations;
   wo.lowpass = p.lowpass;
   output_check_writable(p.out, p.overwrite);

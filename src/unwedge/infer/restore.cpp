@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/progress.h"
 
@@ -9,17 +10,6 @@ namespace unwedge {
 
 namespace {
 
-torch::Device parse_device(const std::string& s) {
-  try {
-    torch::Device d(s);
-    if (d.is_cuda() && !torch::cuda::is_available()) {
-      throw ValueError("device: '" + s + "' requested but CUDA is not available");
-    }
-    return d;
-  } catch (const c10::Error&) {
-    throw ValueError("device: '" + s + "' is not a device (cpu, cuda, cuda:N)");
-  }
-}
 
 struct TileJob {
   size_t iy, ix;
@@ -54,7 +44,7 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   const size_t n_out = pair && opts.save_halves ? 3 : 1;
   if (outputs.size() != n_out) throw ValueError("restore: wrong number of outputs");
   if (opts.batch < 1) throw ValueError("batch: " + std::to_string(opts.batch));
-  const torch::Device device = parse_device(opts.device);
+  const torch::Device device = device_parse(opts.device);
   const TilePlan plan = restore_plan(method, shape, opts);
   const TileAxis &az = plan.axes[0], &ay = plan.axes[1], &ax = plan.axes[2];
 

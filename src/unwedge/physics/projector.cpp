@@ -152,6 +152,13 @@ at::Tensor backproject(const at::Tensor& series, const std::vector<double>& angl
   return out.view({Z, X, Y}).permute({0, 2, 1}).contiguous();  // [Z, Y, X]
 }
 
+WbpFilter wbp_filter_parse(const std::string& name, const std::string& what) {
+  if (name == "ramp") return WbpFilter::ramp;
+  if (name == "sirt-like") return WbpFilter::sirt_like;
+  if (name == "none") return WbpFilter::none;
+  throw ValueError(what + ": '" + name + "' is not ramp, sirt-like or none");
+}
+
 at::Tensor wbp_filter_1d(int64_t det_width, const WbpOptions& opts, const at::TensorOptions& to) {
   if (det_width < 1) throw ValueError("wbp: detector width " + std::to_string(det_width) + " < 1");
   if (opts.filter == WbpFilter::sirt_like && opts.sirt_iterations < 1) {

@@ -25,6 +25,7 @@
 // CTF and image formation (dose, noise) belong to the simulator (src/unwedge/sim).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -47,6 +48,9 @@ enum class WbpFilter {
   sirt_like,  ///< ramp . [1 - (1 - a/|k|)^N], a = 1/n_pad: mimics N SIRT iterations
   none,       ///< plain back-projection (blurred by 1/|k|)
 };
+
+/// "ramp", "sirt-like" or "none"; anything else is a ValueError naming `what` and the value.
+WbpFilter wbp_filter_parse(const std::string& name, const std::string& what);
 
 /// Options of weighted back-projection.
 struct WbpOptions {

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "unwedge/core/atomic_file.h"
+#include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/core/progress.h"
@@ -19,17 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-torch::Device parse_device(const std::string& s) {
-  try {
-    torch::Device d(s);
-    if (d.is_cuda() && !torch::cuda::is_available()) {
-      throw ValueError("device: '" + s + "' requested but CUDA is not available");
-    }
-    return d;
-  } catch (const c10::Error&) {
-    throw ValueError("device: '" + s + "' is not a device (cpu, cuda, cuda:N)");
-  }
-}
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
                                                         std::vector<torch::Tensor> params) {
@@ -169,7 +159,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     throw ValueError("--batch " + std::to_string(o.batch) + " is the global batch: it must be a "
                      "multiple of the " + std::to_string(world) + " ranks");
   }
-  const torch::Device device = parse_device(o.device);
+  const torch::Device device = device_parse(o.device);
   if (inputs.empty()) throw ValueError("train: no input tomograms");
 
   // Method: fresh, or recreated from the checkpoint being resumed.
