@@ -39,6 +39,7 @@ struct BenchParams {
   std::vector<std::string> methods{"n2n", "n2v"};
   int64_t steps = 200;
   double minutes = 0.0;
+  std::string budget_clock = "wall";
   int64_t patch = 32;
   int64_t batch = 4;
   std::vector<double> tilt_range{-60.0, 60.0};
@@ -55,7 +56,8 @@ struct ChildRun {
 // Runs `unwedge ARGS...` (this executable) and waits; throws Error when it fails.
 ChildRun run_self(const std::vector<std::string>& args) {
   std::string self = fs::read_symlink("/proc/self/exe").string();
-  std::vector<std::string> full{self};
+  // Children use this process's thread count (the root --threads).
+  std::vector<std::string> full{self, "--threads", std::to_string(at::get_num_threads())};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : full) argv.push_back(const_cast<char*>(a.c_str()));
@@ -103,7 +105,8 @@ void run_bench(const BenchParams& p) {
   output_check_writable((out / "report.html").string(), p.overwrite);
   for (const auto& m : p.methods) method_registry().get(m);  // unknown names fail first
   fs::create_directories(out / "baselines");
-  std::string budget = p.minutes > 0 ? std::to_string(p.minutes) + " min"
+  std::string budget = p.minutes > 0 ? std::to_string(p.minutes) +
+                                           (p.budget_clock == "cpu" ? " CPU min" : " min")
                                      : std::to_string(p.steps) + " steps";
   char tbuf[2][32];
   std::snprintf(tbuf[0], sizeof tbuf[0], "%g", p.tilt_range[0]);
@@ -162,7 +165,8 @@ void run_bench(const BenchParams& p) {
                                    "--seed", std::to_string(p.seed), "--tilt-range", tmin, tmax,
                                    "--no-progress", "--overwrite"};
     if (p.minutes > 0) {
-      train.insert(train.end(), {"--minutes", std::to_string(p.minutes)});
+      train.insert(train.end(), {"--minutes", std::to_string(p.minutes), "--budget-clock",
+                                 p.budget_clock});
     } else {
       train.insert(train.end(), {"--steps", std::to_string(p.steps)});
     }
@@ -226,8 +230,13 @@ void add_bench_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--minutes", p->minutes,
-                  "Training budget per method in wall-clock minutes (overrides --steps; 0 = off)")
+                  "Training budget per method in minutes of --budget-clock (overrides --steps; "
+                  "0 = off)")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--budget-clock", p->budget_clock,
+                  "Clock of --minutes: wall, or cpu (each training process's CPU time)")
+      ->check(CLI::IsMember({"wall", "cpu"}))
       ->capture_default_str();
   cmd->add_option("--patch", p->patch, "Training subtomogram edge, voxels")
       ->check(CLI::PositiveNumber)

@@ -159,7 +159,12 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "Budget in optimizer steps (default " +
                       std::to_string(TrainParams::kDefaultSteps) + " when no budget is given)");
   cmd->add_option("--epochs", o.epochs, "Budget in epochs (non-overlapping patches / batch)");
-  cmd->add_option("--minutes", o.minutes, "Budget in wall-clock minutes");
+  cmd->add_option("--minutes", o.minutes, "Budget in minutes of --budget-clock");
+  cmd->add_option("--budget-clock", o.budget_clock,
+                  "Clock of --minutes: wall, or cpu (this process's CPU time over all threads: "
+                  "equal budgets on a shared machine)")
+      ->check(CLI::IsMember({"wall", "cpu"}))
+      ->capture_default_str();
   cmd->add_option("--stop-after", o.stop_after,
                   "Stop and checkpoint after this step, keeping the full budget's schedule "
                   "(for job time limits; continue with --resume; 0 = off)")

@@ -1,5 +1,7 @@
 #include "unwedge/train/trainer.h"
 
+#include <time.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -51,6 +53,9 @@ void check_options(const TrainOptions& o) {
                      std::to_string(o.steps) + ", epochs " + std::to_string(o.epochs) +
                      ", minutes " + fmt("%g", o.minutes) + ")");
   }
+  if (o.budget_clock != "wall" && o.budget_clock != "cpu") {
+    throw ValueError("budget-clock: '" + o.budget_clock + "' (wall | cpu)");
+  }
   if (o.batch < 1) throw ValueError("batch: " + std::to_string(o.batch) + " is not positive");
   if (!(o.schedule.lr > 0)) throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not positive");
   if (o.clip < 0) throw ValueError("clip: " + fmt("%g", o.clip) + " is negative");
@@ -75,6 +80,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"steps", o.steps},
           {"epochs", o.epochs},
           {"minutes", o.minutes},
+          {"budget_clock", o.budget_clock},
           {"batch", o.batch},
           {"patch", o.sampler.patch},
           {"patch_z", o.sampler.patch_z},
@@ -296,9 +302,19 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   }
 
   at::Generator gen = at::detail::createCPUGenerator(0);
+  // Seconds of the budget's clock: wall time, or this process's CPU time (all threads).
+  const bool cpu_clock = o.budget_clock == "cpu";
+  auto cpu_seconds = [] {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  };
   const auto t0 = Clock::now();
+  const double cpu0 = cpu_seconds();
   const double elapsed0 = info.history.empty() ? 0.0 : info.history.back().elapsed_s;
-  auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  auto elapsed = [&] {
+    return cpu_clock ? cpu_seconds() - cpu0 : std::chrono::duration<double>(Clock::now() - t0).count();
+  };
   if (timed) total = std::max<int64_t>(info.step + 1, info.total_steps);
   if (timed && !resume) total = 1 << 30;  // re-estimated from the measured step rate below
   // A time budget shows elapsed seconds against the budget; a step budget shows steps.

@@ -27,7 +27,8 @@ struct TrainOptions {
   nlohmann::json method_options = nlohmann::json::object();  ///< method/network options
   int64_t steps = 0;      ///< budget in optimizer steps (one of steps/epochs/minutes)
   int64_t epochs = 0;     ///< budget in epochs (patches_per_epoch / batch steps each)
-  double minutes = 0;     ///< budget in wall-clock minutes
+  double minutes = 0;     ///< budget in minutes of `budget_clock`
+  std::string budget_clock = "wall";  ///< wall | cpu (process CPU time, all threads: fair on a shared machine)
   int64_t stop_after = 0;  ///< stop (and checkpoint) after this step, schedule unchanged (0: off)
   int64_t batch = 4;      ///< subtomograms per step
   SamplerOptions sampler;
