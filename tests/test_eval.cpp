@@ -386,6 +386,46 @@ TEST(Report, InputJsonResolvesPathsAndRejectsUnknownKeys) {
   fs::remove_all(d);
 }
 
+TEST(Report, SectionsInlineTheirPngOrSvgAndRejectOtherFiles) {
+  fs::path d = temp_dir("rsec");
+  {
+    std::ofstream f(d / "r.json");
+    f << R"({"methods": [], "sections": [
+          {"title": "Curves <1>", "image": "c.svg", "caption": "a & b"},
+          {"title": "Demo", "image": "d.png"}, {"title": "Text only"}]})";
+  }
+  {
+    std::ofstream f(d / "c.svg");
+    f << "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"><circle r=\"3\"/></svg>\n";
+  }
+  Image im;  // a 2x1 grey image, encoded by our own writer
+  im.width = 2;
+  im.height = 1;
+  im.channels = 1;
+  im.pixels = {0, 255};
+  std::vector<uint8_t> png = png_encode(im);
+  {
+    std::ofstream f(d / "d.png", std::ios::binary);
+    f.write(reinterpret_cast<const char*>(png.data()), std::streamsize(png.size()));
+  }
+  ReportInput in = report_input_read((d / "r.json").string());
+  ASSERT_EQ(in.sections.size(), 3u);
+  EXPECT_EQ(in.sections[1].image, (d / "d.png").string());
+  std::string svg = report_section_html(in.sections[0]);
+  EXPECT_NE(svg.find("<h2>Curves &lt;1&gt;</h2>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find("<svg xmlns"), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("<?xml"), std::string::npos) << svg;  // the prolog is dropped inside HTML
+  EXPECT_NE(svg.find("a &amp; b"), std::string::npos) << svg;
+  std::string img = report_section_html(in.sections[1]);
+  EXPECT_NE(img.find("data:image/png;base64," + base64_encode(png)), std::string::npos);
+  EXPECT_EQ(report_section_html(in.sections[2]), "<h2>Text only</h2>\n");
+  ReportSection bad{"x", (d / "r.json").string(), ""};
+  EXPECT_THROW(report_section_html(bad), FormatError);
+  ReportSection missing{"x", (d / "none.png").string(), ""};
+  EXPECT_THROW(report_section_html(missing), IoError);
+  fs::remove_all(d);
+}
+
 TEST(Baselines, GaussianLowpassAttenuatesACosineByTheClosedForm) {
   // cos(2π f x) with f = 3/16 cycles/voxel along X: the filter multiplies it by exp(-f²/2σ²).
   at::Tensor x = torch::arange(16, torch::kDouble).view({1, 1, 16}).expand({8, 8, 16});

@@ -139,12 +139,13 @@ ReportInput report_input_read(const std::string& path) {
   ReportInput in;
   if (!j.is_object()) throw FormatError(path + ": the top level must be an object");
   for (auto it = j.begin(); it != j.end(); ++it) {
-    static const char* known[] = {"title", "gt", "input", "tilt_range_deg", "methods", "dataset",
-                                  "bench"};
+    static const char* known[] = {"title", "gt",      "input", "tilt_range_deg",
+                                  "methods", "dataset", "bench", "sections"};
     if (std::find_if(std::begin(known), std::end(known),
                      [&](const char* k) { return it.key() == k; }) == std::end(known)) {
       throw FormatError(path + ": unknown key \"" + it.key() +
-                        "\" (known: title, gt, input, tilt_range_deg, methods, dataset, bench)");
+                        "\" (known: title, gt, input, tilt_range_deg, methods, dataset, bench, "
+                        "sections)");
     }
   }
   if (j.contains("title")) in.title = str_or_empty(j, "title", path);
@@ -182,7 +183,45 @@ ReportInput report_input_read(const std::string& path) {
     }
     in.methods.push_back(std::move(r));
   }
+  if (j.contains("sections")) {
+    if (!j.at("sections").is_array()) throw FormatError(path + ": \"sections\" must be an array");
+    for (size_t i = 0; i < j.at("sections").size(); ++i) {
+      const json& sj = j.at("sections")[i];
+      std::string where = path + ": sections[" + std::to_string(i) + "]";
+      if (!sj.is_object()) throw FormatError(where + " must be an object");
+      ReportSection sec;
+      sec.title = str_or_empty(sj, "title", where);
+      sec.image = resolve(base, str_or_empty(sj, "image", where));
+      sec.caption = str_or_empty(sj, "caption", where);
+      if (sec.title.empty()) throw FormatError(where + ": \"title\" is required");
+      in.sections.push_back(std::move(sec));
+    }
+  }
   return in;
+}
+
+std::string report_section_html(const ReportSection& s) {
+  std::string h = "<h2>" + xml_escape(s.title) + "</h2>\n";
+  if (!s.image.empty()) {
+    std::ifstream f(s.image, std::ios::binary);
+    if (!f) throw IoError(s.image + ": cannot open the report section's image");
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const bool png = bytes.size() >= 8 && bytes[0] == 0x89 && bytes[1] == 'P' && bytes[2] == 'N';
+    const std::string ext = fs::path(s.image).extension().string();
+    if (png) {
+      h += "<img alt=\"" + xml_escape(s.title) + "\" src=\"data:image/png;base64," +
+           base64_encode(bytes) + "\">\n";
+    } else if (ext == ".svg") {
+      std::string text(bytes.begin(), bytes.end());
+      auto at = text.find("<svg");
+      if (at == std::string::npos) throw FormatError(s.image + ": no <svg> element");
+      h += text.substr(at) + "\n";
+    } else {
+      throw FormatError(s.image + ": a report section's image must be PNG or .svg");
+    }
+  }
+  if (!s.caption.empty()) h += "<p class=\"note\">" + xml_escape(s.caption) + "</p>\n";
+  return h;
 }
 
 ReportInput report_input_from_runs(const std::vector<std::string>& dirs) {
@@ -366,6 +405,8 @@ std::string report_html(const ReportInput& in) {
     fsc_svg = svg_line_plot(fsc_series, po);
   }
 
+  std::string sections;
+  for (const auto& sec : in.sections) sections += report_section_html(sec);
   std::string html =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>" +
       xml_escape(in.title) +
@@ -395,7 +436,7 @@ std::string report_html(const ReportInput& in) {
       "<p class=\"note\">PSNR and SSIM after an affine fit of each result to the ground truth; "
       "CC and all Fourier metrics are affine-invariant. Resolutions in &Aring; (&le;: the curve "
       "never crossed). Hover a column name for its meaning.</p>\n" +
-      fsc_svg + body + "</body></html>\n";
+      fsc_svg + body + sections + "</body></html>\n";
   return html;
 }
 

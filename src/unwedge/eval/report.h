@@ -22,6 +22,13 @@ struct ReportMethod {
   nlohmann::json info;       ///< free facts shown in the table (budget, wall_s, steps, ...)
 };
 
+/// An extra figure appended to the report (a demo, a montage, training-stability curves).
+struct ReportSection {
+  std::string title;    ///< heading
+  std::string image;    ///< PNG (inlined as base64) or SVG (inlined) file; may be empty
+  std::string caption;  ///< plain text under the figure
+};
+
 /// What the report shows.
 struct ReportInput {
   std::string title = "unwedge report";
@@ -29,6 +36,7 @@ struct ReportInput {
   std::string input;  ///< the degraded input tomogram MRC (optional)
   std::array<double, 2> tilt_range_deg{-60.0, 60.0};  ///< for metrics computed here
   std::vector<ReportMethod> methods;
+  std::vector<ReportSection> sections;  ///< shown after the methods, in order
 };
 
 /// Reads the report JSON (schema in docs/sections/eval.md). Relative paths are resolved against
@@ -49,6 +57,9 @@ LossLog loss_log_read(const std::string& path);
 /// Renders the report as one HTML string (reads the volumes; computes metrics against gt for
 /// methods whose eval is missing).
 std::string report_html(const ReportInput& in);
+
+/// One extra section as HTML (the image inlined). Throws IoError/FormatError naming the file.
+std::string report_section_html(const ReportSection& s);
 
 /// Renders and writes the report atomically. Throws ExistsError when `out` exists and
 /// !overwrite.
