@@ -11,6 +11,9 @@ if "$BIN" -q simulate --preset tiny --out "$WS" > /dev/null 2>&1 && [[ -f "$WS/e
     check "wedge-train-$m" 0 "wrote" -- "$BIN" train --method "$m" --even "$WS/even.mrc" \
       --odd "$WS/odd.mrc" --out "$WORK/w_$m.uwm" --tilt-range -50 65 --wedge-sign "${WT[@]}"
   done
+  # The training log carries each method's loss components (stability curves).
+  check wedge-log-map-stats 0 '"d_loss".*"d_real".*"energy"' -- tail -n 1 "$WORK/w_cryogen-map.train.jsonl"
+  check wedge-log-ot-stats 0 '"data".*"ot"' -- tail -n 1 "$WORK/w_cryogen-ot.train.jsonl"
   check wedge-train-isonet 0 "wrote" -- "$BIN" train --method isonet --in "$WS/tomo.mrc" \
     --out "$WORK/w_isonet.uwm" --opt refill_every=1 "${WT[@]}"
   check wedge-train-ot-sinkhorn 0 "wrote" -- "$BIN" train --method cryogen-ot --even "$WS/even.mrc" \

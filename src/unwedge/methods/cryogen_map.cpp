@@ -55,6 +55,9 @@ class CryoGenMap : public CryoGenBase {
       l.backward();
       cryogen_step_scaled(*d_opt_, d_lr_ratio_);
       const double v = l.item<double>();
+      stats_ = {{"d_loss", v},
+                {"d_real", torch::sigmoid(d_real).mean().item<double>()},
+                {"d_fake", torch::sigmoid(d_fake).mean().item<double>()}};
       d_loss_mean_ = d_count_ == 0 ? v : 0.98 * d_loss_mean_ + 0.02 * v;
       ++d_count_;
       if (batch.step % 50 == 0) {
@@ -63,15 +66,22 @@ class CryoGenMap : public CryoGenBase {
       }
     }
     // Generator: data term + energy −log D(ỹ) = softplus(−logit) (+ rotation consistency).
-    auto total = data_weight_ * st.data +
-                 adv_weight_ * torch::softplus(-disc_->forward(st.pseudo)).mean();
+    auto energy = torch::softplus(-disc_->forward(st.pseudo)).mean();
+    auto total = data_weight_ * st.data + adv_weight_ * energy;
+    stats_.emplace_back("data", st.data.item<double>());
+    stats_.emplace_back("energy", energy.item<double>());
     if (rot_weight_ > 0) {
       auto again = forward_padded(st.pseudo_clean);  // G(T_M(R x̂))
-      total = total + rot_weight_ * (again - st.rx).square().mean();
+      auto rot = (again - st.rx).square().mean();
+      total = total + rot_weight_ * rot;
+      stats_.emplace_back("rot", rot.item<double>());
     }
     return total;
   }
 
+  /// d_loss (discriminator loss incl. R1), d_real / d_fake (mean D probability on real and
+  /// pseudo-observations; 0.5 / 0.5 is the balanced game), data, energy (−log D(ỹ)), rot.
+  std::vector<std::pair<std::string, double>> step_stats() const override { return stats_; }
   std::vector<torch::optim::Optimizer*> aux_optimizers() override { return {d_opt_.get()}; }
   void train(bool on) override {
     net_->train(on);
@@ -103,6 +113,7 @@ class CryoGenMap : public CryoGenBase {
   double adv_weight_, rot_weight_, r1_, d_lr_ratio_;
   Discriminator3d disc_{nullptr};
   std::unique_ptr<torch::optim::Adam> d_opt_;
+  std::vector<std::pair<std::string, double>> stats_;
   double d_loss_mean_ = 0;
   int64_t d_count_ = 0;
 };

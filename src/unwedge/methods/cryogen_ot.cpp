@@ -76,9 +76,13 @@ class CryoGenOt : public CryoGenBase {
     pb = subsample(pb) / std::sqrt(static_cast<double>(pb.size(1)));
     auto ot = ot_ == "sliced" ? sliced_wasserstein2(pa, pb, projections_)
                               : sinkhorn_divergence(pa, pb, epsilon_, iters_);
+    stats_ = {{"data", st.data.item<double>()}, {"ot", ot.item<double>()}};
+    if (ae_loss_.defined()) stats_.emplace_back("autoencoder", ae_loss_.item<double>());
     return data_weight_ * st.data + ot_weight_ * ot;
   }
 
+  /// data (measured-band term), ot (the OT discrepancy), autoencoder (its reconstruction loss).
+  std::vector<std::pair<std::string, double>> step_stats() const override { return stats_; }
   std::vector<torch::optim::Optimizer*> aux_optimizers() override {
     if (features_ != "encoder") return {};
     return {enc_opt_.get()};
@@ -129,6 +133,7 @@ class CryoGenOt : public CryoGenBase {
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
   torch::Tensor ae_loss_;
+  std::vector<std::pair<std::string, double>> stats_;
 };
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -89,6 +90,10 @@ class Method {
 
   /// Parameters of the main network, for the caller's optimizer.
   virtual std::vector<torch::Tensor> parameters() = 0;
+  /// Components of the last loss() call worth a training curve (data term, discriminator
+  /// loss, OT distance, ...) as name -> value; the trainer logs their mean over each log window
+  /// in the JSONL log. Default: none.
+  virtual std::vector<std::pair<std::string, double>> step_stats() const { return {}; }
   /// Optimizers the method steps itself inside loss() (empty for most). The trainer may set their
   /// learning rate from its schedule; their state is part of save()/load().
   virtual std::vector<torch::optim::Optimizer*> aux_optimizers() { return {}; }

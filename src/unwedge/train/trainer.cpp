@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/device.h"
@@ -322,6 +323,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
                o.progress && main_rank);
   TrainResult res;
   double loss_sum = 0;
+  std::map<std::string, std::pair<double, int64_t>> stat_sums;  // method's step_stats, per window
   int64_t loss_n = 0, window_start = info.step;
   double window_t = 0;
   int64_t step = info.step;
@@ -379,6 +381,11 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     ++step;
     loss_sum += lv;
     ++loss_n;
+    for (const auto& [k, v] : method->step_stats()) {
+      auto& acc = stat_sums[k];
+      acc.first += v;
+      acc.second += 1;
+    }
 
     const double now = elapsed();
     if (timed && step - info.step >= 3 && step % 10 == 0) {
@@ -402,6 +409,10 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
       nlohmann::json line = {{"step", step}, {"loss", h.loss}, {"lr", lr},
                              {"steps_per_s", rate}, {"elapsed_s", h.elapsed_s}};
       if (h.val_loss >= 0) line["val_loss"] = h.val_loss;
+      for (auto& [k, acc] : stat_sums) {
+        if (acc.second > 0) line[k] = acc.first / double(acc.second);
+        acc = {0.0, 0};
+      }
       if (main_rank) log << line.dump() << "\n" << std::flush;
       info.history.push_back(h);
       res.last_loss = h.loss;
