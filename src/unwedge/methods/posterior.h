@@ -4,7 +4,9 @@
 // `unwedge sample` (infer/sample.h) drives a PosteriorMethod tile by tile.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
 
 #include <torch/torch.h>
 
@@ -53,5 +55,47 @@ torch::Tensor posterior_ess(const torch::Tensor& log_w_normalised);
 /// [n, B] broadcast over the trailing dims of each sample.
 std::pair<torch::Tensor, torch::Tensor> posterior_weighted_moments(const torch::Tensor& samples,
                                                                    const torch::Tensor& log_w);
+
+/// The wedge cost c(x, y) = ‖M·(F x − F y)‖² / (2 σ²): full-grid sum (orthonormal FFT, rfft
+/// half-grid counted with its Hermitian multiplicity) of x, y [..., Z, Y, X] (y broadcast), m
+/// broadcastable to [..., Z, Y, X/2+1], sigma2 (noise variance per measured Fourier coefficient)
+/// shaped like the leading dims or a prefix of them (e.g. [B] for [B, 1, Z, Y, X]; broadcast
+/// from the front) -> [...] (the leading dims).
+torch::Tensor posterior_wedge_cost(const torch::Tensor& x, const torch::Tensor& y,
+                                   const torch::Tensor& m, const torch::Tensor& sigma2);
+
+/// Its negative gradient in x, the wedge log-likelihood's gradient: −T_M(x − y) / σ² (same
+/// shapes as posterior_wedge_cost) -> x's shape.
+torch::Tensor posterior_wedge_loglik_grad(const torch::Tensor& x, const torch::Tensor& y,
+                                          const torch::Tensor& m, const torch::Tensor& sigma2);
+
+/// Options of a Langevin run (see langevin_run).
+struct LangevinOptions {
+  double step = 1e-3;      ///< step size η
+  int64_t steps = 100;     ///< steps after burn-in
+  int64_t burn_in = 50;    ///< steps discarded first
+  int64_t thin = 1;        ///< keep every thin-th state after burn-in
+  int64_t keep_last = 0;   ///< keep only the last this many kept states (0: all)
+  bool mala = false;       ///< Metropolis-adjusted (MALA) acceptance test
+};
+
+/// States kept by a Langevin run.
+struct LangevinResult {
+  torch::Tensor kept;      ///< [K, C, ...]: K kept states (oldest first) of the C chains
+  double acceptance = -1;  ///< MALA: accepted proposals / proposals (-1 without MALA)
+};
+
+/// log p(x) per chain [C] (undefined when no energy is known) and ∇ log p(x) [C, ...] for the
+/// chains x [C, ...].
+using LogDensityGrad = std::function<std::pair<torch::Tensor, torch::Tensor>(const torch::Tensor&)>;
+
+/// Runs C chains (dim 0 of x0) of unadjusted Langevin, x' = x + η ∇log p(x) + √(2η) ξ, or MALA
+/// (the same proposal, accepted with probability min(1, p(x') q(x | x') / (p(x) q(x' | x)))).
+/// When f returns no log p, MALA uses log p(x') − log p(x) ≈ ½ (∇log p(x) + ∇log p(x'))·(x' − x)
+/// (trapezoid rule along the segment; exact for Gaussian targets). Noise and acceptance draws
+/// come from `gen` (a CPU generator; moved to x0's device). Throws ValueError for step <= 0,
+/// steps < 1, burn_in < 0, thin < 1, keep_last < 0.
+LangevinResult langevin_run(const torch::Tensor& x0, const LogDensityGrad& f,
+                            const LangevinOptions& opts, at::Generator gen);
 
 }  // namespace unwedge

@@ -4,6 +4,7 @@
 #include "unwedge/methods/n2v.h"
 #include "unwedge/methods/mae.h"
 #include "unwedge/methods/contrastive.h"
+#include "unwedge/methods/cryowgen_common.h"
 #include "unwedge/methods/wedge_methods.h"
 
 namespace unwedge {
@@ -20,6 +21,8 @@ MethodRegistry build_registry() {
   r.add(ddw_method_info());
   r.add(cryogen_map_method_info());
   r.add(cryogen_ot_method_info());
+  r.add(cryowgen_mc_method_info());
+  r.add(cryowgen_langevin_method_info());
   return r;
 }
 

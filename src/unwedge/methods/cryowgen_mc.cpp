@@ -1,0 +1,258 @@
+// cryowgen-mc (CryoWGEN-I, EVIA Monte Carlo): the stochastic generator of cryowgen_common.h,
+// trained as cryogen-ot with latent noise, and self-normalised importance weighting of its
+// candidates by the Boltzmann factor exp(−c(x, y)/γ) of the wedge cost.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "unwedge/core/error.h"
+#include "unwedge/methods/augment.h"
+#include "unwedge/methods/cryowgen_common.h"
+#include "unwedge/methods/wedge_common.h"
+#include "unwedge/methods/wedge_methods.h"
+
+namespace unwedge {
+
+namespace {
+
+const std::vector<int64_t> kDims3{-3, -2, -1};
+
+// Padded size of each axis of sub for the multiple m.
+std::vector<int64_t> padded_sizes(const torch::Tensor& sub, std::array<int64_t, 3> m) {
+  std::vector<int64_t> s;
+  for (int a = 0; a < 3; ++a) {
+    const int64_t d = sub.size(2 + a);
+    s.push_back((d + m[a] - 1) / m[a] * m[a]);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::vector<MethodOption> cryowgen_mc_options() {
+  std::vector<MethodOption> opts = cryogen_ot_method_info().options;
+  for (auto& o : opts) {
+    if (o.key == "ot") o.default_value = "sinkhorn";
+  }
+  for (MethodOption o : std::vector<MethodOption>{
+           {"latent_channels", int64_t{4}, "latent noise channels z ~ N(0, I) at the U-Net bottleneck (>= 1)"},
+           {"gamma", 1.0, "temperature: log weights -c(x, y)/gamma (stored; unwedge sample --gamma overrides)"},
+           {"noise", "highfreq",
+            "noise variance for the cost: highfreq (input's measured band above noise_shell) | halves "
+            "(per-half value seen in training)"},
+           {"noise_shell", 0.3, "highfreq: lower edge of the shell, cycles/voxel (0 < shell < 0.5)"},
+       }) {
+    opts.push_back(o);
+  }
+  return opts;
+}
+
+CryoWGenMc::CryoWGenMc(const nlohmann::json& r, const std::string& method)
+    : options_(r),
+      gamma_(r.at("gamma").get<double>()),
+      noise_(r.at("noise").get<std::string>()),
+      noise_shell_(r.at("noise_shell").get<double>()) {
+  if (r.at("latent_channels").get<int64_t>() < 1) {
+    throw ValueError("method " + method + ": latent_channels = " + r.at("latent_channels").dump() +
+                     " (need >= 1: the generator must be stochastic)");
+  }
+  if (!(gamma_ > 0)) throw ValueError("method " + method + ": gamma = " + r.at("gamma").dump() + " (need > 0)");
+  if (noise_ != "highfreq" && noise_ != "halves") {
+    throw ValueError("method " + method + ": noise = '" + noise_ + "' (highfreq | halves)");
+  }
+  if (!(noise_shell_ > 0 && noise_shell_ < 0.5)) {
+    throw ValueError("method " + method + ": noise_shell = " + r.at("noise_shell").dump() +
+                     " (need 0 < shell < 0.5 cycles/voxel)");
+  }
+  inner_ = cryogen_ot_method_info().create(r);
+  gen_ = dynamic_cast<UNetMethod*>(inner_.get());
+  if (!gen_) throw ValueError("method " + method + ": the cryogen-ot generator is not a U-Net method");
+  halves_sigma2_ = torch::zeros({1});
+  halves_count_ = torch::zeros({1});
+  trained_wedge_ = torch::tensor({-60.0f, 60.0f, 0.0f});
+}
+
+torch::Tensor CryoWGenMc::loss(const Batch& batch) {
+  method_check_batch_tensor(name(), "input (even half)", batch.input);
+  method_check_batch_tensor(name(), "target (odd half)", batch.target);
+  if (batch.input.sizes() != batch.target.sizes()) {
+    throw ShapeError("method " + name() + ": halves differ in shape: " +
+                     c10::str(batch.input.sizes()) + " vs " + c10::str(batch.target.sizes()));
+  }
+  const int64_t b = batch.input.size(0);
+  auto geoms = wedge_batch_geometries(batch, b);
+  if (!batch.wedge.empty()) {
+    const auto& w = batch.wedge[0];
+    trained_wedge_ = torch::tensor({static_cast<float>(w.tilt_min_deg),
+                                    static_cast<float>(w.tilt_max_deg), w.flip_sign ? 1.0f : 0.0f});
+  }
+  {
+    // Noise variance per measured coefficient of one half: |F(even − odd)|² / 2 over M.
+    torch::NoGradGuard no_grad;
+    const std::array<int64_t, 3> shape{batch.input.size(2), batch.input.size(3), batch.input.size(4)};
+    auto m = wedge_batch_masks(shape, geoms, masks_, batch.device());  // [B, 1, Z, Y, X/2+1]
+    auto w = m * fourier_half_multiplicity(shape[2], batch.device());
+    auto p = torch::fft::rfftn(batch.input - batch.target, c10::nullopt, kDims3, "ortho").abs().square();
+    const double s2 = ((p * w).sum() / w.sum().clamp_min(1) / 2.0).item<double>();
+    const double n = halves_count_.item<double>();
+    halves_sigma2_ = (halves_sigma2_ * n + s2) / (n + 1);
+    halves_count_ = halves_count_ + 1;
+  }
+  return inner_->loss(batch);
+}
+
+torch::Tensor CryoWGenMc::generate(const torch::Tensor& sub, const torch::Tensor& z) {
+  torch::NoGradGuard no_grad;
+  auto& net = gen_->net();
+  std::array<int64_t, 3> pad{};
+  auto xp = unet3d_pad_to_multiple(sub, size_multiple(), &pad);  // [B, 1, Z', Y', X']
+  auto zz = z.defined() ? z : torch::zeros(net->latent_shape(xp.sizes()), xp.options());
+  return unet3d_crop(net->forward(xp, zz), pad);  // [B, 1, Z, Y, X]
+}
+
+torch::Tensor CryoWGenMc::latent(const torch::Tensor& sub, uint64_t seed) const {
+  auto p = padded_sizes(sub, size_multiple());
+  auto shape = gen_->net()->latent_shape({1, 1, p[0], p[1], p[2]});  // [1, L, z, y, x]
+  auto gen = at::detail::createCPUGenerator(seed);
+  auto z = torch::randn(shape, gen, torch::TensorOptions().dtype(sub.scalar_type()));
+  shape[0] = sub.size(0);
+  return z.to(sub.device()).expand(shape).contiguous();  // [B, L, z, y, x]
+}
+
+torch::Tensor CryoWGenMc::restore(const torch::Tensor& sub) {
+  method_check_batch_tensor(name(), "restore input", sub);
+  return generate(sub, {});
+}
+
+torch::Tensor CryoWGenMc::measured_mask(const torch::Tensor& sub, const MethodWedge& wedge) {
+  const std::array<int64_t, 3> shape{sub.size(2), sub.size(3), sub.size(4)};
+  auto g = method_wedge_geometry(wedge);
+  return masks_.mask(shape, g, sub.device()).view({1, 1, shape[0], shape[1], shape[2] / 2 + 1});
+}
+
+torch::Tensor CryoWGenMc::noise_variance(const torch::Tensor& sub, const torch::Tensor& m) const {
+  const int64_t b = sub.size(0);
+  if (noise_ == "halves") {
+    if (halves_count_.item<double>() < 1) {
+      throw ValueError("method " + name() + ": noise = halves, but the model has seen no training batch");
+    }
+    return halves_sigma2_.to(sub.device(), sub.scalar_type()).expand({b}).clone();
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t z = sub.size(2), y = sub.size(3), x = sub.size(4);
+  auto fo = torch::TensorOptions().dtype(torch::kFloat).device(sub.device());
+  auto kz = torch::fft::fftfreq(z, 1.0, fo).view({z, 1, 1});
+  auto ky = torch::fft::fftfreq(y, 1.0, fo).view({1, y, 1});
+  auto kx = torch::fft::rfftfreq(x, 1.0, fo).view({1, 1, x / 2 + 1});
+  auto shell = ((kz.square() + ky.square() + kx.square()).sqrt() > noise_shell_).to(torch::kFloat);
+  auto w = (m.to(torch::kFloat) * shell * fourier_half_multiplicity(x, sub.device()))
+               .expand({1, 1, z, y, x / 2 + 1});  // [1, 1, Z, Y, X/2+1]
+  const double count = w.sum().item<double>();
+  if (count < 1) {
+    throw ValueError("method " + name() + ": no measured frequency above noise_shell = " +
+                     std::to_string(noise_shell_) + " in a " + c10::str(sub.sizes()) + " input");
+  }
+  auto p = torch::fft::rfftn(sub.to(torch::kFloat), c10::nullopt, kDims3, "ortho").abs().square();
+  return ((p * w).flatten(1).sum(1) / count).clamp_min(1e-8).to(sub.scalar_type());  // [B]
+}
+
+PosteriorDraws CryoWGenMc::draw(const torch::Tensor& sub, const MethodWedge& wedge,
+                                const PosteriorOptions& opts) {
+  method_check_batch_tensor(name(), "draw input", sub);
+  const int64_t n = opts.n, k = opts.candidates > 0 ? opts.candidates : opts.n;
+  if (n < 1 || k < n) {
+    throw ValueError("method " + name() + ": need n >= 1 and candidates >= n (0: n); got n " +
+                     std::to_string(n) + ", candidates " + std::to_string(opts.candidates));
+  }
+  if (opts.gamma == 0) throw ValueError("method " + name() + ": gamma = 0 (need > 0, or < 0 for the trained value)");
+  const double gamma = opts.gamma > 0 ? opts.gamma : gamma_;
+  torch::NoGradGuard no_grad;
+  const int64_t b = sub.size(0);
+  auto m = measured_mask(sub, wedge);                  // [1, 1, Z, Y, X/2+1]
+  auto sigma2 = noise_variance(sub, m).view({b, 1});   // [B, 1]
+  std::vector<torch::Tensor> cand, cost;
+  for (int64_t i = 0; i < k; ++i) {
+    auto x = generate(sub, latent(sub, opts.seed + static_cast<uint64_t>(i)));  // [B, 1, Z, Y, X]
+    cost.push_back(posterior_wedge_cost(x, sub, m, sigma2).view({b}));         // [B]
+    cand.push_back(x);
+  }
+  auto log_w = posterior_normalise_log_weights(-torch::stack(cost) / gamma);  // [K, B]
+  auto all = torch::stack(cand);                                             // [K, B, 1, Z, Y, X]
+  PosteriorDraws d;
+  if (k == n) {
+    d.samples = all;
+    d.log_weights = log_w;
+    return d;
+  }
+  // Sampling-importance-resampling: n of the K candidates per tile, drawn by weight.
+  auto gen = at::detail::createCPUGenerator(opts.seed);
+  auto idx = torch::multinomial(torch::exp(log_w).t().to(torch::kCPU, torch::kDouble), n,
+                                /*replacement=*/true, gen);  // [B, n]
+  std::vector<torch::Tensor> picked;
+  for (int64_t j = 0; j < b; ++j) {
+    picked.push_back(all.select(1, j).index_select(0, idx[j].to(all.device())));  // [n, 1, Z, Y, X]
+  }
+  d.samples = torch::stack(picked, 1);  // [n, B, 1, Z, Y, X]
+  d.log_weights = torch::full({n, b}, -std::log(static_cast<double>(n)), log_w.options());
+  return d;
+}
+
+MethodWedge CryoWGenMc::trained_wedge() const {
+  MethodWedge w;
+  w.tilt_min_deg = trained_wedge_[0].item<double>();
+  w.tilt_max_deg = trained_wedge_[1].item<double>();
+  w.flip_sign = trained_wedge_[2].item<double>() > 0.5;
+  return w;
+}
+
+torch::Tensor CryoWGenMc::sample(const torch::Tensor& sub, int64_t n) {
+  const MethodWedge w = trained_wedge();
+  PosteriorOptions o;
+  o.n = n;
+  o.seed = static_cast<uint64_t>(torch::randint(1 << 30, {1}, torch::kLong).item<int64_t>());
+  auto d = draw(sub, w, o);  // n weighted draws
+  auto idx = torch::multinomial(torch::exp(d.log_weights).t().to(torch::kDouble), n,
+                                /*replacement=*/true);  // [B, n]
+  std::vector<torch::Tensor> picked;
+  for (int64_t j = 0; j < sub.size(0); ++j) {
+    picked.push_back(d.samples.select(1, j).index_select(0, idx[j].to(d.samples.device())));
+  }
+  return torch::stack(picked, 1);  // [n, B, 1, Z, Y, X]
+}
+
+void CryoWGenMc::to(torch::Device device) { inner_->to(device); }
+
+void CryoWGenMc::save(torch::serialize::OutputArchive& archive) const {
+  inner_->save(archive);
+  archive.write("cryowgen_halves_sigma2", halves_sigma2_, /*is_buffer=*/true);
+  archive.write("cryowgen_halves_count", halves_count_, /*is_buffer=*/true);
+  archive.write("cryowgen_trained_wedge", trained_wedge_, /*is_buffer=*/true);
+}
+
+void CryoWGenMc::load(torch::serialize::InputArchive& archive) {
+  inner_->load(archive);
+  torch::Tensor s, c, w;
+  if (!archive.try_read("cryowgen_halves_sigma2", s) || !archive.try_read("cryowgen_halves_count", c) ||
+      !archive.try_read("cryowgen_trained_wedge", w)) {
+    throw FormatError("method " + name() + ": saved state has no noise level or training geometry "
+                      "('cryowgen_halves_sigma2', 'cryowgen_halves_count', 'cryowgen_trained_wedge')");
+  }
+  halves_sigma2_ = s.to(torch::kCPU);
+  halves_count_ = c.to(torch::kCPU);
+  trained_wedge_ = w.to(torch::kCPU);
+}
+
+MethodInfo cryowgen_mc_method_info() {
+  MethodInfo info;
+  info.name = "cryowgen-mc";
+  info.description =
+      "CryoWGEN-I: stochastic generator G(y, z) trained with entropic OT; draws weighted by exp(-c(x, y)/gamma)";
+  info.needs_halves = true;
+  info.options = cryowgen_mc_options();
+  info.create = [](const nlohmann::json& r) -> std::unique_ptr<Method> {
+    return std::make_unique<CryoWGenMc>(r);
+  };
+  return info;
+}
+
+}  // namespace unwedge
