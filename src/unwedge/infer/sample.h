@@ -1,0 +1,84 @@
+// Tiled posterior sampling over a whole tomogram (`unwedge sample`): every tile is handed to a
+// PosteriorMethod's draw() with the same options (so draw k of every tile uses seed + k), and
+// per voxel the weighted mean, the weighted spread and a credible interval are blended across
+// overlapping tiles with the restoration windows (infer/tiling.h). Streamed slab by slab like
+// restoration: peak memory grows with n draws x one tile plus one slab of tiles (tile_z x Y x X)
+// per output, never with n x the tomogram (saved samples stream to their own sinks).
+//
+// Per tile t (self-normalised weights w_k, draws x_k):
+//   mean_t = sum_k w_k x_k,   var_t = sum_k w_k (x_k - mean_t)^2,
+//   bounds_t = weighted quantiles (1 -/+ interval) / 2 of the draws (or mean_t -/+ z sd_t).
+// Across tiles with windows a_t (sum_t a_t = 1 at every voxel) the blended posterior is the
+// mixture of the tiles' posteriors: mean = sum_t a_t mean_t and
+//   var = sum_t a_t var_t + (sum_t a_t mean_t^2 - mean^2)   (law of total variance);
+// the bounds are blended like the mean. Draw k saved with --save-samples is draw k of every
+// tile blended with the same windows (unweighted: for importance-weighted methods the samples
+// are the candidates, and the weights live in the moments).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "unwedge/infer/restore.h"
+#include "unwedge/methods/method.h"
+#include "unwedge/methods/posterior.h"
+
+namespace unwedge {
+
+/// Options of tiled sampling (one source of defaults for the CLI).
+struct SampleOptions {
+  RestoreOptions tiling;        ///< tile, tile_z, overlap, batch, device, progress
+  PosteriorOptions posterior;   ///< n, seed, gamma, Langevin settings
+  MethodWedge wedge;            ///< tilt geometry of the input (the model's by default)
+  double interval = 0.9;        ///< credible interval mass in (0, 1)
+  std::string bounds = "quantile";  ///< quantile (weighted quantiles of the draws) | gaussian
+  int64_t xz_planes = 6;        ///< draws whose central XZ plane (y = Y/2) is kept (flip-book)
+};
+
+/// Where the outputs go (normalised scale; each sink gets every section once, ascending z).
+struct SampleSinks {
+  SlabSink mean, std, lower, upper;  ///< required
+  std::vector<SlabSink> samples;     ///< empty, or one per draw (posterior.n)
+};
+
+/// What the run measured.
+struct SampleStats {
+  int64_t tiles = 0;           ///< tiles drawn
+  int64_t draws = 0;           ///< draws per tile
+  double ess_min = 0;          ///< smallest per-tile effective sample size 1 / sum w_k^2
+  double ess_mean = 0;         ///< mean over tiles
+  double acceptance = -1;      ///< mean MALA acceptance over tiles (-1: not reported)
+  double seconds = 0;          ///< wall-clock seconds of the whole pass
+  std::vector<at::Tensor> xz;  ///< central XZ planes [Z, X] of the first draws (normalised)
+};
+
+/// z of the central `interval` of a standard normal: Phi^-1((1 + interval) / 2).
+double sample_interval_z(double interval);
+
+/// Weighted quantile q in [0, 1] along dim 0 of values [n, ...] with weights [n] (> 0, any
+/// sum): the sorted values sit at the mid-points of their cumulative weights
+/// (P_i = C_i - w_i / 2, normalised), interpolated linearly and held constant beyond the ends.
+/// With equal weights this is the (i - 1/2) / n ("Hazen") quantile.
+at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights, double q);
+
+/// Draws from `method` (which must also be a PosteriorMethod, else ValueError naming it) over a
+/// volume of `shape` [Z, Y, X]. One reader: draws of that volume. Two readers (even, odd):
+/// the first ceil(n/2) draws come from the even half (seeds seed, seed + 1, ...), the rest from
+/// the odd half (seeds continue), each half's weights self-normalised and pooled in proportion.
+SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
+                          const std::vector<TileReader>& inputs, const SampleSinks& sinks,
+                          const SampleOptions& opts);
+
+/// In-memory convenience over a normalised volume [Z, Y, X] (single input).
+struct SampleVolumes {
+  at::Tensor mean, std, lower, upper;  ///< [Z, Y, X]
+  std::vector<at::Tensor> samples;     ///< [Z, Y, X] each, when keep_samples
+  SampleStats stats;
+};
+SampleVolumes sample_volume(Method& method, const at::Tensor& vol, const SampleOptions& opts,
+                            bool keep_samples = false);
+
+}  // namespace unwedge

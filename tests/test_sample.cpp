@@ -1,0 +1,343 @@
+// Tiled posterior sampling (infer/sample.h) with test-only posterior methods whose draws and
+// weights are known in closed form, checked against whole-volume computations done here.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "unwedge/core/error.h"
+#include "unwedge/infer/sample.h"
+#include "unwedge/methods/posterior.h"
+
+using namespace unwedge;
+
+namespace {
+
+// Draw k of y is f_k(y) = 2 y + (k - 2) * 0.3 * (1 + y^2) (pointwise, so tiles agree exactly),
+// plus, when `noise` > 0, noise * N(0, 1) from a generator seeded with seed + k (one field per
+// tile). Log weights -0.4 k (+ 5, not normalised: the sampler must normalise them).
+class FakePosterior : public Method, public PosteriorMethod {
+ public:
+  explicit FakePosterior(double noise = 0.0, double acceptance = -1)
+      : noise_(noise), acceptance_(acceptance) {}
+  std::string name() const override { return "fake-posterior"; }
+  bool needs_halves() const override { return false; }
+  bool stochastic() const override { return true; }
+  torch::Tensor loss(const Batch&) override { return torch::zeros({}); }
+  torch::Tensor restore(const torch::Tensor& sub) override { return 2 * sub; }
+  std::vector<torch::Tensor> parameters() override { return {}; }
+  void train(bool) override {}
+  void to(torch::Device) override {}
+  void save(torch::serialize::OutputArchive&) const override {}
+  void load(torch::serialize::InputArchive&) override {}
+  nlohmann::json options_json() const override { return nlohmann::json::object(); }
+  std::array<int64_t, 3> receptive_field() const override { return {5, 5, 5}; }
+  std::array<int64_t, 3> size_multiple() const override { return {4, 4, 4}; }
+
+  static torch::Tensor f(const torch::Tensor& y, int64_t k) {
+    return 2 * y + double(k - 2) * 0.3 * (1 + y * y);
+  }
+  static torch::Tensor log_w(int64_t n) {
+    return torch::arange(n, torch::kDouble) * -0.4 + 5.0;  // [n]
+  }
+
+  PosteriorDraws draw(const torch::Tensor& sub, const MethodWedge& wedge,
+                      const PosteriorOptions& o) override {
+    last_wedge = wedge;
+    ++calls;
+    std::vector<torch::Tensor> xs;
+    for (int64_t k = 0; k < o.n; ++k) {
+      torch::Tensor x = f(sub, k);
+      if (noise_ > 0) {
+        auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + uint64_t(k));
+        x = x + noise_ * at::randn(sub.sizes(), gen, torch::kFloat);
+      }
+      xs.push_back(x);
+    }
+    PosteriorDraws d;
+    d.samples = torch::stack(xs);                                            // [n, B, 1, ...]
+    d.log_weights = log_w(o.n).view({-1, 1}).expand({o.n, sub.size(0)}).clone();  // [n, B]
+    d.acceptance = acceptance_;
+    return d;
+  }
+
+  MethodWedge last_wedge;
+  int calls = 0;
+
+ private:
+  double noise_, acceptance_;
+};
+
+// A plain Method (no PosteriorMethod).
+class NotPosterior : public Method {
+ public:
+  std::string name() const override { return "plain"; }
+  bool needs_halves() const override { return false; }
+  torch::Tensor loss(const Batch&) override { return torch::zeros({}); }
+  torch::Tensor restore(const torch::Tensor& sub) override { return sub; }
+  std::vector<torch::Tensor> parameters() override { return {}; }
+  void train(bool) override {}
+  void to(torch::Device) override {}
+  void save(torch::serialize::OutputArchive&) const override {}
+  void load(torch::serialize::InputArchive&) override {}
+  nlohmann::json options_json() const override { return nlohmann::json::object(); }
+  std::array<int64_t, 3> receptive_field() const override { return {1, 1, 1}; }
+  std::array<int64_t, 3> size_multiple() const override { return {1, 1, 1}; }
+};
+
+SampleOptions small_opts(int64_t tile, int64_t overlap, int64_t n) {
+  SampleOptions o;
+  o.tiling.tile = tile;
+  o.tiling.overlap = overlap;
+  o.tiling.progress = false;
+  o.posterior.n = n;
+  return o;
+}
+
+// Brute force: weighted quantile at one voxel, sorted pairs, mid-point interpolation.
+double brute_quantile(std::vector<std::pair<double, double>> vw, double q) {
+  std::sort(vw.begin(), vw.end());
+  double total = 0;
+  for (auto& p : vw) total += p.second;
+  std::vector<double> pos;
+  double c = 0;
+  for (auto& p : vw) {
+    pos.push_back((c + p.second / 2) / total);
+    c += p.second;
+  }
+  if (q <= pos.front()) return vw.front().first;
+  if (q >= pos.back()) return vw.back().first;
+  for (size_t i = 1; i < vw.size(); ++i) {
+    if (q < pos[i]) {
+      double t = (q - pos[i - 1]) / (pos[i] - pos[i - 1]);
+      return vw[i - 1].first + t * (vw[i].first - vw[i - 1].first);
+    }
+  }
+  return vw.back().first;
+}
+
+}  // namespace
+
+TEST(WeightedQuantile, EqualWeightsGiveHazenQuantiles) {
+  at::Tensor v = torch::tensor({4.0f, 1.0f, 3.0f, 2.0f}).view({4, 1});
+  at::Tensor w = torch::ones({4});
+  // Sorted 1, 2, 3, 4 at positions 0.125, 0.375, 0.625, 0.875.
+  EXPECT_NEAR(weighted_quantile(v, w, 0.5).item<float>(), 2.5f, 1e-6);
+  EXPECT_NEAR(weighted_quantile(v, w, 0.25).item<float>(), 1.5f, 1e-6);
+  EXPECT_NEAR(weighted_quantile(v, w, 0.05).item<float>(), 1.0f, 1e-6);  // held at the end
+  EXPECT_NEAR(weighted_quantile(v, w, 0.95).item<float>(), 4.0f, 1e-6);
+}
+
+TEST(WeightedQuantile, MatchesBruteForceWithUnequalWeights) {
+  torch::manual_seed(4);
+  const int64_t n = 7, V = 300;
+  at::Tensor v = torch::randn({n, V});
+  at::Tensor w = torch::rand({n}) + 0.05;
+  for (double q : {0.05, 0.25, 0.5, 0.9, 0.95}) {
+    at::Tensor got = weighted_quantile(v, w, q);
+    for (int64_t i = 0; i < V; ++i) {
+      std::vector<std::pair<double, double>> vw;
+      for (int64_t k = 0; k < n; ++k) {
+        vw.push_back({v[k][i].item<double>(), w[k].item<double>()});
+      }
+      ASSERT_NEAR(got[i].item<float>(), brute_quantile(vw, q), 1e-5) << "q " << q << " voxel " << i;
+    }
+  }
+}
+
+TEST(SampleIntervalZ, NormalQuantiles) {
+  EXPECT_NEAR(sample_interval_z(0.9), 1.6448536269514722, 1e-9);
+  EXPECT_NEAR(sample_interval_z(0.5), 0.6744897501960817, 1e-9);
+  EXPECT_THROW(sample_interval_z(1.0), ValueError);
+  EXPECT_THROW(sample_interval_z(0.0), ValueError);
+}
+
+TEST(Sample, TiledMomentsAndBoundsEqualTheWholeVolumeComputation) {
+  FakePosterior m;
+  torch::manual_seed(7);
+  at::Tensor vol = torch::randn({21, 26, 30});  // not multiples of the size multiple (4)
+  const int64_t n = 5;
+  // Reference computed here on the whole volume, in double.
+  at::Tensor lw = FakePosterior::log_w(n);
+  at::Tensor w = (lw - lw.logsumexp(0)).exp();  // [n]
+  std::vector<at::Tensor> xs;
+  for (int64_t k = 0; k < n; ++k) xs.push_back(FakePosterior::f(vol.to(torch::kDouble), k));
+  at::Tensor x = torch::stack(xs);                     // [n, Z, Y, X]
+  at::Tensor wv = w.view({-1, 1, 1, 1});
+  at::Tensor ref_mean = (x * wv).sum(0);
+  at::Tensor ref_std = ((x - ref_mean).pow(2) * wv).sum(0).sqrt();
+
+  for (int64_t tile : {int64_t(12), int64_t(64)}) {  // many tiles; one tile per axis
+    SampleOptions o = small_opts(tile, /*overlap=*/tile == 12 ? 6 : 0, n);
+    o.interval = 0.8;
+    SampleVolumes s = sample_volume(m, vol, o, /*keep_samples=*/true);
+    EXPECT_TRUE(torch::allclose(s.mean.to(torch::kDouble), ref_mean, 1e-5, 1e-5)) << "tile " << tile;
+    EXPECT_TRUE(torch::allclose(s.std.to(torch::kDouble), ref_std, 1e-4, 1e-4)) << "tile " << tile;
+    for (int64_t k = 0; k < n; ++k) {
+      EXPECT_TRUE(torch::allclose(s.samples[size_t(k)].to(torch::kDouble), x[k], 1e-5, 1e-5))
+          << "sample " << k;
+    }
+    // Bounds: brute-force weighted quantiles at 200 voxels.
+    at::Tensor flat_x = x.reshape({n, -1});
+    at::Tensor lo = s.lower.reshape({-1}), hi = s.upper.reshape({-1});
+    for (int64_t i = 0; i < flat_x.size(1); i += flat_x.size(1) / 200) {
+      std::vector<std::pair<double, double>> vw;
+      for (int64_t k = 0; k < n; ++k) vw.push_back({flat_x[k][i].item<double>(), w[k].item<double>()});
+      ASSERT_NEAR(lo[i].item<float>(), brute_quantile(vw, 0.1), 1e-4) << "voxel " << i;
+      ASSERT_NEAR(hi[i].item<float>(), brute_quantile(vw, 0.9), 1e-4) << "voxel " << i;
+    }
+    // ESS of the known weights, every tile.
+    const double ess = 1.0 / w.pow(2).sum().item<double>();
+    EXPECT_NEAR(s.stats.ess_min, ess, 1e-4);
+    EXPECT_NEAR(s.stats.ess_mean, ess, 1e-4);
+    EXPECT_EQ(s.stats.acceptance, -1);
+    EXPECT_EQ(s.stats.draws, n);
+  }
+}
+
+TEST(Sample, BoundsContainTheMeanAndGaussianBoundsAreMeanPlusMinusZStd) {
+  FakePosterior m(/*noise=*/0.2);
+  torch::manual_seed(8);
+  at::Tensor vol = torch::randn({16, 20, 24});
+  SampleOptions o = small_opts(12, 6, 16);
+  o.posterior.seed = 3;
+  SampleVolumes q = sample_volume(m, vol, o);
+  EXPECT_TRUE((q.lower <= q.mean + 1e-6).all().item<bool>());
+  EXPECT_TRUE((q.upper >= q.mean - 1e-6).all().item<bool>());
+  EXPECT_TRUE((q.upper - q.lower > 0).all().item<bool>());
+  o.bounds = "gaussian";
+  SampleVolumes g = sample_volume(m, vol, o);
+  EXPECT_TRUE(torch::allclose(g.mean, q.mean));
+  EXPECT_TRUE(torch::allclose(g.lower, g.mean - 1.6448536 * g.std, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(g.upper, g.mean + 1.6448536 * g.std, 1e-5, 1e-5));
+  o.bounds = "median";
+  EXPECT_THROW(sample_volume(m, vol, o), ValueError);
+}
+
+TEST(Sample, SameSeedSameOutputOtherSeedOtherOutput) {
+  FakePosterior m(/*noise=*/0.3);
+  torch::manual_seed(9);
+  at::Tensor vol = torch::randn({12, 18, 20});
+  SampleOptions o = small_opts(12, 4, 4);
+  o.posterior.seed = 11;
+  SampleVolumes a = sample_volume(m, vol, o, true), b = sample_volume(m, vol, o, true);
+  EXPECT_TRUE(torch::equal(a.mean, b.mean));
+  EXPECT_TRUE(torch::equal(a.std, b.std));
+  EXPECT_TRUE(torch::equal(a.lower, b.lower));
+  for (size_t k = 0; k < a.samples.size(); ++k) EXPECT_TRUE(torch::equal(a.samples[k], b.samples[k]));
+  o.posterior.seed = 12;
+  SampleVolumes c = sample_volume(m, vol, o);
+  EXPECT_GT((c.mean - a.mean).abs().max().item<float>(), 1e-3);
+}
+
+TEST(Sample, XzPlanesAreTheSamplesCentralXzSlice) {
+  FakePosterior m(/*noise=*/0.1);
+  torch::manual_seed(10);
+  at::Tensor vol = torch::randn({14, 22, 18});
+  SampleOptions o = small_opts(12, 4, 5);
+  o.xz_planes = 3;
+  SampleVolumes s = sample_volume(m, vol, o, true);
+  ASSERT_EQ(s.stats.xz.size(), 3u);
+  for (size_t k = 0; k < 3; ++k) {
+    EXPECT_TRUE(torch::allclose(s.stats.xz[k], s.samples[k].select(1, 22 / 2), 1e-5, 1e-5));
+  }
+}
+
+TEST(Sample, HalvesSplitTheDrawsAndPoolTheirWeights) {
+  FakePosterior m;
+  torch::manual_seed(12);
+  at::Tensor even = torch::randn({12, 16, 16}), odd = torch::randn({12, 16, 16});
+  const int64_t n = 5;  // 3 from even (draws 0..2), 2 from odd (draws 0..1 of its own call)
+  auto reader = [](const at::Tensor& v) {
+    return TileReader([v](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+      return v.slice(0, z0, z1).slice(1, y0, y1).slice(2, x0, x1);
+    });
+  };
+  at::Tensor mean = torch::empty_like(even), sd = torch::empty_like(even);
+  auto into = [](at::Tensor& t) {
+    return SlabSink([&t](int64_t z0, const at::Tensor& s) { t.slice(0, z0, z0 + s.size(0)).copy_(s); });
+  };
+  at::Tensor lo = torch::empty_like(even), hi = torch::empty_like(even);
+  SampleSinks sinks{into(mean), into(sd), into(lo), into(hi), {}};
+  SampleOptions o = small_opts(8, 4, n);
+  o.wedge.tilt_min_deg = -50;
+  sample_stream(m, {12, 16, 16}, {reader(even), reader(odd)}, sinks, o);
+  EXPECT_EQ(m.last_wedge.tilt_min_deg, -50);
+  // Reference: weights normalised within each half, scaled by 3/5 and 2/5.
+  auto half_mean = [](const at::Tensor& y, int64_t nr) {
+    at::Tensor lw = FakePosterior::log_w(nr);
+    at::Tensor w = (lw - lw.logsumexp(0)).exp();
+    at::Tensor s = torch::zeros_like(y, torch::kDouble);
+    for (int64_t k = 0; k < nr; ++k) s += w[k].item<double>() * FakePosterior::f(y.to(torch::kDouble), k);
+    return s;
+  };
+  at::Tensor ref = 0.6 * half_mean(even, 3) + 0.4 * half_mean(odd, 2);
+  EXPECT_TRUE(torch::allclose(mean.to(torch::kDouble), ref, 1e-5, 1e-5));
+}
+
+TEST(Sample, AcceptanceIsAveragedOverTiles) {
+  FakePosterior m(/*noise=*/0.0, /*acceptance=*/0.625);
+  at::Tensor vol = torch::randn({8, 16, 16});
+  SampleVolumes s = sample_volume(m, vol, small_opts(8, 4, 3));
+  EXPECT_NEAR(s.stats.acceptance, 0.625, 1e-12);
+  EXPECT_GT(s.stats.tiles, 1);
+  EXPECT_EQ(m.calls, s.stats.tiles);  // batch 1: one draw() call per tile
+}
+
+TEST(Sample, NonPosteriorMethodIsAClearError) {
+  NotPosterior m;
+  at::Tensor vol = torch::randn({8, 8, 8});
+  try {
+    sample_volume(m, vol, small_opts(8, 0, 2));
+    FAIL() << "expected ValueError";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("plain"), std::string::npos) << e.what();
+  }
+  FakePosterior f;
+  SampleOptions o = small_opts(8, 0, 0);
+  EXPECT_THROW(sample_volume(f, vol, o), ValueError);
+}
+
+// Draws equal within a tile (no spread) but different between tiles: the blended std is the
+// spread of the window-weighted mixture of tile means, zero where one tile has all the weight.
+class TileConstant : public FakePosterior {
+ public:
+  PosteriorDraws draw(const torch::Tensor& sub, const MethodWedge&, const PosteriorOptions& o) override {
+    const double value = double(calls++);  // tile i (batch 1, in plan order) draws i everywhere
+    PosteriorDraws d;
+    d.samples = torch::full({o.n, sub.size(0), 1, sub.size(2), sub.size(3), sub.size(4)}, value);
+    d.log_weights = torch::zeros({o.n, sub.size(0)});
+    return d;
+  }
+};
+
+TEST(Sample, StdIncludesDisagreementBetweenOverlappingTiles) {
+  TileConstant m;
+  at::Tensor vol = torch::zeros({8, 8, 40});
+  SampleOptions o = small_opts(16, 8, 3);
+  SampleVolumes s = sample_volume(m, vol, o);
+  // Tiles run along X only; reference mixture from the plan's X windows.
+  TilePlan plan = restore_plan(m, {8, 8, 40}, o.tiling);
+  ASSERT_EQ(plan.axes[0].starts.size(), 1u);
+  ASSERT_EQ(plan.axes[1].starts.size(), 1u);
+  const TileAxis& ax = plan.axes[2];
+  ASSERT_GT(ax.starts.size(), 1u);
+  at::Tensor wsum = ax.weight_sum().to(torch::kDouble);
+  at::Tensor m1 = torch::zeros({ax.padded}, torch::kDouble), m2 = torch::zeros_like(m1);
+  for (size_t i = 0; i < ax.starts.size(); ++i) {
+    at::Tensor a = ax.window(i).to(torch::kDouble);
+    m1.slice(0, ax.starts[i], ax.starts[i] + ax.tile) += a * double(i);
+    m2.slice(0, ax.starts[i], ax.starts[i] + ax.tile) += a * double(i * i);
+  }
+  m1 = m1 / wsum;
+  m2 = m2 / wsum;
+  at::Tensor ref_std = (m2 - m1 * m1).clamp_min(0).sqrt().slice(0, 0, 40);  // [X]
+  at::Tensor got = s.std[3][4].to(torch::kDouble);                            // [X]
+  EXPECT_TRUE(torch::allclose(got, ref_std, 1e-4, 1e-4)) << got << ref_std;
+  EXPECT_GT(ref_std.max().item<double>(), 0.1);       // some voxels blend two tiles
+  EXPECT_EQ(ref_std[0].item<double>(), 0.0);          // the first voxels see one tile
+  EXPECT_TRUE(torch::allclose(s.mean[3][4].to(torch::kDouble), m1.slice(0, 0, 40), 1e-5, 1e-5));
+}
