@@ -10,6 +10,15 @@
 // c_k = ‖M·(F x_k − F y)‖² / (2σ²) and self-normalised log weights −c_k/γ. σ² (noise variance
 // per measured Fourier coefficient) comes from the input's measured band above `noise_shell`
 // cycles/voxel (noise = highfreq) or from the halves seen in training (noise = halves).
+//
+// Diversity: a generator with latent noise tends to ignore z (mode collapse; at the U-Net's
+// default initialisation z changes the output by ~1e-4). With diversity_weight > 0 each step
+// also runs G(y_a, z1), G(y_a, z2) and adds −diversity_weight · min(ρ, diversity_cap), where
+// ρ = ‖(1−M)·F(x1 − x2)‖ / (‖(1−M)·F x1‖² + ‖(1−M)·F x2‖²)^½ per sample (0: identical wedge
+// content, 1: uncorrelated; norms, not squares, so the gradient does not vanish at collapse). It acts only on the missing band (the data term holds the measured
+// band); the cap stops it from trading the wedge's agreement with y for spread. A heuristic
+// (mode-seeking regularisation), not part of the entropic-OT objective; it costs one more
+// generator pass of twice the batch.
 #pragma once
 #include <array>
 #include <memory>
@@ -51,9 +60,8 @@ class CryoWGenMc : public Method, public PosteriorMethod {
                       const PosteriorOptions& opts) override;
 
   std::vector<torch::Tensor> parameters() override { return inner_->parameters(); }
-  std::vector<std::pair<std::string, double>> step_stats() const override {
-    return inner_->step_stats();
-  }
+  /// The generator's (data, ot, autoencoder) plus diversity (the wedge diversity ratio).
+  std::vector<std::pair<std::string, double>> step_stats() const override { return mc_stats_; }
   std::vector<torch::optim::Optimizer*> aux_optimizers() override {
     return inner_->aux_optimizers();
   }
@@ -91,6 +99,8 @@ class CryoWGenMc : public Method, public PosteriorMethod {
   double gamma_;
   std::string noise_;
   double noise_shell_;
+  double div_weight_, div_cap_;
+  std::vector<std::pair<std::string, double>> mc_stats_;
   torch::Tensor halves_sigma2_;  ///< [1]: running mean of the halves' noise per coefficient
   torch::Tensor halves_count_;   ///< [1]: batches in that mean
   torch::Tensor trained_wedge_;  ///< [3]: tilt_min, tilt_max, flip of the last training batch

@@ -41,6 +41,9 @@ std::vector<MethodOption> cryowgen_mc_options() {
             "noise variance for the cost: highfreq (input's measured band above noise_shell) | halves "
             "(per-half value seen in training)"},
            {"noise_shell", 0.3, "highfreq: lower edge of the shell, cycles/voxel (0 < shell < 0.5)"},
+           {"diversity_weight", 1.0,
+            "weight of the wedge diversity term -min(rho, cap) (0: off; rho = 1 - similarity of two draws' missing band)"},
+           {"diversity_cap", 0.5, "cap of the diversity ratio rho (1 = draws' wedge content uncorrelated)"},
        }) {
     opts.push_back(o);
   }
@@ -51,7 +54,9 @@ CryoWGenMc::CryoWGenMc(const nlohmann::json& r, const std::string& method)
     : options_(r),
       gamma_(r.at("gamma").get<double>()),
       noise_(r.at("noise").get<std::string>()),
-      noise_shell_(r.at("noise_shell").get<double>()) {
+      noise_shell_(r.at("noise_shell").get<double>()),
+      div_weight_(r.at("diversity_weight").get<double>()),
+      div_cap_(r.at("diversity_cap").get<double>()) {
   if (r.at("latent_channels").get<int64_t>() < 1) {
     throw ValueError("method " + method + ": latent_channels = " + r.at("latent_channels").dump() +
                      " (need >= 1: the generator must be stochastic)");
@@ -63,6 +68,10 @@ CryoWGenMc::CryoWGenMc(const nlohmann::json& r, const std::string& method)
   if (!(noise_shell_ > 0 && noise_shell_ < 0.5)) {
     throw ValueError("method " + method + ": noise_shell = " + r.at("noise_shell").dump() +
                      " (need 0 < shell < 0.5 cycles/voxel)");
+  }
+  if (div_weight_ < 0 || !(div_cap_ > 0)) {
+    throw ValueError("method " + method + ": need diversity_weight >= 0 and diversity_cap > 0; got " +
+                     r.at("diversity_weight").dump() + ", " + r.at("diversity_cap").dump());
   }
   inner_ = cryogen_ot_method_info().create(r);
   gen_ = dynamic_cast<UNetMethod*>(inner_.get());
@@ -98,7 +107,26 @@ torch::Tensor CryoWGenMc::loss(const Batch& batch) {
     halves_sigma2_ = (halves_sigma2_ * n + s2) / (n + 1);
     halves_count_ = halves_count_ + 1;
   }
-  return inner_->loss(batch);
+  auto l = inner_->loss(batch);
+  mc_stats_ = inner_->step_stats();
+  if (div_weight_ > 0) {
+    // Two draws of the same inputs in one pass: [2B, 1, P, P, P].
+    auto& net = gen_->net();
+    std::array<int64_t, 3> pad{};
+    auto xp = unet3d_pad_to_multiple(torch::cat({batch.input, batch.input}), size_multiple(), &pad);
+    auto x = unet3d_crop(net->forward(xp, torch::randn(net->latent_shape(xp.sizes()), xp.options())), pad);
+    const std::array<int64_t, 3> shape{batch.input.size(2), batch.input.size(3), batch.input.size(4)};
+    auto miss = 1.0 - wedge_batch_masks(shape, geoms, masks_, batch.device());  // [B, 1, Z, Y, X/2+1]
+    auto w = miss * fourier_half_multiplicity(shape[2], batch.device());
+    auto f1 = torch::fft::rfftn(x.narrow(0, 0, b), c10::nullopt, kDims3, "ortho");
+    auto f2 = torch::fft::rfftn(x.narrow(0, b, b), c10::nullopt, kDims3, "ortho");
+    auto diff = ((f1 - f2).abs().square() * w).flatten(1).sum(1);                          // [B]
+    auto total = ((f1.abs().square() + f2.abs().square()) * w).flatten(1).sum(1).clamp_min(1e-12);
+    auto rho = (diff / total + 1e-12).sqrt();  // [B]; a norm ratio: nonzero gradient at collapse
+    l = l - div_weight_ * rho.clamp_max(div_cap_).mean();
+    mc_stats_.emplace_back("diversity", rho.mean().item<double>());
+  }
+  return l;
 }
 
 torch::Tensor CryoWGenMc::generate(const torch::Tensor& sub, const torch::Tensor& z) {
