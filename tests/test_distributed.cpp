@@ -1,17 +1,27 @@
 // Tests of the c10d wrapper: environment parsing, gradient averaging equivalent to one large
-// batch, broadcast, configuration agreement, and a dead rank failing loudly instead of hanging.
-// Two ranks run as two threads of this process over loopback Gloo.
+// batch, broadcast, configuration agreement, and a dead rank failing loudly instead of hanging;
+// the rank/slab partition of restoration, slabs equal to a whole restoration, one MRC file
+// written by two ranks; devices (auto), bf16 autocast. Two ranks run as two threads of this
+// process over loopback Gloo. CUDA and NCCL tests skip on CPU-only builds.
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <set>
 #include <thread>
 
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
+#include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
+#include "unwedge/infer/partition.h"
+#include "unwedge/infer/restore.h"
+#include "unwedge/io/mrc.h"
+#include "unwedge/methods/method.h"
 #include "unwedge/train/distributed.h"
 
 using namespace unwedge;
@@ -63,6 +73,18 @@ torch::nn::Sequential tiny_net() {
   return torch::nn::Sequential(torch::nn::Conv3d(torch::nn::Conv3dOptions(1, 4, 3).padding(1)),
                                torch::nn::ReLU(),
                                torch::nn::Conv3d(torch::nn::Conv3dOptions(4, 1, 3).padding(1)));
+}
+
+// A tiny U-Net method: depth 2, 4 channels, one convolution per level.
+std::unique_ptr<Method> tiny_method(uint64_t seed) {
+  torch::manual_seed(seed);
+  return method_create("n2n", {{"depth", 2}, {"base_channels", 4}, {"convs_per_level", 1}});
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("unwedge_test_dist_" + std::to_string(getpid()) + "_" + name))
+      .string();
 }
 
 }  // namespace
@@ -183,4 +205,262 @@ TEST(Distributed, DeadRankMakesOthersFailInsteadOfHanging) {
   double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(error.find("failed"), std::string::npos) << error;
   EXPECT_LT(waited, 30.0) << "the surviving rank should give up within its timeout";
+}
+
+TEST(Distributed, BroadcastStringAndAllgather) {
+  int port = free_port();
+  std::vector<std::string> got(2);
+  std::vector<std::vector<double>> gathered(2);
+  run_ranks(2, [&](int rank) {
+    Distributed dist(rank_config(rank, 2, port));
+    got[rank] = dist.broadcast_string(rank == 0 ? "/tmp/.out.mrc.123.tmp" : "ignored");
+    gathered[rank] = dist.allgather({double(rank), 10.0 + rank});
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(got[r], "/tmp/.out.mrc.123.tmp");
+    EXPECT_EQ(gathered[r], (std::vector<double>{0, 10, 1, 11}));
+  }
+}
+
+TEST(Partition, WholeTomogramsLargestFirstToTheLeastLoadedRank) {
+  // Voxels 10, 30, 20, 5 (x 4 x 4): 30 -> r0, 20 -> r1, 10 -> r1 (20 < 30), 5 -> r0 (30 = 30).
+  std::vector<std::array<int64_t, 3>> shapes{{10, 4, 4}, {30, 4, 4}, {20, 4, 4}, {5, 4, 4}};
+  auto all = partition_work(shapes, 2);
+  ASSERT_EQ(all.size(), 2u);
+  std::vector<int64_t> r0, r1;
+  for (const auto& s : all[0]) r0.push_back(s.item);
+  for (const auto& s : all[1]) r1.push_back(s.item);
+  EXPECT_EQ(r0, (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(r1, (std::vector<int64_t>{0, 2}));
+  for (const auto& rank : all) {
+    for (const auto& s : rank) {
+      EXPECT_TRUE(s.whole);
+      EXPECT_EQ(s.z0, 0);
+      EXPECT_EQ(s.z1, shapes[size_t(s.item)][0]);
+    }
+  }
+  // One rank takes everything, whole.
+  auto one = partition_for_rank(shapes, 0, 1);
+  ASSERT_EQ(one.size(), 4u);
+  for (const auto& s : one) EXPECT_TRUE(s.whole);
+}
+
+TEST(Partition, SlabsCoverEachTomogramOnceContiguouslyOnAlignedBoundaries) {
+  for (int world : {2, 3, 5}) {
+    for (int64_t depth : {2, 37, 64}) {
+      std::vector<std::array<int64_t, 3>> shapes{{depth, 8, 8}};
+      auto all = partition_work(shapes, world, /*align=*/4);
+      int64_t next = 0;
+      for (int r = 0; r < world; ++r) {
+        ASSERT_EQ(all[size_t(r)].size(), 1u);
+        const WorkSlab& s = all[size_t(r)][0];
+        EXPECT_FALSE(s.whole);
+        EXPECT_EQ(s.z0, next) << "world " << world << " depth " << depth << " rank " << r;
+        EXPECT_LE(s.z0, s.z1);
+        if (s.z1 < depth) EXPECT_EQ(s.z1 % 4, 0);
+        next = s.z1;
+      }
+      EXPECT_EQ(next, depth);
+    }
+  }
+  // Depth 37, 3 ranks, align 4: 10 units of 4 -> 3, 3, 4 units.
+  auto r1 = partition_for_rank({{37, 8, 8}}, 1, 3, 4);
+  EXPECT_EQ(r1[0].z0, 12);
+  EXPECT_EQ(r1[0].z1, 24);
+}
+
+TEST(Partition, BadArgumentsAreErrors) {
+  EXPECT_THROW(partition_work({{4, 4, 4}}, 0), ValueError);
+  EXPECT_THROW(partition_work({{4, 4, 4}}, 2, 0), ValueError);
+  EXPECT_THROW(partition_work({{0, 4, 4}}, 2), ValueError);
+  EXPECT_THROW(partition_for_rank({{4, 4, 4}}, 2, 2), ValueError);
+}
+
+// Each rank restores only the tile rows touching its slab and writes only its sections; the
+// slabs put together equal the single-rank restoration.
+TEST(DistributedRestore, SlabsEqualTheWholeRestoration) {
+  auto m = tiny_method(5);
+  torch::manual_seed(13);
+  at::Tensor vol = torch::randn({45, 24, 28});
+  RestoreOptions ro;
+  ro.tile = 24;
+  ro.overlap = 8;
+  ro.progress = false;
+  ASSERT_GT(restore_plan(*m, {45, 24, 28}, ro).axes[0].starts.size(), 2u) << "needs Z rows";
+  at::Tensor full = restore_volume(*m, vol, ro);
+  TileReader rd = [&](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+    return vol.slice(0, z0, z1).slice(1, y0, y1).slice(2, x0, x1);
+  };
+  for (int world : {2, 3}) {
+    at::Tensor out = torch::full_like(vol, std::nan(""));
+    for (int r = 0; r < world; ++r) {
+      WorkSlab s = partition_for_rank({{45, 24, 28}}, r, world)[0];
+      RestoreOptions mine = ro;
+      mine.z_begin = s.z0;
+      mine.z_end = s.z1;
+      SlabSink sink = [&](int64_t z0, const at::Tensor& slab) {
+        EXPECT_GE(z0, s.z0) << "rank " << r << " wrote outside its slab";
+        EXPECT_LE(z0 + slab.size(0), s.z1) << "rank " << r << " wrote outside its slab";
+        out.slice(0, z0, z0 + slab.size(0)).copy_(slab);
+      };
+      restore_stream(*m, {45, 24, 28}, {rd}, {sink}, mine);
+    }
+    ASSERT_FALSE(out.isnan().any().item<bool>()) << "a section was never written, world " << world;
+    EXPECT_LT((out - full).abs().max().item<double>(), 1e-6) << "world " << world;
+  }
+  RestoreOptions bad = ro;
+  bad.z_begin = 40;
+  bad.z_end = 50;
+  EXPECT_THROW(restore_volume(*m, vol, bad), ValueError);
+}
+
+// Rank 0 creates the file, rank 1 writes its slab into it at its offset, the header statistics
+// are merged across ranks: the file equals the volume and its header the volume's statistics.
+TEST(DistributedRestore, TwoRanksWriteOneMrcFile) {
+  torch::manual_seed(17);
+  at::Tensor vol = torch::randn({9, 6, 7}) * 3 + 1;
+  const std::string path = temp_path("shared.mrc");
+  std::filesystem::remove(path);
+  VolumeMeta meta;
+  meta.voxel_size = {2.5, 2.5, 2.5};
+  int port = free_port();
+  run_ranks(2, [&](int rank) {
+    Distributed dist(rank_config(rank, 2, port));
+    MrcWriteOptions wo;
+    std::unique_ptr<MrcSlabWriter> w;
+    if (rank == 0) w = std::make_unique<MrcSlabWriter>(path, std::array<int64_t, 3>{9, 6, 7}, meta, wo);
+    std::string tmp = dist.broadcast_string(rank == 0 ? w->tmp_path() : "");
+    if (rank == 1) w = MrcSlabWriter::attach(path, tmp, {9, 6, 7}, meta, wo);
+    if (rank == 0) w->write_slab(0, vol.slice(0, 0, 4));
+    if (rank == 1) {
+      w->write_slab(4, vol.slice(0, 4, 6));
+      w->write_slab(6, vol.slice(0, 6, 9));
+      w->close();
+    }
+    MrcStats st = w->stats();
+    auto all = dist.allgather({double(st.count), st.mean, st.m2, st.min, st.max});
+    if (rank == 0) {
+      MrcStats merged;
+      for (int r = 0; r < 2; ++r) {
+        const double* v = all.data() + 5 * r;
+        merged = mrc_stats_merge(merged, MrcStats{int64_t(v[0]), v[1], v[2], v[3], v[4]});
+      }
+      w->commit_shared(merged);
+    }
+    dist.barrier();
+  });
+  MrcFile f(path);
+  EXPECT_TRUE(torch::equal(f.read().data, vol));
+  at::Tensor d = vol.to(torch::kDouble);
+  const double mean = d.mean().item<double>();
+  EXPECT_NEAR(f.header().dmin, d.min().item<double>(), 1e-6);
+  EXPECT_NEAR(f.header().dmax, d.max().item<double>(), 1e-6);
+  EXPECT_NEAR(f.header().dmean, mean, 1e-5);
+  EXPECT_NEAR(f.header().rms, std::sqrt((d - mean).pow(2).mean().item<double>()), 1e-5);
+  EXPECT_FLOAT_EQ(f.meta().voxel_size[0], 2.5);
+  std::filesystem::remove(path);
+
+  // Statistics that do not cover the volume (a rank's slab missing) refuse to commit.
+  MrcSlabWriter w(path, {9, 6, 7}, meta, MrcWriteOptions{});
+  w.write_slab(0, vol.slice(0, 0, 4));
+  EXPECT_THROW(w.commit_shared(w.stats()), ValueError);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Device, AutoResolvesAndBadNamesAreErrors) {
+  const bool cuda = torch::cuda::is_available();
+  EXPECT_EQ(device_resolve("auto"), cuda ? "cuda" : "cpu");
+  EXPECT_TRUE(device_parse("auto").is_cuda() == cuda);
+  EXPECT_EQ(device_resolve("cpu", /*local_rank=*/3), "cpu");
+  EXPECT_THROW(device_parse("tpu"), ValueError);
+  EXPECT_THROW(device_parse("cuda:x"), ValueError);
+  if (!cuda) {
+    try {
+      device_parse("cuda");
+      ADD_FAILURE() << "cuda accepted on a machine without CUDA";
+    } catch (const ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find("CUDA is not available"), std::string::npos);
+    }
+    EXPECT_EQ(device_resolve("cuda", 1), "cuda");  // left for device_parse to reject
+  }
+  EXPECT_EQ(precision_parse("fp32", "--precision"), c10::kFloat);
+  EXPECT_EQ(precision_parse("bf16", "--precision"), c10::kBFloat16);
+  EXPECT_THROW(precision_parse("fp16", "--precision"), ValueError);
+  EXPECT_EQ(dist_backend_for(c10::Device("cpu")), "gloo");
+}
+
+// bf16 autocast on the CPU: convolutions run in bf16 inside the guard only; a method's loss
+// stays close to the fp32 loss and its gradients are float32.
+TEST(Precision, Bf16AutocastOnCpu) {
+  torch::manual_seed(3);
+  auto conv = torch::nn::Conv3d(torch::nn::Conv3dOptions(1, 2, 3).padding(1));
+  at::Tensor x = torch::randn({1, 1, 8, 8, 8});
+  {
+    AutocastGuard amp(c10::kBFloat16, c10::Device("cpu"));
+    EXPECT_EQ(conv->forward(x).scalar_type(), c10::kBFloat16);
+  }
+  EXPECT_EQ(conv->forward(x).scalar_type(), c10::kFloat);
+  {
+    AutocastGuard off(c10::kFloat, c10::Device("cpu"));
+    EXPECT_EQ(conv->forward(x).scalar_type(), c10::kFloat);
+  }
+
+  auto m = tiny_method(9);
+  Batch b;
+  b.input = torch::randn({2, 1, 16, 16, 16});
+  b.target = b.input + 0.5 * torch::randn({2, 1, 16, 16, 16});
+  torch::manual_seed(4);
+  const double ref = m->loss(b).item<double>();
+  torch::manual_seed(4);
+  at::Tensor loss;
+  {
+    AutocastGuard amp(c10::kBFloat16, c10::Device("cpu"));
+    loss = m->loss(b).to(torch::kFloat);
+  }
+  EXPECT_EQ(loss.scalar_type(), c10::kFloat);
+  EXPECT_NEAR(loss.item<double>(), ref, 0.03 * std::abs(ref)) << "bf16 keeps ~3 digits";
+  loss.backward();
+  for (auto& p : m->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_EQ(p.grad().scalar_type(), c10::kFloat);
+    EXPECT_TRUE(p.grad().isfinite().all().item<bool>());
+  }
+}
+
+TEST(Cuda, Bf16AutocastOnGpu) {
+  if (!torch::cuda::is_available()) {
+    GTEST_SKIP() << "CPU-only LibTorch or no GPU visible: CUDA autocast not tested";
+  }
+  torch::manual_seed(3);
+  auto conv = torch::nn::Conv3d(torch::nn::Conv3dOptions(1, 2, 3).padding(1));
+  conv->to(torch::kCUDA);
+  at::Tensor x = torch::randn({1, 1, 8, 8, 8}, torch::kCUDA);
+  at::Tensor ref = conv->forward(x);
+  AutocastGuard amp(c10::kBFloat16, device_parse("cuda"));
+  at::Tensor y = conv->forward(x);
+  EXPECT_EQ(y.scalar_type(), c10::kBFloat16);
+  EXPECT_LT((y.to(torch::kFloat) - ref).abs().max().item<double>(),
+            0.02 * ref.abs().max().item<double>() + 1e-3);
+}
+
+TEST(Cuda, NcclAllReduceAcrossTwoGpus) {
+  if (!dist_have_nccl() || torch::cuda::device_count() < 2) {
+    GTEST_SKIP() << "needs a LibTorch with NCCL and two GPUs (this build: NCCL "
+                 << (dist_have_nccl() ? "yes" : "no") << ", GPUs "
+                 << torch::cuda::device_count() << ")";
+  }
+  int port = free_port();
+  std::vector<double> got(2);
+  run_ranks(2, [&](int rank) {
+    DistConfig c = rank_config(rank, 2, port);
+    c.local_rank = rank;
+    c.backend = "nccl";
+    Distributed dist(c);
+    std::vector<torch::Tensor> t{
+        torch::full({3}, double(rank + 1), torch::TensorOptions().device(torch::Device(torch::kCUDA, int8_t(rank))))};
+    dist.allreduce_mean(t);
+    got[rank] = t[0][1].item<double>();
+  });
+  EXPECT_DOUBLE_EQ(got[0], 1.5);
+  EXPECT_DOUBLE_EQ(got[1], 1.5);
 }

@@ -48,7 +48,7 @@ std::string self_exe() {
   return std::string(buf, size_t(n));
 }
 
-void launch(const LaunchParams& p) {
+void launch(const LaunchParams& p, const GlobalOptions& g) {
   if (p.nproc < 1) throw ValueError("launch: --nproc " + std::to_string(p.nproc) + " must be >= 1");
   if (p.command.empty()) throw ValueError("launch: no command given (usage: launch --nproc N -- train ...)");
   if (p.command[0] == "launch") throw ValueError("launch: cannot launch `launch` itself");
@@ -67,6 +67,14 @@ void launch(const LaunchParams& p) {
       setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>(exe.c_str()));
+      // Root options given before `launch` apply to every rank (threads per rank, verbosity).
+      const std::string threads = std::to_string(g.threads);
+      if (g.threads > 0) {
+        argv.push_back(const_cast<char*>("--threads"));
+        argv.push_back(const_cast<char*>(threads.c_str()));
+      }
+      if (g.quiet) argv.push_back(const_cast<char*>("-q"));
+      if (g.verbose) argv.push_back(const_cast<char*>("-v"));
       for (const auto& a : p.command) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
       execv(exe.c_str(), argv.data());
@@ -111,8 +119,9 @@ void launch(const LaunchParams& p) {
 void add_launch_command(CLI::App& root, GlobalOptions& g) {
   auto p = std::make_shared<LaunchParams>();
   CLI::App* cmd = root.add_subcommand(
-      "launch", "Start N local ranks of an unwedge command for data-parallel training "
-                "(usage: unwedge launch --nproc 2 -- train ...)");
+      "launch", "Start N local ranks of an unwedge command (train, restore) with torchrun's "
+                "environment (usage: unwedge --threads 1 launch --nproc 2 -- train ...; "
+                "--threads, -q and -v given before launch apply to every rank)");
   cmd->add_option("--nproc", p->nproc, "Ranks to start on this machine")->capture_default_str();
   cmd->add_option("--master-port", p->port, "TCP port of rank 0's store (0 = a free port)")
       ->capture_default_str();
@@ -121,7 +130,7 @@ void add_launch_command(CLI::App& root, GlobalOptions& g) {
                   "Seconds the other ranks get to stop after one fails (s)")
       ->capture_default_str();
   cmd->add_option("command", p->command, "The unwedge command each rank runs, after --");
-  cmd->callback([p] { launch(*p); });
+  cmd->callback([p, &g] { launch(*p, g); });
 }
 
 }  // namespace unwedge::cli

@@ -11,11 +11,14 @@
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
+#include "unwedge/core/device.h"
+#include "unwedge/infer/partition.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/io/tilt.h"
 #include "unwedge/physics/projector.h"
 #include "unwedge/train/checkpoint.h"
+#include "unwedge/train/distributed.h"
 #include "unwedge/train/normalize.h"
 
 namespace unwedge::cli {
@@ -24,7 +27,8 @@ namespace {
 
 /// Every option of `unwedge restore`; 0 / empty means "from the checkpoint".
 struct RestoreParams {
-  std::string model, in, even, odd, out;
+  std::string model;
+  std::vector<std::string> in, even, odd, out;  ///< paired by position
   std::string tilt_series, angles;  ///< tilt-series models: aligned stack and its angles
   int64_t thickness = 0;            ///< tilt-series: tomogram Z, voxels (0: the checkpoint's)
   int64_t width = 0;                ///< tilt-series: tomogram X, voxels (0: the series' X)
@@ -56,6 +60,16 @@ NormStats restore_stats(const RestoreParams& p, const CheckpointInfo& info, cons
                             info.norm_fraction);
 }
 
+/// The device: --device (auto resolved), else the training device when it is available, else cpu;
+/// with several ranks on a node, rank i takes cuda:i.
+std::string restore_device(const RestoreParams& p, const CheckpointInfo& info, int local_rank) {
+  std::string trained_on = info.train_options.value("device", "cpu");
+  std::string d = !p.device.empty() ? p.device
+                  : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
+                                                                                      : "cpu";
+  return device_resolve(d, local_rank);
+}
+
 /// Tilt-series models: denoise each tilt image (tiled in Y and X, one section per tile), then
 /// weighted back-projection into the tomogram, written with the series' voxel size.
 void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
@@ -63,6 +77,15 @@ void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
   if (!p.in.empty() || !p.even.empty() || !p.odd.empty()) {
     throw ValueError("give either --tilt-series or --in/--even/--odd, not both");
   }
+  if (p.out.size() != 1) {
+    throw ValueError("--tilt-series gives one tomogram: give one --out (got " +
+                     std::to_string(p.out.size()) + ")");
+  }
+  if (dist_config_from_environ().distributed()) {
+    throw ValueError("--tilt-series restoration runs on one rank; start it without "
+                     "launch/torchrun/srun (several ranks: restore tomograms with --in)");
+  }
+  const std::string out = p.out.front();
   if (p.restore.save_halves) {
     throw ValueError("--save-halves needs --even/--odd, not --tilt-series");
   }
@@ -73,7 +96,7 @@ void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
   wo.filter = wbp_filter_parse(p.filter, "--filter");
   wo.sirt_iterations = p.sirt_iterations;
   wo.lowpass = p.lowpass;
-  output_check_writable(p.out, p.overwrite);
+  output_check_writable(out, p.overwrite);
   if (!p.save_tilt_series.empty()) output_check_writable(p.save_tilt_series, p.overwrite);
 
   LoadedCheckpoint ck = checkpoint_load(p.model);
@@ -102,10 +125,7 @@ void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
 
   RestoreOptions ro = p.restore;
   ro.progress = !p.no_progress && !g.quiet;
-  std::string trained_on = info.train_options.value("device", "cpu");
-  ro.device = !p.device.empty() ? p.device
-              : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
-                                                                                  : "cpu";
+  ro.device = restore_device(p, info, /*local_rank=*/-1);
   if (ro.tile == 0) ro.tile = info.train_options.value("patch", int64_t(64)) + ro.overlap;
   if (ro.tile_z == 0) ro.tile_z = 1;  // one tilt image per tile; --batch tiles per pass
   const NormStats stats = restore_stats(p, info, f);
@@ -144,81 +164,43 @@ void run_restore_tilt_series(RestoreParams& p, const GlobalOptions& g) {
            angles.size(), *std::min_element(angles.begin(), angles.end()),
            *std::max_element(angles.begin(), angles.end()), p.width > 0 ? p.width : shape[2],
            shape[1], thickness);
-  mrc_write(p.out, Volume{wbp(series, angles, thickness, wo, p.width), meta}, mo);
-  log_info("wrote {}", p.out);
+  mrc_write(out, Volume{wbp(series, angles, thickness, wo, p.width), meta}, mo);
+  log_info("wrote {}", out);
 }
 
-void run_restore(RestoreParams& p, const GlobalOptions& g) {
-  if (!p.tilt_series.empty() || !p.angles.empty()) {
-    run_restore_tilt_series(p, g);
-    return;
-  }
-  const bool pair = !p.even.empty() || !p.odd.empty();
-  if (pair && !p.in.empty()) throw ValueError("give either --in or --even/--odd, not both");
-  if (pair && (p.even.empty() || p.odd.empty())) throw ValueError("--even needs --odd");
-  if (!pair && p.in.empty()) throw ValueError("no input: give --in, or --even and --odd");
-  if (p.norm != "input" && p.norm != "model") {
-    throw ValueError("--norm: '" + p.norm + "' is not input or model");
-  }
-  std::vector<std::string> out_paths{p.out};
-  if (pair && p.restore.save_halves) {
-    out_paths.push_back(with_suffix(p.out, "_even"));
-    out_paths.push_back(with_suffix(p.out, "_odd"));
-  }
-  for (const auto& o : out_paths) output_check_writable(o, p.overwrite);
-
-  LoadedCheckpoint ck = checkpoint_load(p.model);
-  const CheckpointInfo& info = ck.info;
-  if (info.domain == "tilt-series") {
-    throw ValueError(p.model + " is a tilt-series-domain model (trained on " +
-                     (info.inputs.empty() ? std::string("?") : info.inputs.front()) + ") but " +
-                     (pair ? p.even + " and " + p.odd + " are" : p.in + " is") +
-                     " given as a tomogram: give --tilt-series TS.mrc --angles TS.tlt");
-  }
-  RestoreOptions ro = p.restore;
-  ro.progress = !p.no_progress && !g.quiet;
-  std::string trained_on = info.train_options.value("device", "cpu");
-  ro.device = !p.device.empty() ? p.device
-              : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
-                                                                                  : "cpu";
-  if (ro.tile == 0) ro.tile = info.train_options.value("patch", int64_t(64)) + ro.overlap;
-
-  MrcReadOptions rdo{p.permissive};
+/// One tomogram (or pair) to restore and the file(s) it produces.
+struct RestoreJob {
+  std::vector<std::string> ins;   ///< tomogram, or even and odd halves
+  std::vector<std::string> outs;  ///< restored; with --save-halves also _even and _odd
   std::vector<std::unique_ptr<MrcFile>> files;
-  for (const auto& path : pair ? std::vector<std::string>{p.even, p.odd}
-                               : std::vector<std::string>{p.in}) {
-    files.push_back(std::make_unique<MrcFile>(path, rdo));
-  }
-  const auto shape = files[0]->shape();
-  if (pair && files[1]->shape() != shape) {
-    throw ShapeError("halves differ in shape: " + p.even + " and " + p.odd);
-  }
-  if (pair != ck.method->needs_halves()) {
-    log_warn("model {} was trained on {}; restoring {}", ck.method->name(),
-             ck.method->needs_halves() ? "half tomograms" : "one tomogram",
-             pair ? "a pair of halves" : "one tomogram");
-  }
-  // Statistics: of this input (default) or of the first training tomogram.
-  NormStats stats;
+};
+
+/// Statistics of a job's input for normalisation (every rank computes the same).
+NormStats job_stats(const RestoreParams& p, const CheckpointInfo& info, const RestoreJob& job) {
   if (p.norm == "model") {
     if (info.norm.empty()) throw FormatError(p.model + ": checkpoint holds no statistics");
-    stats = info.norm.front();
-  } else {
-    NormMode mode = norm_mode_parse(info.norm_mode, p.model + ": norm_mode");
-    if (pair) {
-      auto b = norm_central_box(shape, info.norm_fraction);
-      at::Tensor both = torch::stack({files[0]->read_box(b[0], b[1], b[2], b[3], b[4], b[5]),
-                                      files[1]->read_box(b[0], b[1], b[2], b[3], b[4], b[5])});
-      stats = norm_stats_of(both, mode, p.even + "+" + p.odd);
-    } else {
-      stats = norm_stats_compute(*files[0], mode, info.norm_fraction);
-    }
+    return info.norm.front();
   }
-  log_info("restoring with {} (step {}), tiles {} overlap {} on {}; scale mean {:.5g} std {:.5g}",
-           ck.method->name(), info.step, ro.tile, ro.overlap, ro.device, stats.mean, stats.std);
+  NormMode mode = norm_mode_parse(info.norm_mode, p.model + ": norm_mode");
+  if (job.files.size() == 2) {
+    auto b = norm_central_box(job.files[0]->shape(), info.norm_fraction);
+    at::Tensor both = torch::stack({job.files[0]->read_box(b[0], b[1], b[2], b[3], b[4], b[5]),
+                                    job.files[1]->read_box(b[0], b[1], b[2], b[3], b[4], b[5])});
+    return norm_stats_of(both, mode, job.ins[0] + "+" + job.ins[1]);
+  }
+  return norm_stats_compute(*job.files[0], mode, info.norm_fraction);
+}
 
+/// Restores sections [slab.z0, slab.z1) of `job`. A whole slab is written and committed by this
+/// rank alone; a partial one goes into the file rank 0 created, and the ranks combine the header
+/// statistics before rank 0 renames it (every rank calls this for every split job, in order).
+void restore_job(const RestoreParams& p, const GlobalOptions& g, Method& method,
+                 const CheckpointInfo& info, const RestoreJob& job, const WorkSlab& slab,
+                 RestoreOptions ro, Distributed& dist) {
+  const auto shape = job.files[0]->shape();
+  const NormStats stats = job_stats(p, info, job);
   std::vector<TileReader> readers;
-  for (const auto& f : files) {
+  for (const auto& f : job.files) {
     MrcFile* fp = f.get();
     readers.push_back([fp, stats](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0,
                                   int64_t x1) {
@@ -231,18 +213,140 @@ void run_restore(RestoreParams& p, const GlobalOptions& g) {
   wo.mode = p.mode;
   wo.overwrite = p.overwrite;
   wo.label = output_label(g);
+  const bool shared = !slab.whole;
   std::vector<std::unique_ptr<MrcSlabWriter>> writers;
+  for (const auto& o : job.outs) {
+    if (!shared || dist.is_main()) {
+      writers.push_back(std::make_unique<MrcSlabWriter>(o, shape, job.files[0]->meta(), wo));
+    }
+    if (shared) {  // rank 0 has created and sized the file; the others open it
+      const std::string tmp = dist.broadcast_string(dist.is_main() ? writers.back()->tmp_path()
+                                                                   : std::string());
+      if (!dist.is_main()) {
+        writers.push_back(MrcSlabWriter::attach(o, tmp, shape, job.files[0]->meta(), wo));
+      }
+    }
+  }
   std::vector<SlabSink> sinks;
-  for (const auto& o : out_paths) {
-    writers.push_back(std::make_unique<MrcSlabWriter>(o, shape, files[0]->meta(), wo));
-    MrcSlabWriter* w = writers.back().get();
-    sinks.push_back([w, stats](int64_t z0, const at::Tensor& slab) {
-      w->write_slab(z0, norm_invert(slab, stats));
+  for (auto& w : writers) {
+    MrcSlabWriter* wp = w.get();
+    sinks.push_back([wp, stats](int64_t z0, const at::Tensor& s) {
+      wp->write_slab(z0, norm_invert(s, stats));
     });
   }
-  restore_stream(*ck.method, shape, readers, sinks, ro);
-  for (auto& w : writers) w->commit();
-  for (const auto& o : out_paths) log_info("wrote {}", o);
+  log_info("restoring {} (sections {}..{} of {}) with {} (step {}), tiles {} overlap {} on {}; "
+           "scale mean {:.5g} std {:.5g}",
+           job.ins.size() == 2 ? job.ins[0] + " + " + job.ins[1] : job.ins[0], slab.z0, slab.z1,
+           shape[0], method.name(), info.step, ro.tile, ro.overlap, ro.device, stats.mean,
+           stats.std);
+  ro.z_begin = slab.z0;
+  ro.z_end = slab.z1;
+  if (slab.z1 > slab.z0) restore_stream(method, shape, readers, sinks, ro);
+  if (!shared) {
+    for (auto& w : writers) w->commit();
+    for (const auto& o : job.outs) log_info("wrote {}", o);
+    return;
+  }
+  for (size_t k = 0; k < writers.size(); ++k) {
+    if (!dist.is_main()) writers[k]->close();  // flushed before rank 0 patches the header
+    const MrcStats st = writers[k]->stats();
+    const std::vector<double> all = dist.allgather(
+        {double(st.count), st.mean, st.m2, st.min, st.max});
+    if (dist.is_main()) {
+      MrcStats merged;
+      for (int r = 0; r < dist.world_size(); ++r) {
+        const double* v = all.data() + 5 * r;
+        merged = mrc_stats_merge(merged, MrcStats{int64_t(v[0]), v[1], v[2], v[3], v[4]});
+      }
+      writers[k]->commit_shared(merged);
+      log_info("wrote {} ({} ranks)", job.outs[k], dist.world_size());
+    }
+  }
+  dist.barrier();  // the file is in place when any rank returns
+}
+
+void run_restore(RestoreParams& p, const GlobalOptions& g) {
+  if (!p.tilt_series.empty() || !p.angles.empty()) {
+    run_restore_tilt_series(p, g);
+    return;
+  }
+  const bool pair = !p.even.empty() || !p.odd.empty();
+  if (pair && !p.in.empty()) throw ValueError("give either --in or --even/--odd, not both");
+  if (pair && p.even.size() != p.odd.size()) {
+    throw ValueError("--even lists " + std::to_string(p.even.size()) + " files but --odd lists " +
+                     std::to_string(p.odd.size()) + " (halves are paired by position)");
+  }
+  if (!pair && p.in.empty()) throw ValueError("no input: give --in, or --even and --odd");
+  if (p.norm != "input" && p.norm != "model") {
+    throw ValueError("--norm: '" + p.norm + "' is not input or model");
+  }
+  const size_t n_jobs = pair ? p.even.size() : p.in.size();
+  if (p.out.size() != n_jobs) {
+    throw ValueError("--out lists " + std::to_string(p.out.size()) + " files for " +
+                     std::to_string(n_jobs) + " inputs (paired by position)");
+  }
+  std::vector<RestoreJob> jobs(n_jobs);
+  std::vector<std::string> all_outs;
+  for (size_t i = 0; i < n_jobs; ++i) {
+    RestoreJob& j = jobs[i];
+    j.ins = pair ? std::vector<std::string>{p.even[i], p.odd[i]} : std::vector<std::string>{p.in[i]};
+    j.outs = {p.out[i]};
+    if (pair && p.restore.save_halves) {
+      j.outs.push_back(with_suffix(p.out[i], "_even"));
+      j.outs.push_back(with_suffix(p.out[i], "_odd"));
+    }
+    for (const auto& o : j.outs) {
+      if (std::find(all_outs.begin(), all_outs.end(), o) != all_outs.end()) {
+        throw ValueError("--out: " + o + " is given twice");
+      }
+      all_outs.push_back(o);
+      output_check_writable(o, p.overwrite);
+    }
+  }
+  // Several ranks when started by `unwedge launch`, torchrun or SLURM (RANK/WORLD_SIZE...):
+  // the collectives here are small CPU messages, so Gloo serves whatever the device.
+  Distributed dist(dist_config_from_environ());
+  if (!dist.is_main()) log_set_level(LogLevel::quiet);
+  dist.check_same("the restore command (model, inputs, outputs, options)",
+                  p.model + "|" + g.command_line);
+  dist.barrier();  // every rank has checked the outputs before any is written
+
+  LoadedCheckpoint ck = checkpoint_load(p.model);
+  const CheckpointInfo& info = ck.info;
+  if (info.domain == "tilt-series") {
+    throw ValueError(p.model + " is a tilt-series-domain model (trained on " +
+                     (info.inputs.empty() ? std::string("?") : info.inputs.front()) + ") but " +
+                     jobs[0].ins[0] + (pair ? " and " + jobs[0].ins[1] + " are" : " is") +
+                     " given as a tomogram: give --tilt-series TS.mrc --angles TS.tlt");
+  }
+  RestoreOptions ro = p.restore;
+  ro.progress = !p.no_progress && !g.quiet && dist.is_main();
+  ro.device = restore_device(p, info, dist.world_size() > 1 ? dist.config().local_rank : -1);
+  if (ro.tile == 0) ro.tile = info.train_options.value("patch", int64_t(64)) + ro.overlap;
+  precision_parse(ro.precision, "--precision");
+  if (pair != ck.method->needs_halves()) {
+    log_warn("model {} was trained on {}; restoring {}", ck.method->name(),
+             ck.method->needs_halves() ? "half tomograms" : "one tomogram",
+             pair ? "pairs of halves" : "tomograms");
+  }
+
+  MrcReadOptions rdo{p.permissive};
+  std::vector<std::array<int64_t, 3>> shapes;
+  for (auto& j : jobs) {
+    for (const auto& path : j.ins) j.files.push_back(std::make_unique<MrcFile>(path, rdo));
+    if (pair && j.files[1]->shape() != j.files[0]->shape()) {
+      throw ShapeError("halves differ in shape: " + j.ins[0] + " and " + j.ins[1]);
+    }
+    shapes.push_back(j.files[0]->shape());
+  }
+  const std::vector<WorkSlab> mine = partition_for_rank(shapes, dist.rank(), dist.world_size());
+  if (dist.world_size() > 1) {
+    log_info("{} ranks share {} tomogram(s) {}", dist.world_size(), n_jobs,
+             n_jobs >= size_t(dist.world_size()) ? "by tomogram" : "by slabs along Z");
+  }
+  for (const WorkSlab& s : mine) {
+    restore_job(p, g, *ck.method, info, jobs[size_t(s.item)], s, ro, dist);
+  }
 }
 
 }  // namespace
@@ -255,9 +359,12 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--model", p->model, "Model file from `unwedge train` (.uwm)")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--in", p->in, "Tomogram to restore, MRC");
-  cmd->add_option("--even", p->even, "Even half, MRC (with --odd: the restored halves averaged)");
-  cmd->add_option("--odd", p->odd, "Odd half, MRC");
+  cmd->add_option("--in", p->in,
+                  "Tomogram(s) to restore, MRC (several: one --out each, paired by position; "
+                  "under launch/torchrun/SLURM split across ranks)");
+  cmd->add_option("--even", p->even,
+                  "Even half(s), MRC (with --odd: the restored halves averaged)");
+  cmd->add_option("--odd", p->odd, "Odd half(s), MRC, paired with --even by position");
   cmd->add_option("--tilt-series", p->tilt_series,
                   "Aligned tilt series, MRC stack, for a model trained with --domain "
                   "tilt-series: each tilt image is denoised, then back-projected")
@@ -283,7 +390,8 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--save-tilt-series", p->save_tilt_series,
                   "Tilt series: also write the denoised tilt series here, MRC");
-  cmd->add_option("--out", p->out, "Restored tomogram to write, MRC")->required();
+  cmd->add_option("--out", p->out, "Restored tomogram(s) to write, MRC, one per input")
+      ->required();
   cmd->add_flag("--save-halves", p->restore.save_halves,
                 "With --even/--odd: also write OUT_even.mrc and OUT_odd.mrc (default: off)");
   cmd->add_option("--tile", p->restore.tile,
@@ -296,7 +404,12 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str();
   cmd->add_option("--batch", p->restore.batch, "Tiles per forward pass")->capture_default_str();
   cmd->add_option("--device", p->device,
-                  "cpu | cuda | cuda:N (default: the training device when available, else cpu)");
+                  "auto | cpu | cuda | cuda:N (default: the training device when available, "
+                  "else cpu; with several ranks, cuda means cuda:LOCAL_RANK)");
+  cmd->add_option("--precision", p->restore.precision,
+                  "Network arithmetic: fp32 | bf16 (autocast; blending and output stay float32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--norm", p->norm,
                   "Scale: input (robust statistics of this input, as in training) | model "
                   "(the first training tomogram's)")

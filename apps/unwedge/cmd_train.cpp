@@ -11,6 +11,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/io/tilt.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/core/device.h"
 #include "unwedge/train/distributed.h"
 #include "unwedge/train/trainer.h"
 
@@ -101,7 +102,9 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
                      " has " + std::to_string(inputs.front().a.nz()) + " sections (tilts)");
   }
   // Several ranks when started by `unwedge launch`, torchrun or SLURM (RANK/WORLD_SIZE...).
-  Distributed dist(dist_config_from_environ());
+  DistConfig dc = dist_config_from_environ();
+  dc.backend = dist_backend_for(device_parse(o.device));  // NCCL for CUDA when built with it
+  Distributed dist(dc);
   if (!dist.is_main()) log_set_level(LogLevel::quiet);
   if (dist.is_main()) write_resolved_config(cmd, config, /*overwrite=*/true);
   log_info("training {} on {} {}; model {}, log {}{}", o.method, inputs.size(),
@@ -194,7 +197,14 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "Random seed (every step derives from seed and step)")
       ->capture_default_str();
-  cmd->add_option("--device", o.device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--device", o.device,
+                  "auto | cpu | cuda | cuda:N (auto: cuda when available; with several ranks, "
+                  "cuda means cuda:LOCAL_RANK)")
+      ->capture_default_str();
+  cmd->add_option("--precision", o.precision,
+                  "fp32 | bf16 (bf16: autocast mixed precision, loss in float32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--norm", p->norm,
                   "Normalisation: central (mean/std of the central region) | percentile "
                   "(median, p1..p99 spread)")

@@ -1,12 +1,40 @@
-// Device names at interfaces ("cpu", "cuda", "cuda:N") parsed once, with a clear error.
+// Device names at interfaces ("auto", "cpu", "cuda", "cuda:N") and numeric precision
+// ("fp32", "bf16"), parsed once with a clear error, and the autocast scope that applies the
+// precision to a network's forward pass.
 #pragma once
 #include <string>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 namespace unwedge {
 
-/// Parses `name`; throws ValueError for an unknown name or CUDA when it is not available.
+/// Resolves a device name to a concrete one: "auto" -> "cuda" when torch::cuda::is_available()
+/// else "cpu". With `local_rank` >= 0 (one process per GPU), a bare "cuda" (or "auto" on a GPU
+/// node) becomes "cuda:<local_rank mod device count>". Other names are returned unchanged.
+std::string device_resolve(const std::string& name, int local_rank = -1);
+
+/// Parses `name` (after device_resolve); throws ValueError for an unknown name or CUDA when it is
+/// not available (a CPU-only LibTorch, or no GPU visible).
 c10::Device device_parse(const std::string& name);
+
+/// Parses a precision name: "fp32" -> kFloat, "bf16" -> kBFloat16; `what` names the option.
+c10::ScalarType precision_parse(const std::string& name, const std::string& what);
+
+/// Mixed precision for the scope of the guard: with kBFloat16, autocast on `device` runs
+/// convolutions and matrix products in bf16 while reductions, FFTs and losses stay float32
+/// (autocast's own op lists); callers take the loss as float32. kFloat does nothing.
+/// Throws ValueError when the precision is not supported on `device`.
+class AutocastGuard {
+ public:
+  AutocastGuard(c10::ScalarType precision, const c10::Device& device);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false, cuda_ = false, prev_enabled_ = false;
+  c10::ScalarType prev_dtype_ = c10::kFloat;
+};
 
 }  // namespace unwedge

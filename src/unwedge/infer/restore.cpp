@@ -45,8 +45,20 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   if (outputs.size() != n_out) throw ValueError("restore: wrong number of outputs");
   if (opts.batch < 1) throw ValueError("batch: " + std::to_string(opts.batch));
   const torch::Device device = device_parse(opts.device);
+  const c10::ScalarType precision = precision_parse(opts.precision, "precision");
   const TilePlan plan = restore_plan(method, shape, opts);
   const TileAxis &az = plan.axes[0], &ay = plan.axes[1], &ax = plan.axes[2];
+  // The slab of output sections to produce, and the tile rows that touch it.
+  const int64_t zb = opts.z_begin, ze = opts.z_end < 0 ? shape[0] : opts.z_end;
+  if (zb < 0 || ze > shape[0] || zb > ze) {
+    throw ValueError("restore: sections [" + std::to_string(zb) + ", " + std::to_string(ze) +
+                     ") are outside [0, " + std::to_string(shape[0]) + ")");
+  }
+  std::vector<size_t> rows;
+  for (size_t iz = 0; iz < az.starts.size(); ++iz) {
+    if (az.starts[iz] < ze && az.starts[iz] + az.tile > zb) rows.push_back(iz);
+  }
+  if (rows.empty()) return;
 
   // Separable weight sums for the final division, on the padded grid.
   at::Tensor sz = az.weight_sum(), sy = ay.weight_sum(), sx = ax.weight_sum();
@@ -57,14 +69,17 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
 
   // Accumulators for sections [base, base + acc.size(1)) of the padded grid.
   std::vector<at::Tensor> acc(n_out);
-  int64_t base = 0, flushed = 0;
+  int64_t base = az.starts[rows.front()], flushed = base;
   auto flush_to = [&](int64_t z_end) {  // sections [flushed, z_end) are final
     z_end = std::min(z_end, az.dim);
     if (z_end <= flushed) return;
-    at::Tensor den = sz.slice(0, flushed, z_end).view({-1, 1, 1}) * syx;  // [z, Y', X']
-    for (size_t k = 0; k < n_out; ++k) {
-      at::Tensor part = acc[k].slice(0, flushed - base, z_end - base) / den;
-      outputs[k](flushed, part.slice(1, 0, ay.dim).slice(2, 0, ax.dim).contiguous());
+    const int64_t a = std::max(flushed, zb), b = std::min(z_end, ze);  // inside the slab
+    if (b > a) {
+      at::Tensor den = sz.slice(0, a, b).view({-1, 1, 1}) * syx;  // [z, Y', X']
+      for (size_t k = 0; k < n_out; ++k) {
+        at::Tensor part = acc[k].slice(0, a - base, b - base) / den;
+        outputs[k](a, part.slice(1, 0, ay.dim).slice(2, 0, ax.dim).contiguous());
+      }
     }
     flushed = z_end;
   };
@@ -83,9 +98,15 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   torch::NoGradGuard no_grad;
   method.train(false);
   method.to(device);
-  Progress bar("restore", plan.num_tiles(), "tile", opts.progress);
+  const int64_t n_tiles = int64_t(rows.size() * ay.starts.size() * ax.starts.size());
+  Progress bar("restore", n_tiles, "tile", opts.progress);
   int64_t done = 0;
-  for (size_t iz = 0; iz < az.starts.size(); ++iz) {
+  // The network in `precision`; its outputs are taken back to float32 before blending.
+  auto net = [&](auto&& fn) {
+    AutocastGuard amp(precision, device);
+    return at::Tensor(fn()).to(torch::kCPU, torch::kFloat);
+  };
+  for (size_t iz : rows) {
     const int64_t z0 = az.starts[iz];
     flush_to(z0);
     // Re-base the accumulators at z0, keeping what earlier rows added to [z0, old end).
@@ -117,16 +138,17 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
       std::vector<at::Tensor> res;  // each [b, 1, tz, ty, tx] on the CPU
       at::Tensor a = torch::stack(ins[0]).unsqueeze(1).to(device);  // [b, 1, tz, ty, tx]
       if (!pair) {
-        res.push_back(method.restore(a).to(torch::kCPU));
+        res.push_back(net([&] { return method.restore(a); }));
       } else {
         at::Tensor b = torch::stack(ins[1]).unsqueeze(1).to(device);
         if (opts.save_halves) {
-          at::Tensor ra = method.restore(a), rb = method.restore(b);
-          res.push_back(((ra + rb) * 0.5).to(torch::kCPU));
-          res.push_back(ra.to(torch::kCPU));
-          res.push_back(rb.to(torch::kCPU));
+          at::Tensor ra = net([&] { return method.restore(a); });
+          at::Tensor rb = net([&] { return method.restore(b); });
+          res.push_back((ra + rb) * 0.5);
+          res.push_back(ra);
+          res.push_back(rb);
         } else {
-          res.push_back(method.restore_pair(a, b).to(torch::kCPU));
+          res.push_back(net([&] { return method.restore_pair(a, b); }));
         }
       }
       for (size_t j = j0; j < j1; ++j) {
@@ -142,7 +164,7 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
       bar.update(done);
     }
   }
-  flush_to(az.dim);
+  flush_to(ze);
   bar.finish();
 }
 

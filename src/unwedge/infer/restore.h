@@ -22,7 +22,11 @@ struct RestoreOptions {
                            ///< field along Z is 1 (planar) get no overlap along Z.
   int64_t overlap = 32;    ///< overlap of neighbouring tiles, voxels
   int64_t batch = 1;       ///< tiles per forward pass
-  std::string device = "cpu";
+  std::string device = "cpu";   ///< auto | cpu | cuda | cuda:N
+  std::string precision = "fp32";  ///< fp32 | bf16 (autocast around the network; output float)
+  int64_t z_begin = 0;     ///< produce only output sections [z_begin, z_end) (a rank's slab);
+  int64_t z_end = -1;      ///< -1: to the end. Tiles touching the slab are restored whole, so
+                           ///< the slab equals the same sections of a full restoration.
   bool save_halves = false;  ///< pairs: also write each restored half
   bool progress = true;
 };
@@ -34,7 +38,8 @@ using SlabSink = std::function<void(int64_t, const at::Tensor&)>;
 
 /// Restores a volume of `shape` [Z, Y, X]. One reader: outputs[0] = restore(). Two readers
 /// (even, odd): outputs[0] = restore_pair(); with save_halves, outputs = {mean of the restored
-/// halves, restored even, restored odd}. Each output's slabs arrive in ascending z, exactly once.
+/// halves, restored even, restored odd}. Each output's slabs arrive in ascending z, exactly once,
+/// covering [z_begin, z_end) only.
 void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
                     const std::vector<TileReader>& inputs, const std::vector<SlabSink>& outputs,
                     const RestoreOptions& opts);

@@ -502,7 +502,8 @@ struct MrcSlabWriter::Impl {
   std::array<int64_t, 3> shape;  // [Z, Y, X]
   VolumeMeta meta;
   MrcWriteOptions opts;
-  AtomicOutput out;
+  std::unique_ptr<AtomicOutput> out;  ///< the creator's temporary (null for attached writers)
+  std::string tmp;
   int fd = -1;
   int64_t data_offset = 0;
   std::vector<bool> written;
@@ -513,8 +514,7 @@ struct MrcSlabWriter::Impl {
   double vmax = -std::numeric_limits<double>::infinity();
 
   Impl(std::string p, std::array<int64_t, 3> s, VolumeMeta m, MrcWriteOptions o)
-      : path(std::move(p)), shape(s), meta(std::move(m)), opts(std::move(o)),
-        out(path, opts.overwrite) {}
+      : path(std::move(p)), shape(s), meta(std::move(m)), opts(std::move(o)) {}
   ~Impl() {
     if (fd >= 0) ::close(fd);
   }
@@ -577,8 +577,10 @@ MrcSlabWriter::MrcSlabWriter(std::string path, std::array<int64_t, 3> shape, Vol
   }
   impl_ = std::make_unique<Impl>(std::move(path), shape, std::move(meta), std::move(opts));
   Impl& w = *impl_;
+  w.out = std::make_unique<AtomicOutput>(w.path, w.opts.overwrite);
+  w.tmp = w.out->tmp_path();
   w.written.assign(size_t(shape[0]), false);
-  const std::string& tmp = w.out.tmp_path();
+  const std::string& tmp = w.tmp;
   w.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (w.fd < 0) throw IoError(tmp + ": cannot create: " + std::strerror(errno));
   MrcHeader h = w.header();
@@ -593,6 +595,82 @@ MrcSlabWriter::MrcSlabWriter(std::string path, std::array<int64_t, 3> shape, Vol
 }
 
 MrcSlabWriter::~MrcSlabWriter() = default;  // AtomicOutput removes an uncommitted temporary
+
+std::unique_ptr<MrcSlabWriter> MrcSlabWriter::attach(std::string path, std::string tmp_path,
+                                                     std::array<int64_t, 3> shape, VolumeMeta meta,
+                                                     MrcWriteOptions opts) {
+  std::unique_ptr<MrcSlabWriter> wr(new MrcSlabWriter());
+  wr->impl_ = std::make_unique<Impl>(std::move(path), shape, std::move(meta), std::move(opts));
+  Impl& w = *wr->impl_;
+  w.tmp = std::move(tmp_path);
+  w.written.assign(size_t(shape[0]), false);
+  w.fd = ::open(w.tmp.c_str(), O_WRONLY | O_CLOEXEC);
+  if (w.fd < 0) throw IoError(w.tmp + ": cannot open the shared output: " + std::strerror(errno));
+  w.data_offset = kHeaderBytes + w.header().nsymbt;
+  struct stat st {};
+  const int64_t total = w.data_offset + shape[0] * shape[1] * shape[2] * mode_bytes(w.opts.mode);
+  if (::fstat(w.fd, &st) != 0 || int64_t(st.st_size) != total) {
+    throw IoError(w.tmp + ": shared output is " + std::to_string(int64_t(st.st_size)) +
+                  " bytes, expected " + std::to_string(total));
+  }
+  return wr;
+}
+
+const std::string& MrcSlabWriter::tmp_path() const { return impl_->tmp; }
+
+MrcStats MrcSlabWriter::stats() const {
+  const Impl& w = *impl_;
+  MrcStats s;
+  s.count = w.count;
+  s.mean = w.mean;
+  s.m2 = w.m2;
+  s.min = w.vmin;
+  s.max = w.vmax;
+  return s;
+}
+
+MrcStats mrc_stats_merge(const MrcStats& a, const MrcStats& b) {
+  if (a.count == 0) return b;
+  if (b.count == 0) return a;
+  MrcStats m;
+  m.count = a.count + b.count;
+  const double delta = b.mean - a.mean;
+  m.mean = a.mean + delta * double(b.count) / double(m.count);
+  m.m2 = a.m2 + b.m2 + delta * delta * double(a.count) * double(b.count) / double(m.count);
+  m.min = std::min(a.min, b.min);
+  m.max = std::max(a.max, b.max);
+  return m;
+}
+
+void MrcSlabWriter::close() {
+  Impl& w = *impl_;
+  if (w.fd < 0) return;
+  const bool ok = ::fsync(w.fd) == 0;
+  const int err = errno;
+  const bool closed = ::close(w.fd) == 0;
+  w.fd = -1;
+  if (!ok || !closed) {
+    throw IoError(w.tmp + ": flushing the shared output failed: " + std::strerror(ok ? errno : err));
+  }
+}
+
+void MrcSlabWriter::commit_shared(const MrcStats& all) {
+  Impl& w = *impl_;
+  if (!w.out) throw IoError(w.path + ": only the writer that created the file commits it");
+  if (w.fd < 0) throw IoError(w.path + ": commit called twice");
+  const int64_t voxels = w.shape[0] * w.shape[1] * w.shape[2];
+  if (all.count != voxels) {
+    throw ValueError(w.path + ": the writers wrote " + std::to_string(all.count) + " of " +
+                     std::to_string(voxels) + " voxels");
+  }
+  w.count = all.count;
+  w.mean = all.mean;
+  w.m2 = all.m2;
+  w.vmin = all.min;
+  w.vmax = all.max;
+  std::fill(w.written.begin(), w.written.end(), true);  // the other writers' sections
+  commit();
+}
 
 namespace {
 
@@ -672,13 +750,13 @@ void MrcSlabWriter::write_slab(int64_t z0, const at::Tensor& slab) {
   }
   const int64_t eb = mode_bytes(w.opts.mode);
   const int64_t off = w.data_offset + z0 * w.shape[1] * w.shape[2] * eb;
-  pwrite_all(w.fd, static_cast<const char*>(stored.data_ptr()), stored.numel() * eb, off,
-             w.out.tmp_path());
+  pwrite_all(w.fd, static_cast<const char*>(stored.data_ptr()), stored.numel() * eb, off, w.tmp);
   for (int64_t z = z0; z < z0 + nzs; ++z) w.written[size_t(z)] = true;
 }
 
 void MrcSlabWriter::commit() {
   Impl& w = *impl_;
+  if (!w.out) throw IoError(w.path + ": only the writer that created the file commits it");
   if (w.fd < 0) throw IoError(w.path + ": commit called twice");
   auto missing = std::find(w.written.begin(), w.written.end(), false);
   if (missing != w.written.end()) {
@@ -686,13 +764,13 @@ void MrcSlabWriter::commit() {
                      " was never written");
   }
   std::vector<unsigned char> hb = header_serialize(w.header());
-  pwrite_all(w.fd, reinterpret_cast<const char*>(hb.data()), kHeaderBytes, 0, w.out.tmp_path());
+  pwrite_all(w.fd, reinterpret_cast<const char*>(hb.data()), kHeaderBytes, 0, w.tmp);
   if (::close(w.fd) != 0) {
     w.fd = -1;
-    throw IoError(w.out.tmp_path() + ": close failed: " + std::strerror(errno));
+    throw IoError(w.tmp + ": close failed: " + std::strerror(errno));
   }
   w.fd = -1;
-  w.out.commit();
+  w.out->commit();
 }
 
 void mrc_write(const std::string& path, const Volume& vol, const MrcWriteOptions& opts) {

@@ -106,13 +106,33 @@ Volume mrc_read(const std::string& path, MrcReadOptions opts = {});
 /// Writes `vol` atomically (temporary name, renamed when complete).
 void mrc_write(const std::string& path, const Volume& vol, const MrcWriteOptions& opts);
 
+/// Running statistics of the values written (header dmin, dmax, dmean, rms), combinable across
+/// writers of one file (Chan et al. pairwise update, in double).
+struct MrcStats {
+  int64_t count = 0;
+  double mean = 0, m2 = 0;  ///< m2: sum of squared deviations from the mean
+  double min = 0, max = 0;  ///< meaningful when count > 0
+};
+/// The statistics of the union of the values behind `a` and `b`.
+MrcStats mrc_stats_merge(const MrcStats& a, const MrcStats& b);
+
 /// Writes a volume slab by slab (z-ordered sections), so that a tomogram larger than memory
 /// can be produced. Statistics are accumulated and the header finalised on commit().
+///
+/// Several processes (ranks) can write one file: rank 0 creates it (the constructor sizes the
+/// temporary to the full volume), the others attach() to tmp_path() and write their slabs at
+/// their offsets, each closes with close(); rank 0 then commit_shared()s with the statistics of
+/// all writers merged, which patches the header and renames the file into place.
 class MrcSlabWriter {
  public:
   /// shape is [Z, Y, X]. Throws ExistsError when the output exists and !opts.overwrite.
   MrcSlabWriter(std::string path, std::array<int64_t, 3> shape, VolumeMeta meta,
                 MrcWriteOptions opts);
+  /// Writes into `tmp_path`, the temporary another writer of the same path, shape, meta and
+  /// options created (and will commit). Throws IoError when it cannot be opened.
+  static std::unique_ptr<MrcSlabWriter> attach(std::string path, std::string tmp_path,
+                                               std::array<int64_t, 3> shape, VolumeMeta meta,
+                                               MrcWriteOptions opts);
   ~MrcSlabWriter();
   MrcSlabWriter(const MrcSlabWriter&) = delete;
   MrcSlabWriter& operator=(const MrcSlabWriter&) = delete;
@@ -122,8 +142,18 @@ class MrcSlabWriter {
   void write_slab(int64_t z0, const at::Tensor& slab);
   /// Finalises the header (statistics over everything written) and renames into place.
   void commit();
+  /// The temporary file being written (renamed to the final path on commit).
+  const std::string& tmp_path() const;
+  /// Statistics of the values this writer has written so far.
+  MrcStats stats() const;
+  /// Attached writers: flushes (fsync, for shared filesystems) and closes; no rename.
+  void close();
+  /// The creating writer, after every writer close()d: header with `all` (the merged statistics
+  /// of every writer, which must cover the whole volume), then rename into place.
+  void commit_shared(const MrcStats& all);
 
  private:
+  MrcSlabWriter() = default;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

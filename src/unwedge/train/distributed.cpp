@@ -7,8 +7,16 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef UNWEDGE_HAVE_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#include <torch/cuda.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 
 #include "unwedge/core/error.h"
@@ -93,10 +101,23 @@ DistConfig dist_config_from_environ() {
   return dist_config_from_env(env);
 }
 
+bool dist_have_nccl() {
+#ifdef UNWEDGE_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string dist_backend_for(const c10::Device& device) {
+  return device.is_cuda() && dist_have_nccl() ? "nccl" : "gloo";
+}
+
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   std::chrono::milliseconds timeout{0};
+  c10::Device device{c10::kCPU};  ///< where collectives' tensors live (NCCL: this rank's GPU)
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const std::string& what) {
     try {
@@ -110,9 +131,9 @@ struct Distributed::Impl {
 
 Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
   if (!cfg_.distributed()) return;
-  if (cfg_.backend != "gloo") {
-    throw ValueError("distributed backend '" + cfg_.backend +
-                     "' is not available in this build (available: gloo)");
+  if (cfg_.backend != "gloo" && !(cfg_.backend == "nccl" && dist_have_nccl())) {
+    throw ValueError("distributed backend '" + cfg_.backend + "' is not available in this build "
+                     "(available: gloo" + std::string(dist_have_nccl() ? ", nccl" : "") + ")");
   }
   impl_ = std::make_unique<Impl>();
   impl_->timeout = std::chrono::milliseconds(int64_t(cfg_.timeout_s * 1000));
@@ -124,22 +145,39 @@ Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
   so.timeout = impl_->timeout;
   try {
     impl_->store = c10::make_intrusive<c10d::TCPStore>(cfg_.master_addr, so);
-    auto opts = c10d::ProcessGroupGloo::Options::create(impl_->timeout);
-    // On one machine bind to loopback; across nodes, to the interface of this host's name.
-    bool loopback = cfg_.master_addr == "127.0.0.1" || cfg_.master_addr == "localhost";
-    opts->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                     : c10d::ProcessGroupGloo::createDefaultDevice());
-    impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, cfg_.rank,
-                                                            cfg_.world_size, opts);
+#ifdef UNWEDGE_HAVE_NCCL
+    if (cfg_.backend == "nccl") {
+      if (!torch::cuda::is_available()) {
+        throw ValueError("distributed backend nccl needs a CUDA device, and none is visible");
+      }
+      impl_->device = c10::Device(c10::kCUDA, c10::DeviceIndex(
+                                                  cfg_.local_rank % int(torch::cuda::device_count())));
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = impl_->timeout;
+      impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, cfg_.rank,
+                                                              cfg_.world_size, opts);
+    }
+#endif
+    if (!impl_->pg) {
+      auto opts = c10d::ProcessGroupGloo::Options::create(impl_->timeout);
+      // On one machine bind to loopback; across nodes, to the interface of this host's name.
+      bool loopback = cfg_.master_addr == "127.0.0.1" || cfg_.master_addr == "localhost";
+      opts->devices.push_back(loopback
+                                  ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                  : c10d::ProcessGroupGloo::createDefaultDevice());
+      impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, cfg_.rank,
+                                                              cfg_.world_size, opts);
+    }
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     throw IoError("rank " + std::to_string(cfg_.rank) + ": cannot join " + cfg_.master_addr +
                   ":" + std::to_string(cfg_.master_port) + " (world size " +
-                  std::to_string(cfg_.world_size) + "): " + std::string(e.what()).substr(0, 300));
+                  std::to_string(cfg_.world_size) + ", " + cfg_.backend + "): " +
+                  std::string(e.what()).substr(0, 300));
   }
-  log_debug("rank {}/{} joined {}:{}", cfg_.rank, cfg_.world_size, cfg_.master_addr,
-            cfg_.master_port);
+  log_debug("rank {}/{} joined {}:{} ({})", cfg_.rank, cfg_.world_size, cfg_.master_addr,
+            cfg_.master_port, cfg_.backend);
 }
 
 Distributed::~Distributed() = default;
@@ -163,7 +201,7 @@ void Distributed::allreduce_mean(const std::vector<at::Tensor>& tensors, int64_t
     std::vector<at::Tensor> flat_parts;
     flat_parts.reserve(bucket.size());
     for (const auto& t : bucket) flat_parts.push_back(t.reshape({-1}));
-    std::vector<at::Tensor> flat{at::cat(flat_parts)};  // [sum of numels]
+    std::vector<at::Tensor> flat{at::cat(flat_parts).to(impl_->device)};  // [sum of numels]
     impl_->wait(impl_->pg->allreduce(flat), "all-reduce");
     flat[0].div_(cfg_.world_size);
     int64_t offset = 0;
@@ -184,7 +222,7 @@ void Distributed::broadcast(const std::vector<at::Tensor>& tensors, int root) {
     }
     parts.push_back(t.detach().reshape({-1}));
   }
-  std::vector<at::Tensor> flat{at::cat(parts)};
+  std::vector<at::Tensor> flat{at::cat(parts).to(impl_->device)};
   c10d::BroadcastOptions opts;
   opts.rootRank = root;
   impl_->wait(impl_->pg->broadcast(flat, opts), "broadcast");
@@ -204,17 +242,46 @@ void Distributed::barrier() {
 
 void Distributed::check_same(const std::string& what, const std::string& value) {
   if (!cfg_.distributed()) return;
-  int64_t h = int64_t(std::hash<std::string>{}(value) & 0x7fffffffffffffffULL);
-  std::vector<at::Tensor> input{at::full({1}, h, at::kLong)};
-  std::vector<std::vector<at::Tensor>> output(1);
-  for (int r = 0; r < cfg_.world_size; ++r) output[0].push_back(at::zeros({1}, at::kLong));
-  impl_->wait(impl_->pg->allgather(output, input), "configuration check");
+  const double h = double(std::hash<std::string>{}(value) & 0xFFFFFFFFFFFFULL);  // exact in double
+  std::vector<double> all = allgather({h});
   for (int r = 0; r < cfg_.world_size; ++r) {
-    if (output[0][r].item<int64_t>() != output[0][0].item<int64_t>()) {
+    if (all[size_t(r)] != all[0]) {
       throw ValueError("ranks disagree on " + what + ": rank " + std::to_string(r) +
                        " differs from rank 0");
     }
   }
+}
+
+std::string Distributed::broadcast_string(const std::string& value, int root) {
+  if (!cfg_.distributed()) return value;
+  at::Tensor n = at::full({1}, int64_t(value.size()), at::kLong);
+  broadcast({n}, root);
+  const int64_t len = n.item<int64_t>();
+  at::Tensor bytes = at::zeros({std::max<int64_t>(len, 1)}, at::kByte);
+  if (cfg_.rank == root) {
+    std::memcpy(bytes.data_ptr<uint8_t>(), value.data(), value.size());
+  }
+  broadcast({bytes}, root);
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), size_t(len));
+}
+
+std::vector<double> Distributed::allgather(const std::vector<double>& values) {
+  if (!cfg_.distributed()) return values;
+  const int64_t n = int64_t(values.size());
+  std::vector<at::Tensor> input{
+      at::from_blob(const_cast<double*>(values.data()), {n}, at::kDouble).clone().to(impl_->device)};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < cfg_.world_size; ++r) {
+    output[0].push_back(at::zeros({n}, at::TensorOptions(at::kDouble).device(impl_->device)));
+  }
+  impl_->wait(impl_->pg->allgather(output, input), "all-gather");
+  std::vector<double> out;
+  out.reserve(size_t(n * cfg_.world_size));
+  for (int r = 0; r < cfg_.world_size; ++r) {
+    at::Tensor t = output[0][size_t(r)].to(at::kCPU).contiguous();
+    out.insert(out.end(), t.data_ptr<double>(), t.data_ptr<double>() + n);
+  }
+  return out;
 }
 
 }  // namespace unwedge

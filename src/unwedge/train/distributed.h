@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace unwedge {
 
@@ -31,6 +32,12 @@ struct DistConfig {
 DistConfig dist_config_from_env(const std::map<std::string, std::string>& env);
 /// The same from the process environment.
 DistConfig dist_config_from_environ();
+
+/// True when this build links LibTorch's NCCL process group (CMake found it: UNWEDGE_HAVE_NCCL).
+bool dist_have_nccl();
+/// The backend for a device: nccl for CUDA when the build has it, else gloo (which also reduces
+/// CUDA tensors, through host copies).
+std::string dist_backend_for(const c10::Device& device);
 
 /// A process group of `world_size` ranks. With world_size 1 every collective is a no-op.
 class Distributed {
@@ -55,6 +62,10 @@ class Distributed {
   /// Checks that every rank holds the same `value` for `what` (e.g. the resolved configuration);
   /// throws ValueError naming the first rank that differs.
   void check_same(const std::string& what, const std::string& value);
+  /// Rank `root`'s string on every rank (e.g. the temporary name of a shared output file).
+  std::string broadcast_string(const std::string& value, int root = 0);
+  /// Every rank's `values` (each rank the same count), concatenated in rank order.
+  std::vector<double> allgather(const std::vector<double>& values);
 
  private:
   struct Impl;

@@ -95,6 +95,7 @@ nlohmann::json train_options_to_json(const TrainOptions& o) {
           {"clip", o.clip},
           {"seed", o.seed},
           {"device", o.device},
+          {"precision", o.precision},
           {"norm", norm_mode_name(o.norm_mode)},
           {"norm_fraction", o.norm_fraction}};
 }
@@ -166,7 +167,10 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     throw ValueError("--batch " + std::to_string(o.batch) + " is the global batch: it must be a "
                      "multiple of the " + std::to_string(world) + " ranks");
   }
-  const torch::Device device = device_parse(o.device);
+  o.device = device_resolve(o.device);  // auto -> cpu or cuda, the same on every rank
+  const torch::Device device =
+      device_parse(device_resolve(o.device, dist ? dist->config().local_rank : -1));
+  const c10::ScalarType precision = precision_parse(o.precision, "--precision");
   if (inputs.empty()) throw ValueError("train: no input tomograms");
 
   // Method: fresh, or recreated from the checkpoint being resumed.
@@ -197,6 +201,11 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     torch::manual_seed(train_step_seed(o.seed, -1));  // initial weights follow --seed
     method = method_create(o.method, o.method_options);
   }
+  // The method's loss in `precision` (autocast), returned as float32.
+  auto method_loss = [&](const Batch& b) {
+    AutocastGuard amp(precision, device);
+    return method->loss(b).to(torch::kFloat);
+  };
   const bool pairs = inputs.front().b.data.defined();
   if (method->needs_halves() && !pairs) {
     throw ValueError("method " + o.method + " trains on half tomograms: give --even and --odd");
@@ -290,7 +299,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     method->train(false);
     torch::manual_seed(train_step_seed(o.seed, -3));
     double sum = 0;
-    for (const auto& pb : val_set) sum += method->loss(make_batch(pb, step)).item<double>();
+    for (const auto& pb : val_set) sum += method_loss(make_batch(pb, step)).item<double>();
     method->train(true);
     return sum / double(val_set.size());
   };
@@ -360,7 +369,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     set_lr(*optimizer, lr);
     for (auto* aux : method->aux_optimizers()) set_lr(*aux, lr);
     optimizer->zero_grad();
-    torch::Tensor loss = method->loss(make_batch(pb, step));
+    torch::Tensor loss = method_loss(make_batch(pb, step));
     double lv = loss.item<double>();
     if (!std::isfinite(lv)) {
       throw ValueError("training diverged at step " + std::to_string(step) + ": loss is " +
