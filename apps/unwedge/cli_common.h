@@ -28,6 +28,7 @@ std::string output_label(const GlobalOptions& g);
 void add_info_command(CLI::App& root, GlobalOptions& g);
 void add_train_command(CLI::App& root, GlobalOptions& g);
 void add_restore_command(CLI::App& root, GlobalOptions& g);
+void add_sample_command(CLI::App& root, GlobalOptions& g);
 void add_methods_command(CLI::App& root, GlobalOptions& g);
 void add_reconstruct_command(CLI::App& root, GlobalOptions& g);
 void add_convert_command(CLI::App& root, GlobalOptions& g);

@@ -1,0 +1,47 @@
+# Smoke tests of `unwedge sample` (sourced by smoke.sh: $BIN, $WORK, check).
+check sample-help 0 "--n.*16" -- "$BIN" sample --help
+check sample-help-interval 0 "--interval.*0\.9" -- "$BIN" sample --help
+check sample-missing-model 105 "nope.uwm" -- "$BIN" sample --model "$WORK/nope.uwm" \
+  --in "$WORK/nope.mrc" --out-dir "$WORK/s0"
+SS="$WORK/sample_sim"
+mkdir -p "$SS"
+if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/even.mrc" ]]; then
+  ST=(--opt depth=1 --opt base_channels=4 --opt convs_per_level=1 --patch 24 --batch 2
+      --steps 2 --no-progress --threads 1)
+  "$BIN" -q train --method n2n --even "$SS/even.mrc" --odd "$SS/odd.mrc" \
+    --out "$WORK/s_n2n.uwm" "${ST[@]}" > /dev/null 2>&1
+  check sample-deterministic 1 "n2n is deterministic.*cryowgen-mc" -- "$BIN" sample \
+    --model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --out-dir "$WORK/s1" --no-progress
+  check sample-no-input 1 "no input" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
+    --out-dir "$WORK/s1"
+  check sample-even-needs-odd 1 "--even needs --odd" -- "$BIN" sample \
+    --model "$WORK/s_n2n.uwm" --even "$SS/even.mrc" --out-dir "$WORK/s1"
+  mkdir -p "$WORK/s2" && : > "$WORK/s2/mean.mrc"
+  check sample-exists 1 "mean.mrc.*exists|exists.*mean.mrc" -- "$BIN" sample \
+    --model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --out-dir "$WORK/s2"
+  if "$BIN" methods | grep -q cryowgen-mc; then
+    check sample-train-mc 0 "wrote" -- "$BIN" train --method cryowgen-mc --even "$SS/even.mrc" \
+      --odd "$SS/odd.mrc" --out "$WORK/s_mc.uwm" "${ST[@]}"
+    check sample-mc 0 "wrote.*per sample" -- "$BIN" sample --model "$WORK/s_mc.uwm" \
+      --even "$SS/even.mrc" --odd "$SS/odd.mrc" --out-dir "$WORK/s3" --n 4 --save-samples \
+      --tile 32 --overlap 8 --truth "$SS/gt.mrc" --no-progress --threads 1
+    for f in mean std lower upper samples/sample_003; do
+      check "sample-out-$f" 0 "64 x 64 x 32" -- "$BIN" info "$WORK/s3/$f.mrc"
+    done
+    # Outputs keep the input's voxel size.
+    vs=$("$BIN" info "$SS/even.mrc" | grep -i "voxel")
+    check sample-voxel-size 0 "${vs//./\\.}" -- "$BIN" info "$WORK/s3/mean.mrc"
+    check sample-summary 0 '"ess_min".*' -- cat "$WORK/s3/summary.json"
+    check sample-summary-coverage 0 '"coverage_90"' -- cat "$WORK/s3/summary.json"
+    check sample-report 0 "flipbook|XZ slices" -- cat "$WORK/s3/report.html"
+    check sample-exists-real 1 "exists" -- "$BIN" sample --model "$WORK/s_mc.uwm" \
+      --even "$SS/even.mrc" --odd "$SS/odd.mrc" --out-dir "$WORK/s3" --n 4 --no-progress
+    check sample-overwrite 0 "wrote" -- "$BIN" sample --model "$WORK/s_mc.uwm" \
+      --in "$SS/tomo.mrc" --out-dir "$WORK/s3" --n 2 --no-report --overwrite --no-progress \
+      --tile 32 --overlap 8 --threads 1
+  else
+    echo "skip: cryowgen-mc not registered, end-to-end sample smoke tests not run"
+  fi
+else
+  echo "skip: simulate unavailable, sample smoke tests not run"
+fi
