@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Posterior bench (issue 7): cryowgen-mc and cryowgen-langevin on a simulated preset, trained
+# with the same CPU budget, calibrated on one half of the tomogram along Y (y < Y/2, region A)
+# and scored on the other (y >= Y/2, region B), next to cryogen-ot with the same budget.
+#
+#   bash bench/posterior.sh [OUT]        (default OUT: posterior-run)
+#
+# Calibration (held out: only region A's ground truth is used to choose, region B's to score):
+#   cryowgen-mc:       the temperature gamma from GAMMAS whose 90 % coverage on A is nearest 0.9
+#                      (each gamma is one `unwedge sample --gamma` run).
+#   cryowgen-langevin: a std scale s (the posterior std times s, what a noise level scaled by s
+#                      gives where the likelihood dominates): s = q90(|mean - (c gt + d)| / std)
+#                      / 1.645 on A, with c, d the least-squares fit mean = c gt + d on A (the
+#                      fit `unwedge eval --std` inverts), so 90 % coverage on A is 0.9 by
+#                      construction; B then tells whether it transfers.
+# Scores on B come from `unwedge eval --in MEAN --truth GT --std STD --mask B`: CC, PSNR,
+# wedge-band CC, coverage of the Gaussian 50 % and 90 % intervals, corr(std, |error|); both the
+# calibrated and the uncalibrated figures are written. Time per sample from summary.json.
+#
+# Environment (defaults in brackets): UNWEDGE [build/unwedge], PRESET [standard], SEED [1],
+# MINUTES [10] (CPU minutes per training, --budget-clock cpu), STEPS [] (if set: --steps
+# instead of a budget, for tests), THREADS [2], PATCH [32], BATCH [4], TRAIN_OPTS []
+# (extra train flags, e.g. "--opt depth=1"), N [16] (draws), GAMMAS ["0.25 0.5 1 2 4"],
+# LANGEVIN_OPTS [] (extra sample flags for cryowgen-langevin, e.g. "--steps 50 --mala"),
+# TILE [0] (0: patch + overlap), OVERLAP [16], WITH_OT [1],
+# RESULT [bench/results/posterior_<preset>.json].
+set -euo pipefail
+OUT=${1:-posterior-run}
+UNWEDGE=${UNWEDGE:-build/unwedge}
+PRESET=${PRESET:-standard}
+SEED=${SEED:-1}
+MINUTES=${MINUTES:-10}
+STEPS=${STEPS:-}
+THREADS=${THREADS:-2}
+PATCH=${PATCH:-32}
+BATCH=${BATCH:-4}
+TRAIN_OPTS=${TRAIN_OPTS:-}
+N=${N:-16}
+GAMMAS=${GAMMAS:-0.25 0.5 1 2 4}
+LANGEVIN_OPTS=${LANGEVIN_OPTS:-}
+TILE=${TILE:-0}
+OVERLAP=${OVERLAP:-16}
+WITH_OT=${WITH_OT:-1}
+RESULT=${RESULT:-bench/results/posterior_$PRESET.json}
+PY=/usr/bin/python3
+UNWEDGE=$(realpath "$UNWEDGE")
+U=("$UNWEDGE" -q --threads "$THREADS")
+mkdir -p "$OUT" "$(dirname "$RESULT")"
+D="$OUT/data"
+if [[ ! -f $D/even.mrc ]]; then
+  "${U[@]}" simulate --preset "$PRESET" --seed "$SEED" --out "$D"
+fi
+
+# Region masks A (y < Y/2) and B (y >= Y/2), with the data's header.
+"$PY" - "$D/gt.mrc" "$OUT/mask_A.mrc" "$OUT/mask_B.mrc" <<'EOF'
+import sys, mrcfile, numpy as np
+with mrcfile.open(sys.argv[1], permissive=True) as f:
+    shape, vs = f.data.shape, f.voxel_size
+for path, first in ((sys.argv[2], True), (sys.argv[3], False)):
+    m = np.zeros(shape, np.float32)
+    half = shape[1] // 2
+    if first: m[:, :half, :] = 1
+    else: m[:, half:, :] = 1
+    with mrcfile.new(path, overwrite=True) as f:
+        f.set_data(m)
+        f.voxel_size = vs
+EOF
+
+budget=(--minutes "$MINUTES" --budget-clock cpu)
+[[ -n $STEPS ]] && budget=(--steps "$STEPS")
+# shellcheck disable=SC2206
+train_extra=($TRAIN_OPTS)
+train() {  # train METHOD OUT.uwm
+  if [[ ! -f $2 ]]; then
+    "${U[@]}" train --method "$1" --even "$D/even.mrc" --odd "$D/odd.mrc" --out "$2" \
+      --patch "$PATCH" --batch "$BATCH" --seed "$SEED" --no-progress "${budget[@]}" \
+      "${train_extra[@]}"
+  fi
+}
+sample() {  # sample MODEL DIR [extra flags]
+  local model=$1 dir=$2
+  shift 2
+  "${U[@]}" sample --model "$model" --even "$D/even.mrc" --odd "$D/odd.mrc" --out-dir "$dir" \
+    --n "$N" --seed "$SEED" --tile "$TILE" --overlap "$OVERLAP" --no-progress --overwrite "$@"
+}
+evaluate() {  # evaluate MEAN STD MASK JSON
+  "${U[@]}" eval --in "$1" --truth "$D/gt.mrc" --std "$2" --mask "$3" --json "$4" --overwrite \
+    > /dev/null
+}
+
+# cryowgen-mc: one sample run per gamma, coverage on A.
+train cryowgen-mc "$OUT/mc.uwm"
+for g in $GAMMAS; do
+  sample "$OUT/mc.uwm" "$OUT/mc_g$g" --gamma "$g" --no-report
+  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_A.mrc" "$OUT/mc_g$g/eval_A.json"
+  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_B.mrc" "$OUT/mc_g$g/eval_B.json"
+done
+
+# cryowgen-langevin: one sample run, std scale calibrated on A.
+train cryowgen-langevin "$OUT/langevin.uwm"
+# shellcheck disable=SC2206
+lopts=($LANGEVIN_OPTS)
+sample "$OUT/langevin.uwm" "$OUT/langevin" "${lopts[@]}" --truth "$D/gt.mrc"
+"$PY" - "$OUT/langevin/mean.mrc" "$OUT/langevin/std.mrc" "$D/gt.mrc" "$OUT/mask_A.mrc" \
+  "$OUT/langevin/std_calibrated.mrc" "$OUT/langevin/std_scale.json" <<'EOF'
+import sys, json, mrcfile, numpy as np
+mean, std, gt, mask = (mrcfile.read(p).astype(np.float64) for p in sys.argv[1:5])
+a = mask > 0.5
+c, d = np.polyfit(gt[a], mean[a], 1)          # mean = c gt + d on A
+z = np.abs(mean[a] - (c * gt[a] + d)) / np.maximum(std[a], 1e-30)
+s = float(np.quantile(z, 0.9) / 1.6448536269514722)
+with mrcfile.open(sys.argv[2], permissive=True) as f:
+    vs = f.voxel_size
+with mrcfile.new(sys.argv[5], overwrite=True) as f:
+    f.set_data((std * s).astype(np.float32))
+    f.voxel_size = vs
+json.dump({"std_scale": s, "fit_c": c, "fit_d": d}, open(sys.argv[6], "w"))
+EOF
+for m in A B; do
+  evaluate "$OUT/langevin/mean.mrc" "$OUT/langevin/std.mrc" "$OUT/mask_$m.mrc" \
+    "$OUT/langevin/eval_raw_$m.json"
+  evaluate "$OUT/langevin/mean.mrc" "$OUT/langevin/std_calibrated.mrc" "$OUT/mask_$m.mrc" \
+    "$OUT/langevin/eval_$m.json"
+done
+
+# cryogen-ot with the same budget: the deterministic reference (no std).
+if [[ $WITH_OT == 1 ]]; then
+  train cryogen-ot "$OUT/ot.uwm"
+  "${U[@]}" restore --model "$OUT/ot.uwm" --even "$D/even.mrc" --odd "$D/odd.mrc" \
+    --out "$OUT/ot.mrc" --tile "$TILE" --overlap "$OVERLAP" --no-progress --overwrite
+  "${U[@]}" eval --in "$OUT/ot.mrc" --truth "$D/gt.mrc" --mask "$OUT/mask_B.mrc" \
+    --json "$OUT/ot_eval_B.json" --overwrite > /dev/null
+fi
+
+"$PY" - "$OUT" "$RESULT" "$PRESET" "$SEED" "$MINUTES" "$STEPS" "$THREADS" "$N" "$WITH_OT" \
+  "$GAMMAS" <<'EOF'
+import json, os, sys, platform
+out, result, preset, seed, minutes, steps, threads, n, with_ot, gammas = sys.argv[1:11]
+keys = ["cc", "psnr_db", "cc_wedge_band", "cc_deep_wedge_band", "coverage_50", "coverage_90",
+        "std_error_cc"]
+def metrics(path):
+    m = json.load(open(path))["metrics"]
+    return {k: m.get(k) for k in keys}
+def summary(d):
+    s = json.load(open(os.path.join(d, "summary.json")))
+    return {k: s.get(k) for k in ("seconds", "seconds_per_sample", "ess_min", "ess_mean",
+                                  "acceptance", "draws", "tiles")}
+def train_info(uwm):
+    log = uwm[:-4] + ".train.jsonl"
+    rows = [json.loads(l) for l in open(log) if l.strip()] if os.path.exists(log) else []
+    last = rows[-1] if rows else {}
+    return {"steps": last.get("step"), "elapsed_s": last.get("elapsed_s")}
+mc_grid = []
+for g in gammas.split():
+    d = os.path.join(out, "mc_g" + g)
+    mc_grid.append({"gamma": float(g), "A": metrics(os.path.join(d, "eval_A.json")),
+                    "B": metrics(os.path.join(d, "eval_B.json")), "sampling": summary(d)})
+best = min(mc_grid, key=lambda r: abs(r["A"]["coverage_90"] - 0.9))
+lv = os.path.join(out, "langevin")
+res = {
+    "bench": "posterior", "preset": preset, "seed": int(seed),
+    "budget": ({"steps": int(steps)} if steps else {"cpu_minutes": float(minutes)}),
+    "threads": int(threads), "draws": int(n), "host": platform.node(), "cpus": os.cpu_count(),
+    "regions": {"calibrate": "A: y < Y/2", "score": "B: y >= Y/2"},
+    "cryowgen-mc": {"train": train_info(os.path.join(out, "mc.uwm")),
+                    "calibration": "gamma nearest 90 % coverage on A",
+                    "gamma": best["gamma"], "A": best["A"], "B": best["B"],
+                    "sampling": best["sampling"], "grid": mc_grid},
+    "cryowgen-langevin": {"train": train_info(os.path.join(out, "langevin.uwm")),
+                          "calibration": "std scale for 90 % coverage on A",
+                          "std_scale": json.load(open(os.path.join(lv, "std_scale.json")))["std_scale"],
+                          "A": metrics(os.path.join(lv, "eval_A.json")),
+                          "B": metrics(os.path.join(lv, "eval_B.json")),
+                          "B_uncalibrated": metrics(os.path.join(lv, "eval_raw_B.json")),
+                          "sampling": summary(lv)},
+    "conventions": "coverage: Gaussian intervals mean -/+ z std after the affine map to gt "
+                   "(unwedge eval --std); metrics restricted to the region's mask",
+}
+if with_ot == "1":
+    res["cryogen-ot"] = {"train": train_info(os.path.join(out, "ot.uwm")),
+                         "B": metrics(os.path.join(out, "ot_eval_B.json"))}
+tmp = result + ".tmp"
+json.dump(res, open(tmp, "w"), indent=1)
+os.replace(tmp, result)
+print("posterior.sh: wrote", result)
+for name in ("cryowgen-mc", "cryowgen-langevin", "cryogen-ot"):
+    if name in res:
+        b = res[name]["B"]
+        print(f"  {name:18s} B: CC {b['cc']:.4f}  PSNR {b['psnr_db']:.2f}  wedge CC "
+              f"{b['cc_wedge_band']:.4f}  cov50 {b['coverage_50']}  cov90 {b['coverage_90']}  "
+              f"corr(std,|err|) {b['std_error_cc']}")
+EOF
