@@ -7,7 +7,8 @@
 #
 # Calibration (held out: only region A's ground truth is used to choose, region B's to score):
 #   cryowgen-mc:       the temperature gamma from GAMMAS whose 90 % coverage on A is nearest 0.9
-#                      (each gamma is one `unwedge sample --gamma` run).
+#                      (each gamma is one `unwedge sample --gamma` run); then, as for Langevin,
+#                      a std scale on A for what gamma could not fix ("then_std_scale").
 #   cryowgen-langevin: a std scale s (the posterior std times s, what a noise level scaled by s
 #                      gives where the likelihood dominates): s = q90(|mean - (c gt + d)| / std)
 #                      / 1.645 on A, with c, d the least-squares fit mean = c gt + d on A (the
@@ -88,21 +89,11 @@ evaluate() {  # evaluate MEAN STD MASK JSON
     > /dev/null
 }
 
-# cryowgen-mc: one sample run per gamma, coverage on A.
-train cryowgen-mc "$OUT/mc.uwm"
-for g in $GAMMAS; do
-  sample "$OUT/mc.uwm" "$OUT/mc_g$g" --gamma "$g" --no-report
-  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_A.mrc" "$OUT/mc_g$g/eval_A.json"
-  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_B.mrc" "$OUT/mc_g$g/eval_B.json"
-done
-
-# cryowgen-langevin: one sample run, std scale calibrated on A.
-train cryowgen-langevin "$OUT/langevin.uwm"
-# shellcheck disable=SC2206
-lopts=($LANGEVIN_OPTS)
-sample "$OUT/langevin.uwm" "$OUT/langevin" "${lopts[@]}" --truth "$D/gt.mrc"
-"$PY" - "$OUT/langevin/mean.mrc" "$OUT/langevin/std.mrc" "$D/gt.mrc" "$OUT/mask_A.mrc" \
-  "$OUT/langevin/std_calibrated.mrc" "$OUT/langevin/std_scale.json" <<'EOF'
+# calibrate_std DIR: std scale s on A (see the header), DIR/std_calibrated.mrc, eval on A and B.
+calibrate_std() {
+  local dir=$1
+  "$PY" - "$dir/mean.mrc" "$dir/std.mrc" "$D/gt.mrc" "$OUT/mask_A.mrc" \
+    "$dir/std_calibrated.mrc" "$dir/std_scale.json" <<'EOF'
 import sys, json, mrcfile, numpy as np
 mean, std, gt, mask = (mrcfile.read(p).astype(np.float64) for p in sys.argv[1:5])
 a = mask > 0.5
@@ -116,12 +107,34 @@ with mrcfile.new(sys.argv[5], overwrite=True) as f:
     f.voxel_size = vs
 json.dump({"std_scale": s, "fit_c": c, "fit_d": d}, open(sys.argv[6], "w"))
 EOF
-for m in A B; do
-  evaluate "$OUT/langevin/mean.mrc" "$OUT/langevin/std.mrc" "$OUT/mask_$m.mrc" \
-    "$OUT/langevin/eval_raw_$m.json"
-  evaluate "$OUT/langevin/mean.mrc" "$OUT/langevin/std_calibrated.mrc" "$OUT/mask_$m.mrc" \
-    "$OUT/langevin/eval_$m.json"
+  for m in A B; do
+    [[ -f $dir/eval_$m.json ]] || evaluate "$dir/mean.mrc" "$dir/std.mrc" "$OUT/mask_$m.mrc" "$dir/eval_$m.json"
+    evaluate "$dir/mean.mrc" "$dir/std_calibrated.mrc" "$OUT/mask_$m.mrc" "$dir/eval_cal_$m.json"
+  done
+}
+
+# cryowgen-mc: one sample run per gamma, coverage on A.
+train cryowgen-mc "$OUT/mc.uwm"
+for g in $GAMMAS; do
+  sample "$OUT/mc.uwm" "$OUT/mc_g$g" --gamma "$g" --no-report
+  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_A.mrc" "$OUT/mc_g$g/eval_A.json"
+  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_B.mrc" "$OUT/mc_g$g/eval_B.json"
 done
+best_gamma=$("$PY" -c '
+import json, sys
+out, gs = sys.argv[1], sys.argv[2].split()
+cov = {g: json.load(open(f"{out}/mc_g{g}/eval_A.json"))["metrics"]["coverage_90"] for g in gs}
+print(min(gs, key=lambda g: abs(cov[g] - 0.9)))' "$OUT" "$GAMMAS")
+# If no gamma of the grid reaches 90 % on A, the std scale calibrates what is left.
+calibrate_std "$OUT/mc_g$best_gamma"
+
+# cryowgen-langevin: one sample run, std scale calibrated on A.
+train cryowgen-langevin "$OUT/langevin.uwm"
+# shellcheck disable=SC2206
+lopts=($LANGEVIN_OPTS)
+rm -f "$OUT"/langevin/eval_*.json
+sample "$OUT/langevin.uwm" "$OUT/langevin" "${lopts[@]}" --truth "$D/gt.mrc"
+calibrate_std "$OUT/langevin"
 
 # cryogen-ot with the same budget: the deterministic reference (no std).
 if [[ $WITH_OT == 1 ]]; then
@@ -156,6 +169,7 @@ for g in gammas.split():
     mc_grid.append({"gamma": float(g), "A": metrics(os.path.join(d, "eval_A.json")),
                     "B": metrics(os.path.join(d, "eval_B.json")), "sampling": summary(d)})
 best = min(mc_grid, key=lambda r: abs(r["A"]["coverage_90"] - 0.9))
+gbest = next(g for g in gammas.split() if float(g) == best["gamma"])
 lv = os.path.join(out, "langevin")
 res = {
     "bench": "posterior", "preset": preset, "seed": int(seed),
@@ -165,13 +179,17 @@ res = {
     "cryowgen-mc": {"train": train_info(os.path.join(out, "mc.uwm")),
                     "calibration": "gamma nearest 90 % coverage on A",
                     "gamma": best["gamma"], "A": best["A"], "B": best["B"],
-                    "sampling": best["sampling"], "grid": mc_grid},
+                    "sampling": best["sampling"], "grid": mc_grid,
+                    "then_std_scale": {
+                        "std_scale": json.load(open(os.path.join(out, "mc_g%s" % gbest, "std_scale.json")))["std_scale"],
+                        "A": metrics(os.path.join(out, "mc_g%s" % gbest, "eval_cal_A.json")),
+                        "B": metrics(os.path.join(out, "mc_g%s" % gbest, "eval_cal_B.json"))}},
     "cryowgen-langevin": {"train": train_info(os.path.join(out, "langevin.uwm")),
                           "calibration": "std scale for 90 % coverage on A",
                           "std_scale": json.load(open(os.path.join(lv, "std_scale.json")))["std_scale"],
-                          "A": metrics(os.path.join(lv, "eval_A.json")),
-                          "B": metrics(os.path.join(lv, "eval_B.json")),
-                          "B_uncalibrated": metrics(os.path.join(lv, "eval_raw_B.json")),
+                          "A": metrics(os.path.join(lv, "eval_cal_A.json")),
+                          "B": metrics(os.path.join(lv, "eval_cal_B.json")),
+                          "B_uncalibrated": metrics(os.path.join(lv, "eval_B.json")),
                           "sampling": summary(lv)},
     "conventions": "coverage: Gaussian intervals mean -/+ z std after the affine map to gt "
                    "(unwedge eval --std); metrics restricted to the region's mask",
@@ -183,6 +201,11 @@ tmp = result + ".tmp"
 json.dump(res, open(tmp, "w"), indent=1)
 os.replace(tmp, result)
 print("posterior.sh: wrote", result)
+print(f"  cryowgen-mc: gamma {res['cryowgen-mc']['gamma']} (coverage 90 % on A "
+      f"{res['cryowgen-mc']['A']['coverage_90']:.3f}), then std scale "
+      f"{res['cryowgen-mc']['then_std_scale']['std_scale']:.3g}: B coverage 90 % "
+      f"{res['cryowgen-mc']['then_std_scale']['B']['coverage_90']:.3f}")
+print(f"  cryowgen-langevin: std scale {res['cryowgen-langevin']['std_scale']:.3g}")
 for name in ("cryowgen-mc", "cryowgen-langevin", "cryogen-ot"):
     if name in res:
         b = res[name]["B"]
