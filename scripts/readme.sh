@@ -7,7 +7,7 @@ shift_headings() { sed -E 's/^(#+) /\1# /' "$1"; }  # a top-level '# ' section b
 fix_paths() { sed -e 's#](\.\./img/#](docs/img/#g' -e 's#](\.\./report\.png)#](docs/report.png)#g'; }
 {
   cat docs/readme/head.md
-  for s in sim physics train methods wedge-methods representations eval io cluster; do
+  for s in sim physics train methods wedge-methods posterior representations eval io cluster; do
     f="docs/sections/$s.md"
     echo
     if head -1 "$f" | grep -q '^# '; then shift_headings "$f"; else cat "$f"; fi
