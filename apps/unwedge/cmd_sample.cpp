@@ -306,9 +306,10 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
     report_write(ri, report_path, p.overwrite);
   }
   log_info("wrote {} (mean, std, lower, upper{}, summary.json{}); {:.3g} s per sample, ESS min "
-           "{:.3g} mean {:.3g}",
+           "{:.3g} mean {:.3g}{}",
            p.out_dir, p.save_samples ? ", samples/" : "", p.no_report ? "" : ", report.html",
-           st.seconds / double(st.draws), st.ess_min, st.ess_mean);
+           st.seconds / double(st.draws), st.ess_min, st.ess_mean,
+           st.acceptance >= 0 ? fmt::format(", MALA acceptance {:.3f}", st.acceptance) : "");
 }
 
 }  // namespace
