@@ -42,8 +42,8 @@ std::vector<MethodOption> cryowgen_mc_options() {
             "(per-half value seen in training)"},
            {"noise_shell", 0.3, "highfreq: lower edge of the shell, cycles/voxel (0 < shell < 0.5)"},
            {"diversity_weight", 1.0,
-            "weight of the wedge diversity term -min(rho, cap) (0: off; rho = 1 - similarity of two draws' missing band)"},
-           {"diversity_cap", 0.5, "cap of the diversity ratio rho (1 = draws' wedge content uncorrelated)"},
+            "weight of the diversity term -min(rho, cap), rho = |(1-M)F(x1-x2)| / sqrt(|(1-M)F x1|^2 + |(1-M)F x2|^2) (0: off)"},
+           {"diversity_cap", 0.5, "cap of rho (0 = identical draws in the wedge, 1 = uncorrelated)"},
        }) {
     opts.push_back(o);
   }
