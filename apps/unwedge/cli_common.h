@@ -35,6 +35,7 @@ void add_convert_command(CLI::App& root, GlobalOptions& g);
 void add_launch_command(CLI::App& root, GlobalOptions& g);
 void add_simulate_command(CLI::App& root, GlobalOptions& g);
 void add_eval_command(CLI::App& root, GlobalOptions& g);
+void add_ring_command(CLI::App& root, GlobalOptions& g);
 void add_report_command(CLI::App& root, GlobalOptions& g);
 void add_bench_command(CLI::App& root, GlobalOptions& g);
 void add_embed_command(CLI::App& root, GlobalOptions& g);

@@ -22,7 +22,7 @@ using AddCommand = void (*)(CLI::App&, cli::GlobalOptions&);
 const AddCommand kCommands[] = {
     cli::add_simulate_command,  cli::add_reconstruct_command, cli::add_train_command,
     cli::add_restore_command,   cli::add_sample_command,      cli::add_eval_command,
-    cli::add_report_command,
+    cli::add_ring_command,      cli::add_report_command,
     cli::add_bench_command,     cli::add_methods_command,     cli::add_embed_command,
     cli::add_eval_embed_command, cli::add_demo_mask_command,  cli::add_info_command,
     cli::add_convert_command,   cli::add_launch_command,

@@ -39,3 +39,20 @@ if [[ -f "$WORK/ev/sampled_std.mrc" ]]; then
   check eval-std-halves 1 "--std needs --in" -- "$BIN" eval --half1 "$WORK/ev/sampled.mrc" \
     --half2 "$WORK/ev/lowpass.mrc" --std "$WORK/ev/sampled_std.mrc"
 fi
+# `unwedge ring` on a real microtubule sub-tomogram (filament along Y) and its errors.
+check ring-help 0 "axis TEXT:\{y,x\}=y|axis TEXT=y" -- "$BIN" ring --help
+check ring-missing-in 105 "nope.mrc" -- "$BIN" ring --in "$WORK/nope.mrc"
+if [[ -f "$SHARED/real/microtubule_14pf.mrc" ]]; then
+  MT=$SHARED/real/microtubule_14pf.mrc
+  check ring-real 0 "microtubule_14pf: ring Z/X [0-9.]+ .*wedge power [0-9.]+ %" -- \
+    "$BIN" ring --in "$MT" --json "$WORK/ring.json" --png "$WORK/ring.png"
+  check ring-json 0 '"ratio_z_over_x"' -- cat "$WORK/ring.json"
+  check ring-png 0 "PNG image data" -- file "$WORK/ring.png"
+  check ring-exists 1 "exists" -- "$BIN" ring --in "$MT" --json "$WORK/ring.json"
+  check ring-labels 1 "--label given 1 times for 2 --in files" -- "$BIN" ring --in "$MT" \
+    --in "$MT" --label a
+  check ring-bad-tilt 1 "min > max" -- "$BIN" ring --in "$MT" --tilt-range 60 -60
+  check ring-bad-axis 105 "--axis: z not in" -- "$BIN" ring --in "$MT" --axis z
+else
+  echo "skip: $SHARED/real absent, unwedge ring smoke tests on real data not run"
+fi
