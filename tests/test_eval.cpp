@@ -18,6 +18,7 @@
 #include "unwedge/eval/png.h"
 #include "unwedge/eval/report.h"
 #include "unwedge/eval/svg.h"
+#include "unwedge/io/mrc.h"
 #include "unwedge/ops/wedge.h"
 
 using namespace unwedge;
@@ -355,6 +356,48 @@ TEST(Report, LossLogSkipsATruncatedLastLineOnly) {
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
   }
+  fs::remove_all(d);
+}
+
+// A log with a method's loss components (cryogen-map's step_stats): every extra numeric key is a
+// series by step, the trainer's bookkeeping (lr, steps_per_s, elapsed_s) is not, and the report
+// draws one plot per component plus D(real) against D(fake).
+TEST(Report, LossLogExtraSeriesArePlotted) {
+  fs::path d = temp_dir("logx");
+  {
+    std::ofstream f(d / "log.jsonl");
+    f << R"({"step": 10, "loss": 2.0, "lr": 0.001, "steps_per_s": 3, "elapsed_s": 1, "d_real": 0.7, "d_fake": 0.3, "energy": 1.2, "note": "x"})" "\n"
+      << R"({"step": 20, "loss": 1.5, "lr": 0.001, "steps_per_s": 3, "elapsed_s": 2, "d_real": 0.6, "d_fake": 0.4, "energy": 0.9, "val_loss": 1.6})" "\n"
+      << R"({"step": 30, "loss": 1.2, "d_real": 0.55})" "\n";
+  }
+  LossLog log = loss_log_read((d / "log.jsonl").string());
+  ASSERT_EQ(log.extra.size(), 3u);  // d_fake, d_real, energy; not lr/steps_per_s/elapsed_s/note
+  auto get = [&](const std::string& k) -> const LossSeries& {
+    for (const auto& s : log.extra) if (s.name == k) return s;
+    throw std::runtime_error("no series " + k);
+  };
+  EXPECT_EQ(get("d_real").step, (std::vector<double>{10, 20, 30}));
+  EXPECT_EQ(get("d_real").value, (std::vector<double>{0.7, 0.6, 0.55}));
+  EXPECT_EQ(get("d_fake").step, (std::vector<double>{10, 20}));
+  EXPECT_EQ(get("energy").value, (std::vector<double>{1.2, 0.9}));
+  EXPECT_EQ(log.loss, (std::vector<double>{2.0, 1.5, 1.2}));
+
+  Volume v;
+  v.data = torch::rand({8, 8, 8});
+  mrc_write((d / "r.mrc").string(), v, MrcWriteOptions{});
+  ReportInput in;
+  ReportMethod m;
+  m.name = "cryogen-map";
+  m.restored = (d / "r.mrc").string();
+  m.loss_log = (d / "log.jsonl").string();
+  in.methods.push_back(m);
+  std::string html = report_html(in);
+  for (const char* t : {"cryogen-map: d_real", "cryogen-map: d_fake", "cryogen-map: energy",
+                        "cryogen-map: D(real) and D(fake)"}) {
+    EXPECT_NE(html.find(t), std::string::npos) << t;
+  }
+  EXPECT_EQ(html.find("cryogen-map: lr"), std::string::npos);
+  EXPECT_EQ(html.find("cryogen-map: steps_per_s"), std::string::npos);
   fs::remove_all(d);
 }
 

@@ -82,6 +82,43 @@ std::string panel_row(const Shown& s, const Contrast& c, int zoom,
   return row + "</tr>\n";
 }
 
+// The method's loss components (training-stability curves: an adversarial game shows up as
+// D(real) and D(fake) drifting apart or oscillating), one small plot per component.
+std::string loss_components_html(const std::string& method, const LossLog& log) {
+  if (log.extra.empty()) return "";
+  std::string h = "<div class=\"components\">\n";
+  // The discriminator's outputs on real and pseudo-observations together: a stable game keeps
+  // them near each other; a collapsed one drives them apart.
+  auto find = [&](const char* k) {
+    return std::find_if(log.extra.begin(), log.extra.end(),
+                        [&](const LossSeries& e) { return e.name == k; });
+  };
+  auto real = find("d_real"), fake = find("d_fake");
+  if (real != log.extra.end() && fake != log.extra.end()) {
+    PlotOptions po;
+    po.title = method + ": D(real) and D(fake)";
+    po.xlabel = "step";
+    po.ylabel = "D";
+    po.width = 300;
+    po.height = 200;
+    h += svg_line_plot({{"d_real", real->step, real->value, "", false},
+                        {"d_fake", fake->step, fake->value, "", true}},
+                       po) + "\n";
+  }
+  for (size_t i = 0; i < log.extra.size(); ++i) {
+    const LossSeries& s = log.extra[i];
+    PlotOptions po;
+    po.title = method + ": " + s.name;
+    po.xlabel = "step";
+    po.ylabel = s.name;
+    po.width = 300;
+    po.height = 200;
+    h += svg_line_plot({{s.name, s.step, s.value, "", false}}, po) + "\n";
+  }
+  return h + "</div>\n<p class=\"note\">" + xml_escape(method) +
+         ": the method's loss components from the training log, averaged per log window.</p>\n";
+}
+
 at::Tensor read_volume(const std::string& path) {
   return mrc_read(path).data.to(torch::kDouble);
 }
@@ -277,6 +314,19 @@ LossLog loss_log_read(const std::string& path) {
       log.val_step.push_back(step);
       log.val_loss.push_back(j.at("val_loss").get<double>());
     }
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      static const char* skip[] = {"step", "loss", "val_loss", "lr", "steps_per_s", "elapsed_s"};
+      if (!it.value().is_number() ||
+          std::find_if(std::begin(skip), std::end(skip),
+                       [&](const char* k) { return it.key() == k; }) != std::end(skip)) {
+        continue;
+      }
+      auto s = std::find_if(log.extra.begin(), log.extra.end(),
+                            [&](const LossSeries& e) { return e.name == it.key(); });
+      if (s == log.extra.end()) s = log.extra.insert(log.extra.end(), LossSeries{it.key(), {}, {}});
+      s->step.push_back(step);
+      s->value.push_back(it.value().get<double>());
+    }
   }
   if (pending_error) log_warn("{} (skipped: the last line)", *pending_error);
   return log;
@@ -365,6 +415,7 @@ std::string report_html(const ReportInput& in) {
       body += svg_line_plot({{"loss", log.step, log.loss, "", false},
                              {"val_loss", log.val_step, log.val_loss, "", true}},
                             po);
+      body += loss_components_html(m.name, log);
     }
     table += "<tr><td>" + xml_escape(m.name) + "</td>";
     const json mt = ev.is_object() && ev.contains("metrics") ? ev.at("metrics") : json::object();
@@ -416,7 +467,8 @@ std::string report_html(const ReportInput& in) {
       "text-align:right;font-size:13px}\n"
       "table.panels th{font-size:12px;font-weight:normal;text-align:left}\n"
       "table.panels td{padding:2px}\nimg{image-rendering:pixelated;display:block}\n"
-      "p.note{font-size:12px;color:#555;max-width:900px}\n</style>\n"
+      "p.note{font-size:12px;color:#555;max-width:900px}\n"
+      "div.components{display:flex;flex-wrap:wrap;gap:6px}\n</style>\n"
       "<script>\nwindow.addEventListener('load', function () {\n"
       "  var imgs = document.images, ok = imgs.length > 0;\n"
       "  for (var i = 0; i < imgs.length; ++i)\n"

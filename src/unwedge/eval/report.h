@@ -47,10 +47,20 @@ ReportInput report_input_read(const std::string& json_path);
 /// restored.mrc and optionally std.mrc, eval.json and train_log.jsonl (or log.jsonl).
 ReportInput report_input_from_runs(const std::vector<std::string>& dirs);
 
-/// A training log: loss and validation loss by step. Lines that do not parse are reported by
-/// line number (FormatError), except a truncated last line, which is skipped.
+/// One more numeric key of a training log by step (a method's loss component).
+struct LossSeries {
+  std::string name;
+  std::vector<double> step, value;
+};
+
+/// A training log: loss and validation loss by step, and every other numeric key except the
+/// trainer's bookkeeping (lr, steps_per_s, elapsed_s): the method's loss components
+/// (Method::step_stats, e.g. cryogen-map's d_loss, d_real, d_fake, data, energy), in the order
+/// first seen. Lines that do not parse are reported by line number (FormatError), except a
+/// truncated last line, which is skipped.
 struct LossLog {
   std::vector<double> step, loss, val_step, val_loss;
+  std::vector<LossSeries> extra;
 };
 LossLog loss_log_read(const std::string& path);
 
