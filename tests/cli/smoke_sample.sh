@@ -29,7 +29,7 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
       check "sample-out-$f" 0 "64 x 64 x 32" -- "$BIN" info "$WORK/s3/$f.mrc"
     done
     # Outputs keep the input's voxel size.
-    vs=$("$BIN" info "$SS/even.mrc" | grep -i "voxel")
+    vs=$("$BIN" info "$SS/even.mrc" | grep "voxel size")
     check sample-voxel-size 0 "${vs//./\\.}" -- "$BIN" info "$WORK/s3/mean.mrc"
     check sample-summary 0 '"ess_min".*' -- cat "$WORK/s3/summary.json"
     check sample-summary-coverage 0 '"coverage_90"' -- cat "$WORK/s3/summary.json"
