@@ -2,14 +2,17 @@
 // batch, broadcast, configuration agreement, and a dead rank failing loudly instead of hanging;
 // the rank/slab partition of restoration, slabs equal to a whole restoration, one MRC file
 // written by two ranks; devices (auto), bf16 autocast. Two ranks run as two threads of this
-// process over loopback Gloo. CUDA and NCCL tests skip on CPU-only builds.
+// process over loopback Gloo. CUDA and NCCL tests skip on CPU-only builds. Auxiliary networks
+// (a discriminator stepped inside the method's loss()) averaged across ranks as well.
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -21,7 +24,11 @@
 #include "unwedge/infer/partition.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/methods/aux_sync.h"
+#include "unwedge/methods/cryogen_common.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/nn/discriminator.h"
+#include "unwedge/train/dist_method.h"
 #include "unwedge/train/distributed.h"
 
 using namespace unwedge;
@@ -158,6 +165,156 @@ TEST(Distributed, AveragedGradientsMatchOneLargeBatch) {
       EXPECT_TRUE(torch::allclose(grads[rank][i], ref_params[i].grad(), 1e-5, 1e-6))
           << "rank " << rank << " parameter " << i;
     }
+  }
+}
+
+double max_abs_diff(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double d = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
+  }
+  return d;
+}
+
+std::vector<torch::Tensor> clones(const std::vector<torch::Tensor>& ts) {
+  std::vector<torch::Tensor> out;
+  for (const auto& t : ts) out.push_back(t.detach().clone());
+  return out;
+}
+
+// An auxiliary optimizer stepped through cryogen_step_scaled (as a method does inside loss())
+// with the trainer's sync installed: 2 ranks with batch B/2 follow one rank with batch B step
+// for step (Adam, 3 steps, double precision); without the sync the ranks drift apart.
+TEST(Distributed, AuxiliaryOptimizerStepsMatchOneLargeBatch) {
+  const int64_t steps = 3;
+  auto make_disc = [](uint64_t seed) {
+    torch::manual_seed(seed);
+    auto d = Discriminator3d(Discriminator3dOptions().base_channels(2).levels(2));
+    d->to(torch::kDouble);
+    return d;
+  };
+  auto make_opt = [](Discriminator3d& d) {
+    return torch::optim::Adam(d->parameters(),
+                              torch::optim::AdamOptions(1e-2).betas(std::make_tuple(0.5, 0.999)));
+  };
+  torch::manual_seed(21);
+  std::vector<torch::Tensor> real, fake;  // per step [4, 1, 8, 8, 8]
+  for (int64_t s = 0; s < steps; ++s) {
+    real.push_back(torch::randn({4, 1, 8, 8, 8}, torch::kDouble));
+    fake.push_back(0.5 * torch::randn({4, 1, 8, 8, 8}, torch::kDouble) + 0.3);
+  }
+  auto d_loss = [](Discriminator3d& d, const torch::Tensor& r, const torch::Tensor& f) {
+    return torch::softplus(-d->forward(r)).mean() + torch::softplus(d->forward(f)).mean();
+  };
+  // One rank, the whole batch.
+  auto ref = make_disc(1);
+  auto init = clones(ref->parameters());
+  auto ref_opt = make_opt(ref);
+  for (int64_t s = 0; s < steps; ++s) {
+    ref_opt.zero_grad();
+    d_loss(ref, real[s], fake[s]).backward();
+    cryogen_step_scaled(ref_opt, 0.5);
+  }
+  EXPECT_GT(max_abs_diff(ref->parameters(), init), 1e-3) << "the discriminator did not move";
+
+  for (bool sync : {true, false}) {
+    int port = free_port();
+    std::vector<std::vector<torch::Tensor>> after(2);
+    std::vector<bool> active(2), active_after(2);
+    run_ranks(2, [&](int rank) {
+      Distributed dist(rank_config(rank, 2, port));
+      auto d = make_disc(100 + rank);  // different initial weights on each rank...
+      auto opt = make_opt(d);
+      if (rank == 0) {
+        torch::NoGradGuard ng;
+        auto ps = d->parameters();
+        for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(init[i]);
+      }
+      dist.broadcast(optimizer_parameters(opt));  // ...made equal as the trainer does
+      {
+        std::optional<DistAuxSync> guard;
+        if (sync) guard.emplace(dist);
+        active[rank] = aux_grad_sync_active();
+        for (int64_t s = 0; s < steps; ++s) {
+          opt.zero_grad();
+          d_loss(d, real[s].narrow(0, 2 * rank, 2), fake[s].narrow(0, 2 * rank, 2)).backward();
+          cryogen_step_scaled(opt, 0.5);
+        }
+      }
+      active_after[rank] = aux_grad_sync_active();
+      after[rank] = clones(d->parameters());
+    });
+    for (int r = 0; r < 2; ++r) {
+      EXPECT_EQ(active[r], sync);
+      EXPECT_FALSE(active_after[r]) << "the sync outlived its scope";
+    }
+    const double between = max_abs_diff(after[0], after[1]);
+    const double to_ref = std::max(max_abs_diff(after[0], ref->parameters()),
+                                   max_abs_diff(after[1], ref->parameters()));
+    if (sync) {
+      EXPECT_EQ(between, 0.0) << "ranks hold different discriminators";
+      EXPECT_LT(to_ref, 1e-10) << "2 ranks x B/2 differ from 1 rank x B";
+    } else {
+      EXPECT_GT(between, 1e-4) << "without the sync the ranks should drift apart";
+      EXPECT_GT(to_ref, 1e-4);
+    }
+  }
+}
+
+// cryogen-map on 2 ranks, each with its own data, stepped as the trainer steps it (the trainer's
+// broadcast of every network, generator gradients all-reduced, its aux sync installed): the
+// discriminators start equal and stay equal; without the aux sync they drift apart.
+TEST(Distributed, CryoGenMapDiscriminatorsStayEqualAcrossRanks) {
+  const nlohmann::json opts = {{"depth", 2}, {"base_channels", 4}, {"d_channels", 4},
+                               {"d_levels", 2}};
+  for (bool sync : {true, false}) {
+    int port = free_port();
+    std::vector<std::vector<torch::Tensor>> disc_before(2), disc_start(2), disc_after(2), gen_after(2);
+    run_ranks(2, [&](int rank) {
+      Distributed dist(rank_config(rank, 2, port));
+      torch::manual_seed(200 + rank);  // each rank initialises its networks differently
+      auto m = method_create("cryogen-map", opts);
+      ASSERT_EQ(m->aux_optimizers().size(), 1u);
+      auto disc = [&] { return optimizer_parameters(*m->aux_optimizers()[0]); };
+      disc_before[rank] = clones(disc());
+      dist_broadcast_method(dist, *m);
+      disc_start[rank] = clones(disc());
+      torch::optim::Adam opt(m->parameters(), torch::optim::AdamOptions(1e-3));
+      std::optional<DistAuxSync> guard;
+      if (sync) guard.emplace(dist);
+      torch::manual_seed(300 + rank);  // each rank its own data and augmentation
+      auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
+      for (int64_t step = 0; step < 3; ++step) {
+        Batch b;
+        b.input = x + 0.3 * torch::randn_like(x);
+        b.target = x + 0.3 * torch::randn_like(x);
+        b.wedge = {MethodWedge{-60, 60, false}, MethodWedge{-50, 65, true}};
+        b.step = step;
+        opt.zero_grad();
+        m->loss(b).backward();
+        std::vector<torch::Tensor> g;
+        for (auto& p : m->parameters()) {
+          if (p.grad().defined()) g.push_back(p.grad());
+        }
+        dist.allreduce_mean(g);
+        opt.step();
+      }
+      disc_after[rank] = clones(disc());
+      gen_after[rank] = clones(m->parameters());
+    });
+    EXPECT_GT(max_abs_diff(disc_before[0], disc_before[1]), 1e-3) << "seeds gave equal inits";
+    EXPECT_EQ(max_abs_diff(disc_start[0], disc_start[1]), 0.0) << "broadcast left them unequal";
+    EXPECT_GT(max_abs_diff(disc_after[0], disc_start[0]), 1e-5) << "the discriminator did not move";
+    const double between = max_abs_diff(disc_after[0], disc_after[1]);
+    if (sync) {
+      EXPECT_EQ(between, 0.0) << "discriminators differ across ranks";
+      EXPECT_EQ(max_abs_diff(gen_after[0], gen_after[1]), 0.0) << "generators differ across ranks";
+    } else {
+      EXPECT_GT(between, 1e-5) << "without the aux sync the discriminators should differ";
+    }
+    std::printf("cryogen-map, aux sync %s: max |D_rank0 - D_rank1| after 3 steps = %.3g\n",
+                sync ? "on" : "off", between);
   }
 }
 

@@ -2,6 +2,7 @@
 #include "unwedge/methods/cryogen_common.h"
 
 #include "unwedge/core/error.h"
+#include "unwedge/methods/aux_sync.h"
 
 namespace unwedge {
 
@@ -58,6 +59,7 @@ CryoGenStep CryoGenBase::generator_step(const Batch& batch) {
 }
 
 void cryogen_step_scaled(torch::optim::Optimizer& opt, double ratio) {
+  aux_grad_sync(optimizer_parameters(opt));  // average across ranks when distributed
   std::vector<double> saved;
   for (auto& g : opt.param_groups()) {
     saved.push_back(g.options().get_lr());

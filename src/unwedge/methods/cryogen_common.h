@@ -45,6 +45,7 @@ class CryoGenBase : public UNetMethod {
 
 /// Runs opt.step() with its learning rate scaled by `ratio` (the trainer sets aux optimizers'
 /// rates to its own each step: this gives them a fixed ratio, TTUR), restoring it afterwards.
+/// The gradients are first averaged across ranks (aux_grad_sync) when training is distributed.
 void cryogen_step_scaled(torch::optim::Optimizer& opt, double ratio);
 
 }  // namespace unwedge

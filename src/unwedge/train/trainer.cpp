@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/device.h"
@@ -16,6 +17,7 @@
 #include "unwedge/core/progress.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/train/checkpoint.h"
+#include "unwedge/train/dist_method.h"
 
 namespace unwedge {
 
@@ -249,8 +251,11 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   auto optimizer = make_optimizer(o, method->parameters());
   if (dist) {
     dist->check_same("the training configuration", train_options_to_json(o).dump());
-    dist->broadcast(method->parameters());  // every rank starts from rank 0's weights
+    dist_broadcast_method(*dist, *method);  // every rank starts from rank 0's weights
   }
+  // Auxiliary networks stepped inside loss() average their gradients across ranks too.
+  std::optional<DistAuxSync> aux_sync;
+  if (dist) aux_sync.emplace(*dist);
   if (resume) {
     checkpoint_load_optimizer(ck, *optimizer, out);
     if (info.finished && info.step >= total && !timed) {
