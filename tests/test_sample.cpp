@@ -341,3 +341,38 @@ TEST(Sample, StdIncludesDisagreementBetweenOverlappingTiles) {
   EXPECT_EQ(ref_std[0].item<double>(), 0.0);          // the first voxels see one tile
   EXPECT_TRUE(torch::allclose(s.mean[3][4].to(torch::kDouble), m1.slice(0, 0, 40), 1e-5, 1e-5));
 }
+
+TEST(Sample, SlabsEqualTheSameSectionsOfAWholeRun) {
+  FakePosterior m(/*noise=*/0.2);
+  torch::manual_seed(13);
+  at::Tensor vol = torch::randn({26, 14, 18});
+  SampleOptions o = small_opts(12, 4, 4);
+  o.posterior.seed = 5;
+  SampleVolumes whole = sample_volume(m, vol, o, true);
+  for (auto [zb, ze] : {std::pair<int64_t, int64_t>{0, 9}, {9, 17}, {17, 26}, {5, 5}}) {
+    o.tiling.z_begin = zb;
+    o.tiling.z_end = ze;
+    at::Tensor mean = torch::full_like(vol, 1e9), lower = torch::full_like(vol, 1e9);
+    at::Tensor sd = torch::full_like(vol, 1e9), upper = torch::full_like(vol, 1e9);
+    auto into = [](at::Tensor& t) {
+      return SlabSink([&t](int64_t z0, const at::Tensor& s) { t.slice(0, z0, z0 + s.size(0)).copy_(s); });
+    };
+    SampleSinks sinks{into(mean), into(sd), into(lower), into(upper), {}};
+    TileReader rd = [&](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+      return vol.slice(0, z0, z1).slice(1, y0, y1).slice(2, x0, x1);
+    };
+    sample_stream(m, {26, 14, 18}, {rd}, sinks, o);
+    auto same = [&](const at::Tensor& got, const at::Tensor& ref) {
+      return torch::equal(got.slice(0, zb, ze), ref.slice(0, zb, ze)) &&
+             (got.slice(0, 0, zb) == 1e9).all().item<bool>() &&   // nothing outside the slab
+             (got.slice(0, ze, 26) == 1e9).all().item<bool>();
+    };
+    EXPECT_TRUE(same(mean, whole.mean)) << zb << " " << ze;
+    EXPECT_TRUE(same(sd, whole.std)) << zb << " " << ze;
+    EXPECT_TRUE(same(lower, whole.lower)) << zb << " " << ze;
+    EXPECT_TRUE(same(upper, whole.upper)) << zb << " " << ze;
+  }
+  o.tiling.z_begin = 20;
+  o.tiling.z_end = 30;
+  EXPECT_THROW(sample_volume(m, vol, o), ValueError);
+}

@@ -112,6 +112,16 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   const torch::Device device = device_parse(opts.tiling.device);
   const TilePlan plan = restore_plan(method, shape, opts.tiling);
   const TileAxis &az = plan.axes[0], &ay = plan.axes[1], &ax = plan.axes[2];
+  // The slab of output sections to produce (a rank's share), and the tile rows that touch it.
+  const int64_t zb = opts.tiling.z_begin, ze = opts.tiling.z_end < 0 ? shape[0] : opts.tiling.z_end;
+  if (zb < 0 || ze > shape[0] || zb > ze) {
+    throw ValueError("sample: sections [" + std::to_string(zb) + ", " + std::to_string(ze) +
+                     ") are outside [0, " + std::to_string(shape[0]) + ")");
+  }
+  std::vector<size_t> rows;
+  for (size_t iz = 0; iz < az.starts.size(); ++iz) {
+    if (az.starts[iz] < ze && az.starts[iz] + az.tile > zb) rows.push_back(iz);
+  }
 
   // Draws per input and their seeds: input r gets n_r draws starting at seed_r.
   std::vector<PosteriorOptions> per_input(inputs.size(), po);
@@ -139,30 +149,30 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   std::vector<at::Tensor> xz(static_cast<size_t>(n_xz));
   for (auto& p : xz) p = torch::zeros({az.padded, ax.padded}, torch::kFloat);
 
-  int64_t base = 0, flushed = 0;
+  int64_t base = rows.empty() ? 0 : az.starts[rows.front()], flushed = base;
   auto flush_to = [&](int64_t z_end) {  // sections [flushed, z_end) are final
     z_end = std::min(z_end, az.dim);
     if (z_end <= flushed) return;
-    at::Tensor den = sz.slice(0, flushed, z_end).view({-1, 1, 1}) * syx;  // [z, Y', X']
+    const int64_t a = std::max(flushed, zb), e = std::min(z_end, ze);  // inside the slab
+    flushed = z_end;
+    if (e <= a) return;
+    at::Tensor den = sz.slice(0, a, e).view({-1, 1, 1}) * syx;  // [z, Y', X']
     auto part = [&](size_t k) {
-      return (acc[k].slice(0, flushed - base, z_end - base) / den)
-          .slice(1, 0, ay.dim)
-          .slice(2, 0, ax.dim);
+      return (acc[k].slice(0, a - base, e - base) / den).slice(1, 0, ay.dim).slice(2, 0, ax.dim);
     };
     at::Tensor mean = part(kMean);
     at::Tensor var = part(kVar) + (part(kMeanSq) - mean * mean);
     at::Tensor sd = var.clamp_min(0).sqrt();
-    sinks.mean(flushed, mean.contiguous());
-    sinks.std(flushed, sd.contiguous());
+    sinks.mean(a, mean.contiguous());
+    sinks.std(a, sd.contiguous());
     if (quantile) {
-      sinks.lower(flushed, part(kLower).contiguous());
-      sinks.upper(flushed, part(kUpper).contiguous());
+      sinks.lower(a, part(kLower).contiguous());
+      sinks.upper(a, part(kUpper).contiguous());
     } else {
-      sinks.lower(flushed, (mean - z * sd).contiguous());
-      sinks.upper(flushed, (mean + z * sd).contiguous());
+      sinks.lower(a, (mean - z * sd).contiguous());
+      sinks.upper(a, (mean + z * sd).contiguous());
     }
-    for (size_t k = 0; k < n_save; ++k) sinks.samples[k](flushed, part(kFirstSample + k).contiguous());
-    flushed = z_end;
+    for (size_t k = 0; k < n_save; ++k) sinks.samples[k](a, part(kFirstSample + k).contiguous());
   };
 
   const int64_t ty = ay.tile, tx = ax.tile, tz = az.tile;
@@ -177,16 +187,17 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
 
   SampleStats st;
   st.draws = n;
-  st.ess_min = std::numeric_limits<double>::infinity();
+  st.ess_min = rows.empty() ? 0 : std::numeric_limits<double>::infinity();
   double ess_sum = 0, acc_sum = 0;
   int64_t acc_count = 0;
 
   torch::NoGradGuard no_grad;
   method.train(false);
   method.to(device);
-  Progress bar("sample", plan.num_tiles(), "tile", opts.tiling.progress);
+  Progress bar("sample", int64_t(rows.size() * ay.starts.size() * ax.starts.size()), "tile",
+               opts.tiling.progress);
   int64_t done = 0;
-  for (size_t iz = 0; iz < az.starts.size(); ++iz) {
+  for (size_t iz : rows) {
     const int64_t z0 = az.starts[iz];
     flush_to(z0);
     for (size_t k = 0; k < n_acc; ++k) {
@@ -283,7 +294,10 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   st.acceptance = acc_count > 0 ? acc_sum / double(acc_count) : -1;
   at::Tensor den_xz = sz.view({-1, 1}) * sx.view({1, -1}) * sy[yc].item<float>();  // [Z', X']
   for (auto& p : xz) {
-    st.xz.push_back((p / den_xz).slice(0, 0, az.dim).slice(1, 0, ax.dim).contiguous());
+    at::Tensor plane = (p / den_xz).slice(0, 0, az.dim).slice(1, 0, ax.dim).contiguous();
+    plane.slice(0, 0, zb).zero_();  // outside the slab: not drawn here
+    plane.slice(0, ze, az.dim).zero_();
+    st.xz.push_back(plane);
   }
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return st;

@@ -30,7 +30,8 @@ namespace unwedge {
 
 /// Options of tiled sampling (one source of defaults for the CLI).
 struct SampleOptions {
-  RestoreOptions tiling;        ///< tile, tile_z, overlap, batch, device, progress
+  RestoreOptions tiling;        ///< tile, tile_z, overlap, batch, device, progress, and the
+                                ///< slab [z_begin, z_end) of sections to produce (a rank's share)
   PosteriorOptions posterior;   ///< n, seed, gamma, Langevin settings
   MethodWedge wedge;            ///< tilt geometry of the input (the model's by default)
   double interval = 0.9;        ///< credible interval mass in (0, 1)
@@ -52,7 +53,8 @@ struct SampleStats {
   double ess_mean = 0;         ///< mean over tiles
   double acceptance = -1;      ///< mean MALA acceptance over tiles (-1: not reported)
   double seconds = 0;          ///< wall-clock seconds of the whole pass
-  std::vector<at::Tensor> xz;  ///< central XZ planes [Z, X] of the first draws (normalised)
+  std::vector<at::Tensor> xz;  ///< central XZ planes [Z, X] of the first draws (normalised;
+                               ///< zero outside the slab)
 };
 
 /// z of the central `interval` of a standard normal: Phi^-1((1 + interval) / 2).
@@ -68,6 +70,8 @@ at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights
 /// volume of `shape` [Z, Y, X]. One reader: draws of that volume. Two readers (even, odd):
 /// the first ceil(n/2) draws come from the even half (seeds seed, seed + 1, ...), the rest from
 /// the odd half (seeds continue), each half's weights self-normalised and pooled in proportion.
+/// Only sections [tiling.z_begin, tiling.z_end) are produced (the tile rows touching them are
+/// drawn whole), so slabs drawn by different ranks equal the same sections of a whole run.
 SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
                           const std::vector<TileReader>& inputs, const SampleSinks& sinks,
                           const SampleOptions& opts);
