@@ -21,6 +21,7 @@
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/posterior.h"
 #include "unwedge/train/checkpoint.h"
+#include "unwedge/train/distributed.h"
 #include "unwedge/train/normalize.h"
 
 namespace unwedge::cli {
@@ -89,6 +90,11 @@ json options_json(const SampleParams& p) {
 }
 
 void run_sample(SampleParams& p, const GlobalOptions& g) {
+  const DistConfig dc = dist_config_from_environ();
+  if (dc.distributed()) {
+    throw ValueError("unwedge sample runs on one rank, but " + dc.launcher + " started " +
+                     std::to_string(dc.world_size) + ": start it without launch/torchrun/srun");
+  }
   const bool pair = !p.even.empty() || !p.odd.empty();
   if (pair && !p.in.empty()) throw ValueError("give either --in or --even/--odd, not both");
   if (pair && (p.even.empty() || p.odd.empty())) throw ValueError("--even needs --odd");

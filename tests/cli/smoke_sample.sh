@@ -16,6 +16,9 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
     --out-dir "$WORK/s1"
   check sample-even-needs-odd 1 "--even needs --odd" -- "$BIN" sample \
     --model "$WORK/s_n2n.uwm" --even "$SS/even.mrc" --out-dir "$WORK/s1"
+  check sample-one-rank 1 "runs on one rank.*started 2" -- env RANK=0 WORLD_SIZE=2 LOCAL_RANK=0 \
+    MASTER_ADDR=127.0.0.1 MASTER_PORT=29555 "$BIN" sample --model "$WORK/s_n2n.uwm" \
+    --in "$SS/tomo.mrc" --out-dir "$WORK/s1"
   mkdir -p "$WORK/s2" && : > "$WORK/s2/mean.mrc"
   check sample-exists 1 "mean.mrc.*exists|exists.*mean.mrc" -- "$BIN" sample \
     --model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --out-dir "$WORK/s2"
