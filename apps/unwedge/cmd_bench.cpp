@@ -16,6 +16,7 @@
 
 #include "cli_common.h"
 #include "unwedge/core/atomic_file.h"
+#include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/eval/baselines.h"
@@ -44,6 +45,8 @@ struct BenchParams {
   int64_t batch = 4;
   std::vector<double> tilt_range{-60.0, 60.0};
   uint64_t seed = 0;
+  std::string device = "cpu";      ///< for the train and restore children
+  std::string precision = "fp32";  ///< fp32 | bf16, for the train and restore children
   std::string out;
   bool overwrite = false;
 };
@@ -104,6 +107,9 @@ void run_bench(const BenchParams& p) {
   output_check_writable((out / "bench.json").string(), p.overwrite);
   output_check_writable((out / "report.html").string(), p.overwrite);
   for (const auto& m : p.methods) method_registry().get(m);  // unknown names fail first
+  const std::string device = device_resolve(p.device);  // auto -> cpu or cuda, once for all
+  device_parse(device);  // a bad name, or CUDA without a GPU, fails before any child runs
+  precision_parse(p.precision, "--precision");
   fs::create_directories(out / "baselines");
   std::string budget = p.minutes > 0 ? std::to_string(p.minutes) +
                                            (p.budget_clock == "cpu" ? " CPU min" : " min")
@@ -163,6 +169,7 @@ void run_bench(const BenchParams& p) {
                                    (dir / "model.uwm").string(), "--patch",
                                    std::to_string(p.patch), "--batch", std::to_string(p.batch),
                                    "--seed", std::to_string(p.seed), "--tilt-range", tmin, tmax,
+                                   "--device", device, "--precision", p.precision,
                                    "--no-progress", "--overwrite"};
     if (p.minutes > 0) {
       train.insert(train.end(), {"--minutes", std::to_string(p.minutes), "--budget-clock",
@@ -173,7 +180,8 @@ void run_bench(const BenchParams& p) {
     train.insert(train.end(), in_args.begin(), in_args.end());
     ChildRun tr = run_self(train);
     std::vector<std::string> restore{"restore", "--model", (dir / "model.uwm").string(), "--out",
-                                     (dir / "restored.mrc").string(), "--no-progress",
+                                     (dir / "restored.mrc").string(), "--device", device,
+                                     "--precision", p.precision, "--no-progress",
                                      "--overwrite"};
     restore.insert(restore.end(), in_args.begin(), in_args.end());
     ChildRun rs = run_self(restore);
@@ -196,6 +204,8 @@ void run_bench(const BenchParams& p) {
                         {"patch", p.patch},
                         {"batch", p.batch},
                         {"seed", p.seed},
+                        {"device", device},
+                        {"precision", p.precision},
                         {"simulate_s", sim.wall_s}}},
              {"methods", methods}};
   write_text_file_atomic((out / "bench.json").string(), bench.dump(1) + "\n", p.overwrite);
@@ -249,6 +259,14 @@ void add_bench_command(CLI::App& root, GlobalOptions& g) {
       ->expected(2)
       ->capture_default_str();
   cmd->add_option("--seed", p->seed, "Seed for the simulation and training")->capture_default_str();
+  cmd->add_option("--device", p->device,
+                  "Device of every training and restoration: auto | cpu | cuda | cuda:N "
+                  "(auto: cuda when available)")
+      ->capture_default_str();
+  cmd->add_option("--precision", p->precision,
+                  "fp32 | bf16 (bf16: autocast mixed precision in training and restoration)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--out", p->out, "Output folder")->required();
   add_overwrite_flag(*cmd, p->overwrite);
   cmd->callback([p] { run_bench(*p); });

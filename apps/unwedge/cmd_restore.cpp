@@ -37,7 +37,7 @@ struct RestoreParams {
   double lowpass = 0.0;             ///< tilt-series WBP: Hamming cut-off, cycles/pixel (0: off)
   std::string save_tilt_series;     ///< tilt-series: also write the denoised series here
   RestoreOptions restore;
-  std::string device;         ///< empty: the training device when available, else cpu
+  std::string device = "model";  ///< model: the training device when available, else cpu
   std::string norm = "input";  ///< input | model
   int mode = 2;
   bool overwrite = false, permissive = false, no_progress = false;
@@ -60,11 +60,11 @@ NormStats restore_stats(const RestoreParams& p, const CheckpointInfo& info, cons
                             info.norm_fraction);
 }
 
-/// The device: --device (auto resolved), else the training device when it is available, else cpu;
+/// The device: --device (auto resolved), or for "model" the training device when it is available, else cpu;
 /// with several ranks on a node, rank i takes cuda:i.
 std::string restore_device(const RestoreParams& p, const CheckpointInfo& info, int local_rank) {
   std::string trained_on = info.train_options.value("device", "cpu");
-  std::string d = !p.device.empty() ? p.device
+  std::string d = !p.device.empty() && p.device != "model" ? p.device
                   : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
                                                                                       : "cpu";
   return device_resolve(d, local_rank);
@@ -404,8 +404,9 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str();
   cmd->add_option("--batch", p->restore.batch, "Tiles per forward pass")->capture_default_str();
   cmd->add_option("--device", p->device,
-                  "auto | cpu | cuda | cuda:N (default: the training device when available, "
-                  "else cpu; with several ranks, cuda means cuda:LOCAL_RANK)");
+                  "model | auto | cpu | cuda | cuda:N (model: the training device when "
+                  "available, else cpu; with several ranks, cuda means cuda:LOCAL_RANK)")
+      ->capture_default_str();
   cmd->add_option("--precision", p->restore.precision,
                   "Network arithmetic: fp32 | bf16 (autocast; blending and output stay float32)")
       ->capture_default_str()

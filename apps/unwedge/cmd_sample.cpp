@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "cli_common.h"
+#include "unwedge/core/device.h"
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
@@ -36,7 +37,7 @@ struct SampleParams {
   std::string model, in, even, odd, out_dir, truth;
   SampleOptions sample;
   std::vector<double> tilt_range;  ///< degrees; empty: the model's
-  std::string device;              ///< empty: the training device when available, else cpu
+  std::string device = "model";    ///< model: the training device when available, else cpu
   std::string norm = "input";      ///< input | model
   int mode = 2;
   bool save_samples = false, no_report = false;
@@ -152,10 +153,10 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
   SampleOptions so = p.sample;
   so.tiling.progress = !p.no_progress && !g.quiet;
   std::string trained_on = info.train_options.value("device", "cpu");
-  so.tiling.device = !p.device.empty() ? p.device
-                     : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available())
-                         ? trained_on
-                         : "cpu";
+  so.tiling.device = device_resolve(
+      !p.device.empty() && p.device != "model" ? p.device
+      : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
+                                                                          : "cpu");
   if (so.tiling.tile == 0) {
     so.tiling.tile = info.train_options.value("patch", int64_t(64)) + so.tiling.overlap;
   }
@@ -393,7 +394,9 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--device", p->device,
-                  "cpu | cuda | cuda:N (default: the training device when available, else cpu)");
+                  "model | auto | cpu | cuda | cuda:N (model: the training device when "
+                  "available, else cpu)")
+      ->capture_default_str();
   cmd->add_option("--norm", p->norm,
                   "Scale: input (robust statistics of this input) | model (the first training "
                   "tomogram's)")
