@@ -76,3 +76,18 @@ wait "$lpid"
 lrc=$?
 waited=$(( $(date +%s) - start ))
 check dist-killed-rank 0 "" -- bash -c "[[ $lrc -ne 0 && $waited -lt 60 ]] && grep -q 'failed' '$D/long.log'"
+# Auxiliary networks on 2 ranks: cryogen-map (its discriminator synchronised across ranks) runs
+# and writes a model; bench takes --device/--precision and passes them to its children.
+check dist-cryogen-map-two-ranks 0 "" -- "$BIN" -q --threads 1 launch --nproc 2 -- train \
+  --method cryogen-map --even "$D/data/even.mrc" --odd "$D/data/odd.mrc" --patch 16 --batch 2 \
+  --steps 2 --opt depth=2 --opt base_channels=4 --opt d_channels=4 --opt d_levels=2 --seed 5 \
+  --val-every 0 --checkpoint-every 0 --out "$D/cgm.uwm"
+check dist-bench-help 0 "--device TEXT=cpu" -- "$BIN" bench --help
+check dist-bench-help-precision 0 "--precision TEXT.*=fp32" -- "$BIN" bench --help
+check dist-restore-help-device 0 "--device TEXT=model" -- "$BIN" restore --help
+check dist-bench-bad-device 1 "device: 'tpu' is not a device" -- "$BIN" -q bench --device tpu \
+  --data "$D/data" --methods n2n --out "$D/bench_bad"
+check dist-bench-device 0 "" -- "$BIN" -q --threads 1 bench --data "$D/data" --methods n2n \
+  --steps 2 --patch 16 --batch 2 --device auto --precision bf16 --out "$D/bench"
+check dist-bench-device-json 0 '"device": "(cpu|cuda)"' -- grep -A1 '"device"' "$D/bench/bench.json"
+check dist-bench-child-precision 0 "" -- grep -aq '"precision":"bf16"' "$D/bench/n2n/model.uwm"
