@@ -262,19 +262,18 @@ TEST(Distributed, AuxiliaryOptimizerStepsMatchOneLargeBatch) {
   }
 }
 
-// cryogen-map on 2 ranks, each with its own data, stepped as the trainer steps it (the trainer's
-// broadcast of every network, generator gradients all-reduced, its aux sync installed): the
-// discriminators start equal and stay equal; without the aux sync they drift apart.
-TEST(Distributed, CryoGenMapDiscriminatorsStayEqualAcrossRanks) {
-  const nlohmann::json opts = {{"depth", 2}, {"base_channels", 4}, {"d_channels", 4},
-                               {"d_levels", 2}};
+// A method with an auxiliary network on 2 ranks, each with its own data, stepped as the trainer
+// steps it (the trainer's broadcast of every network, generator gradients all-reduced, its aux
+// sync installed): the auxiliary networks start equal and stay equal; without the aux sync they
+// drift apart.
+void aux_networks_stay_equal(const std::string& name, const nlohmann::json& opts) {
   for (bool sync : {true, false}) {
     int port = free_port();
     std::vector<std::vector<torch::Tensor>> disc_before(2), disc_start(2), disc_after(2), gen_after(2);
     run_ranks(2, [&](int rank) {
       Distributed dist(rank_config(rank, 2, port));
       torch::manual_seed(200 + rank);  // each rank initialises its networks differently
-      auto m = method_create("cryogen-map", opts);
+      auto m = method_create(name, opts);
       ASSERT_EQ(m->aux_optimizers().size(), 1u);
       auto disc = [&] { return optimizer_parameters(*m->aux_optimizers()[0]); };
       disc_before[rank] = clones(disc());
@@ -303,19 +302,29 @@ TEST(Distributed, CryoGenMapDiscriminatorsStayEqualAcrossRanks) {
       disc_after[rank] = clones(disc());
       gen_after[rank] = clones(m->parameters());
     });
-    EXPECT_GT(max_abs_diff(disc_before[0], disc_before[1]), 1e-3) << "seeds gave equal inits";
-    EXPECT_EQ(max_abs_diff(disc_start[0], disc_start[1]), 0.0) << "broadcast left them unequal";
-    EXPECT_GT(max_abs_diff(disc_after[0], disc_start[0]), 1e-5) << "the discriminator did not move";
+    EXPECT_GT(max_abs_diff(disc_before[0], disc_before[1]), 1e-3) << name << ": equal inits";
+    EXPECT_EQ(max_abs_diff(disc_start[0], disc_start[1]), 0.0) << name << ": broadcast failed";
+    EXPECT_GT(max_abs_diff(disc_after[0], disc_start[0]), 1e-5) << name << ": aux net did not move";
     const double between = max_abs_diff(disc_after[0], disc_after[1]);
     if (sync) {
-      EXPECT_EQ(between, 0.0) << "discriminators differ across ranks";
-      EXPECT_EQ(max_abs_diff(gen_after[0], gen_after[1]), 0.0) << "generators differ across ranks";
+      EXPECT_EQ(between, 0.0) << name << ": auxiliary networks differ across ranks";
+      EXPECT_EQ(max_abs_diff(gen_after[0], gen_after[1]), 0.0) << name << ": generators differ";
     } else {
-      EXPECT_GT(between, 1e-5) << "without the aux sync the discriminators should differ";
+      EXPECT_GT(between, 1e-5) << name << ": without the aux sync the networks should differ";
     }
-    std::printf("cryogen-map, aux sync %s: max |D_rank0 - D_rank1| after 3 steps = %.3g\n",
-                sync ? "on" : "off", between);
+    std::printf("%s, aux sync %s: max |aux_rank0 - aux_rank1| after 3 steps = %.3g\n",
+                name.c_str(), sync ? "on" : "off", between);
   }
+}
+
+TEST(Distributed, CryoGenMapDiscriminatorsStayEqualAcrossRanks) {
+  aux_networks_stay_equal("cryogen-map", {{"depth", 2}, {"base_channels", 4}, {"d_channels", 4},
+                                          {"d_levels", 2}});
+}
+
+TEST(Distributed, CryoGenOtEncodersStayEqualAcrossRanks) {
+  aux_networks_stay_equal("cryogen-ot", {{"depth", 2}, {"base_channels", 4},
+                                         {"encoder_channels", 4}, {"encoder_features", 8}});
 }
 
 TEST(Distributed, RanksThatDisagreeOnTheConfigurationAreNamed) {
