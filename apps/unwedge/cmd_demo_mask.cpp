@@ -1,7 +1,8 @@
 // `unwedge demo-mask`: what masked autoencoding sees and reconstructs, for one structure, as the
 // hidden fraction of patches grows, and as a hidden Fourier wedge widens (PNG montages, error
-// plots as SVG, numbers as JSON).
+// plots as SVG, numbers as JSON, and report.html showing them all).
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 
@@ -13,6 +14,7 @@
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/eval/png.h"
+#include "unwedge/eval/report.h"
 #include "unwedge/eval/svg.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/mae.h"
@@ -85,6 +87,13 @@ void run_demo(const DemoParams& p) {
   }
   if (p.size < 16 || p.size % 8 != 0) {
     throw ValueError("--size " + std::to_string(p.size) + " is not a multiple of 8, >= 16");
+  }
+  for (const char* f : {"mask_patches.png", "mask_wedge.png", "error_vs_ratio.svg",
+                        "error_vs_wedge.svg", "demo_mask.json", "report.html"}) {
+    const std::string path = p.out + "/" + f;
+    if (!p.overwrite && std::filesystem::exists(path)) {
+      throw ExistsError("output '" + path + "' exists (use --overwrite)");
+    }
   }
   std::filesystem::create_directories(p.out);
   Volume vol = MrcFile(p.in).read();
@@ -169,9 +178,45 @@ void run_demo(const DemoParams& p) {
   write_text_file_atomic(p.out + "/error_vs_wedge.svg",
                          svg_line_plot({err_wedge, err_input}, po), p.overwrite);
   write_text_file_atomic(p.out + "/demo_mask.json", out.dump(2) + "\n", p.overwrite);
+
+  // The report: the input volume's slices, then the two montages and the two error plots.
+  auto list = [](const std::vector<double>& v, const char* fmt) {
+    std::string r;
+    char buf[32];
+    for (double x : v) {
+      std::snprintf(buf, sizeof buf, fmt, x);
+      r += (r.empty() ? "" : ", ") + std::string(buf);
+    }
+    return r;
+  };
+  ReportInput rep;
+  rep.title = "unwedge demo-mask: masked autoencoding of " +
+              std::filesystem::path(p.in).filename().string();
+  rep.input = std::filesystem::absolute(p.in).string();
+  const std::string rows_note = " Each image shows the central XY | XZ slices of the " +
+                                std::to_string(s) + "^3 central cube; the first row is the "
+                                "original, then one row per setting: masked input | "
+                                "reconstruction.";
+  rep.sections = {
+      {"Hidden patches: masked input and reconstruction",
+       p.out + "/mask_patches.png",
+       "Fractions of " + std::to_string(pt) + "^3 patches hidden: " +
+           list(p.ratios, "%.2f") + "." + rows_note},
+      {"Reconstruction error vs mask ratio", p.out + "/error_vs_ratio.svg",
+       "MSE on the hidden patches over the cube's variance: the more is hidden, the less "
+       "context is left and the blurrier the reconstruction."},
+      {"Hidden Fourier wedge: wedged input and reconstruction",
+       p.out + "/mask_wedge.png",
+       "Hidden double-wedge widths about kz (degrees): " + list(p.widths, "%.0f") + "." +
+           rows_note},
+      {"Reconstruction error vs hidden wedge width", p.out + "/error_vs_wedge.svg",
+       "MSE of the whole cube over its variance, for the reconstruction (measured frequencies "
+       "kept, the wedge from the model) and for the wedged input itself."},
+  };
+  report_write(rep, p.out + "/report.html", p.overwrite);
   log_info("wrote {}/mask_patches.png, mask_wedge.png, error_vs_ratio.svg, error_vs_wedge.svg, "
-           "demo_mask.json (rows: original, then masked | reconstruction per ratio/width; "
-           "each image: XY | XZ central slices)", p.out);
+           "demo_mask.json and report.html (rows: original, then masked | reconstruction per "
+           "ratio/width; each image: XY | XZ central slices)", p.out);
 }
 
 }  // namespace
@@ -180,7 +225,7 @@ void add_demo_mask_command(CLI::App& root, GlobalOptions&) {
   auto p = std::make_shared<DemoParams>();
   CLI::App* cmd = root.add_subcommand(
       "demo-mask", "Masked-autoencoding demo: masked input and reconstruction vs mask ratio and "
-                   "vs hidden Fourier-wedge width (PNG, SVG, JSON)");
+                   "vs hidden Fourier-wedge width (PNG, SVG, JSON, report.html)");
   cmd->add_option("--in", p->in, "Volume holding one structure, MRC")->required();
   cmd->add_option("--out", p->out, "Output folder")->required();
   cmd->add_option("--ratios", p->ratios, "Fractions of patches hidden")

@@ -6,6 +6,7 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/methods/embed.h"
+#include "unwedge/methods/net_state.h"
 #include "unwedge/methods/unet_method.h"
 #include "unwedge/nn/vit3d.h"
 #include "unwedge/ops/rotate.h"
@@ -155,16 +156,10 @@ class Mae : public Method, public Embedder {
   void train(bool on) override { net_->train(on); }
   void to(torch::Device device) override { net_->to(device); }
   void save(torch::serialize::OutputArchive& archive) const override {
-    torch::serialize::OutputArchive net;
-    net_->save(net);
-    archive.write("net", net);
+    method_net_save(*net_, archive);
   }
   void load(torch::serialize::InputArchive& archive) override {
-    torch::serialize::InputArchive net;
-    if (!archive.try_read("net", net)) {
-      throw FormatError("method mae: saved state has no network ('net')");
-    }
-    net_->load(net);
+    method_net_load(name(), *net_, archive);
   }
   nlohmann::json options_json() const override { return options_; }
   std::array<int64_t, 3> receptive_field() const override {
