@@ -1,16 +1,28 @@
 // Training-step and restoration speed of the default n2n U-Net on this machine (JSON to stdout):
 // step time (patch^3, batch B) split into sampling and network, achieved network GFLOP/s next to
 // a measured matmul GFLOP/s, channels-last-3d vs the default layout, restoration Mvoxel/s and the
-// fraction of restoration time spent outside the network.
+// fraction of restoration time spent outside the network. First the BLAS: which library the
+// process mapped (/proc/self/maps), OpenBLAS's kernel, and matmul GFLOP/s (1024^2 and ViT-sized)
+// at 1 and 2 threads of both LibTorch and OpenBLAS (a single torch::mm is one BLAS call: its
+// threads are OpenBLAS's own, not LibTorch's).
 // usage: bench_train [--patch 64] [--batch 4] [--steps 3] [--volume 128] [--threads 0]
+//                    [--matmul-only 0]
+#include <dlfcn.h>
+
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "unwedge/core/threads.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/methods/unet_method.h"
@@ -42,11 +54,66 @@ double unet_forward_flops(const UNet3dOptions& o, double vox) {
   return f + 2 * double(o.base_channels() * o.out_channels()) * vox;  // head
 }
 
+/// Real paths of the BLAS/LAPACK/oneDNN/MKL libraries this process has mapped.
+std::vector<std::string> blas_libraries_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> found;
+  for (std::string line; std::getline(maps, line);) {
+    const auto slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    const std::string base = path.substr(path.rfind('/') + 1);
+    for (const char* key : {"blas", "lapack", "mkl", "dnnl", "blis"}) {
+      if (base.find(key) != std::string::npos) {
+        std::error_code ec;
+        auto real = std::filesystem::canonical(path, ec);
+        found.insert(ec ? path : real.string());
+      }
+    }
+  }
+  return {found.begin(), found.end()};
+}
+
+/// OpenBLAS's build string and kernel ("" when OpenBLAS is not loaded).
+std::string openblas_config() {
+  using StrFn = char* (*)();
+  auto cfg = reinterpret_cast<StrFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  auto core = reinterpret_cast<StrFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (cfg == nullptr) return "";
+  return std::string(cfg()) + (core != nullptr ? std::string(" kernel=") + core() : "");
+}
+
+/// This process's CPU time (all threads), seconds.
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+/// torch::mm [m, k] x [k, n] (float32): GFLOP/s over wall time (best of 3 timed blocks of
+/// `reps` products) and GFLOP per CPU-second of this process over the same block (on a shared
+/// machine the wall figure drops with the load, the CPU figure much less).
+nlohmann::json matmul_gflops(int64_t m, int64_t k, int64_t n, int reps) {
+  at::Tensor a = torch::randn({m, k}), b = torch::randn({k, n});
+  torch::mm(a, b);
+  double best = 1e30, best_cpu = 1e30;
+  for (int r = 0; r < 3; ++r) {
+    auto t = Clock::now();
+    const double c = cpu_seconds();
+    for (int i = 0; i < reps; ++i) torch::mm(a, b);
+    best = std::min(best, secs(t));
+    best_cpu = std::min(best_cpu, cpu_seconds() - c);
+  }
+  const double flop = double(reps) * 2.0 * double(m * k * n);
+  return {{"gflops_wall", flop / best / 1e9}, {"gflop_per_cpu_s", flop / best_cpu / 1e9}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int64_t patch = 64, batch = 4, steps = 3, volume = 128;
   int threads = 0;
+  bool matmul_only = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int64_t v = std::stoll(argv[i + 1]);
@@ -55,23 +122,44 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = v;
     else if (a == "--volume") volume = v;
     else if (a == "--threads") threads = int(v);
+    else if (a == "--matmul-only") matmul_only = v != 0;
   }
-  if (threads > 0) torch::set_num_threads(threads);
   torch::manual_seed(0);
   nlohmann::json out;
   out["bench"] = "train";
+
+  // BLAS: the library in use and matmul GFLOP/s at 1 and 2 threads (LibTorch and OpenBLAS
+  // together). ViT-sized: the MLP of the default mae encoder on a batch of 8 subtomograms of
+  // 32^3 (8 x 64 tokens of width 96 -> 384).
+  {
+    nlohmann::json blas;
+    blas["libraries_mapped"] = blas_libraries_mapped();
+    blas["openblas_config"] = openblas_config();
+    // As this bench measured before threads were set: OpenBLAS's own default pool (one thread
+    // per core unless OPENBLAS_NUM_THREADS says otherwise), whatever LibTorch's thread count.
+    using GetFn = int (*)();
+    auto get = reinterpret_cast<GetFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    blas["openblas_default_threads"] = get != nullptr ? get() : 0;
+    blas["matmul_2048_openblas_default_threads"] = matmul_gflops(2048, 2048, 2048, 3);
+    for (int t : {1, 2}) {
+      torch::set_num_threads(t);
+      const bool openblas = blas_threads_set(t) > 0;
+      const std::string key = std::to_string(t) + (t == 1 ? "_thread" : "_threads");
+      blas["matmul_1024_" + key] = matmul_gflops(1024, 1024, 1024, 4);
+      blas["matmul_vit_512x96x384_" + key] = matmul_gflops(512, 96, 384, 200);
+      blas["openblas_threads_set"] = openblas;
+    }
+    out["blas"] = blas;
+  }
+  if (matmul_only) {
+    std::printf("%s\n", out.dump(1).c_str());
+    return 0;
+  }
+  // The rest runs as unwedge does: LibTorch's threads, OpenBLAS at 1 thread.
+  threads_set(threads);
   out["threads"] = torch::get_num_threads();
   out["patch"] = patch;
   out["batch"] = batch;
-
-  // Machine reference: float32 matmul.
-  {
-    at::Tensor a = torch::randn({2048, 2048}), b = torch::randn({2048, 2048});
-    torch::mm(a, b);
-    auto t = Clock::now();
-    for (int i = 0; i < 3; ++i) torch::mm(a, b);
-    out["matmul_gflops"] = 3 * 2.0 * 2048.0 * 2048.0 * 2048.0 / secs(t) / 1e9;
-  }
 
   auto method = method_create("n2n");
   auto* um = dynamic_cast<UNetMethod*>(method.get());
