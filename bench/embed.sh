@@ -7,9 +7,12 @@
 #
 # Environment (defaults in brackets): UNWEDGE [build/unwedge], PRESET [standard], SEED [1],
 # MINUTES [10] CPU minutes per method (--budget-clock cpu: fair on a shared machine),
-# THREADS [1], BOX [32] (training patch = embedding box = raw baseline box), K [5], FOLDS [5],
+# THREADS [1], BOX [32] (training patch), EMBED_BOX [BOX] (box embedded around each particle,
+# also the raw baseline's box), K [5], FOLDS [5],
 # MAE_OPTS, CON_OPTS (extra --opt KEY=VALUE for each method), MAE_BATCH [8], CON_BATCH [16],
-# PARALLEL [1] (train both methods at once), RESULT [OUT/embed_<preset>.json].
+# PARALLEL [1] (train both methods at once), TRAIN [1] (0: reuse OUT's mae.uwm and
+# contrastive.uwm and their logs, e.g. to embed with another EMBED_BOX),
+# RESULT [OUT/embed_<preset>.json].
 #
 # Training sees the tomogram and the particles' positions (a picked-particle mask: patches are
 # centred on particle centres), never their classes; the classes in particles.csv are read only
@@ -22,6 +25,7 @@ SEED=${SEED:-1}
 MINUTES=${MINUTES:-10}
 THREADS=${THREADS:-1}
 BOX=${BOX:-32}
+EMBED_BOX=${EMBED_BOX:-$BOX}
 K=${K:-5}
 FOLDS=${FOLDS:-5}
 MAE_BATCH=${MAE_BATCH:-8}
@@ -69,7 +73,9 @@ train() {  # method batch opts...
     --no-progress --overwrite "${extra[@]}" > "$method.log" 2>&1
 }
 # shellcheck disable=SC2086
-if [[ "$PARALLEL" == 1 ]]; then
+if [[ "${TRAIN:-1}" != 1 ]]; then
+  echo "TRAIN=${TRAIN:-1}: reusing mae.uwm and contrastive.uwm in $OUT"
+elif [[ "$PARALLEL" == 1 ]]; then
   train mae "$MAE_BATCH" $MAE_OPTS &
   train contrastive "$CON_BATCH" $CON_OPTS &
   wait %1 && wait %2
@@ -80,15 +86,15 @@ fi
 
 for m in mae contrastive; do
   "$UNWEDGE" --threads "$THREADS" embed --model "$m.uwm" --in data/tomo.mrc \
-    --coords data/particles.csv --out "$m.emb.csv" --box "$BOX" --overwrite
+    --coords data/particles.csv --out "$m.emb.csv" --box "$EMBED_BOX" --overwrite
   "$UNWEDGE" --threads "$THREADS" eval-embed --emb "$m.emb.csv" --labels data/particles.csv \
     --k "$K" --folds "$FOLDS" --json "$m.eval.json" --svg "$m.pca.svg" --overwrite | tee "$m.eval.txt"
 done
 "$UNWEDGE" --threads "$THREADS" eval-embed --labels data/particles.csv --raw data/tomo.mrc \
-  --coords data/particles.csv --box "$BOX" --k "$K" --folds "$FOLDS" --json raw.eval.json \
+  --coords data/particles.csv --box "$EMBED_BOX" --k "$K" --folds "$FOLDS" --json raw.eval.json \
   --overwrite | tee raw.eval.txt
 
-PRESET=$PRESET MINUTES=$MINUTES THREADS=$THREADS BOX=$BOX MAE_OPTS="$MAE_OPTS" \
+PRESET=$PRESET MINUTES=$MINUTES THREADS=$THREADS BOX=$BOX EMBED_BOX=$EMBED_BOX MAE_OPTS="$MAE_OPTS" \
   CON_OPTS="$CON_OPTS" MAE_BATCH=$MAE_BATCH CON_BATCH=$CON_BATCH RESULT=$RESULT "$PY" - <<'EOF'
 import json, os, re
 env = os.environ
@@ -98,7 +104,7 @@ def steps(log):
 meta = json.load(open("data/meta.json"))
 raw = json.load(open("raw.eval.json"))
 out = {"bench": "embed", "preset": env["PRESET"], "cpu_minutes_per_method": float(env["MINUTES"]),
-       "threads": int(env["THREADS"]), "box": int(env["BOX"]), "k": raw["k"], "folds": raw["folds"],
+       "threads": int(env["THREADS"]), "box": int(env["BOX"]), "embed_box": int(env["EMBED_BOX"]), "k": raw["k"], "folds": raw["folds"],
        "particles": raw["raw_voxels"]["n"], "classes": len(raw["classes"]),
        "chance_majority": raw["chance"], "simulation": {k: meta.get(k) for k in ("seed", "cc_tomo_gt") if k in meta},
        "raw_voxels": raw["raw_voxels"], "methods": {}}
