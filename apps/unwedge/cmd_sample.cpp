@@ -3,6 +3,8 @@
 // mean, std and credible-interval bounds (input scale and header), the samples
 // (--save-samples), summary.json (ESS, acceptance, time, options, calibration against --truth)
 // and report.html (mean, std and error maps, a flip-book strip of XZ slices of a few samples).
+// Under launch/torchrun/SLURM the tomogram is cut into Z slabs, one per rank, written into the
+// same files with restore's handshake; rank 0 merges the statistics and writes summary and report.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +20,7 @@
 #include "unwedge/eval/metrics.h"
 #include "unwedge/eval/png.h"
 #include "unwedge/eval/report.h"
+#include "unwedge/infer/partition.h"
 #include "unwedge/infer/sample.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/posterior.h"
@@ -60,6 +63,92 @@ double bounds_coverage(const at::Tensor& mean, const at::Tensor& lower, const at
   return in.to(torch::kDouble).mean().item<double>();
 }
 
+/// The writers of `paths`, with restore's handshake when the slab is shared (several ranks write
+/// sections of one file): rank 0 creates and sizes the temporary file, the others attach to it.
+std::vector<std::unique_ptr<MrcSlabWriter>> open_writers(const std::vector<std::string>& paths,
+                                                         const std::array<int64_t, 3>& shape,
+                                                         const VolumeMeta& meta,
+                                                         const MrcWriteOptions& wo, bool shared,
+                                                         Distributed& dist) {
+  std::vector<std::unique_ptr<MrcSlabWriter>> writers;
+  for (const auto& o : paths) {
+    if (!shared || dist.is_main()) {
+      writers.push_back(std::make_unique<MrcSlabWriter>(o, shape, meta, wo));
+    }
+    if (shared) {
+      const std::string tmp =
+          dist.broadcast_string(dist.is_main() ? writers.back()->tmp_path() : std::string());
+      if (!dist.is_main()) writers.push_back(MrcSlabWriter::attach(o, tmp, shape, meta, wo));
+    }
+  }
+  return writers;
+}
+
+/// Commits the writers; shared ones: header statistics merged across ranks, rank 0 renames, and
+/// every rank waits until the files are in place.
+void commit_writers(std::vector<std::unique_ptr<MrcSlabWriter>>& writers, bool shared,
+                    Distributed& dist) {
+  if (!shared) {
+    for (auto& w : writers) w->commit();
+    return;
+  }
+  for (auto& w : writers) {
+    if (!dist.is_main()) w->close();  // flushed before rank 0 patches the header
+    const MrcStats st = w->stats();
+    const std::vector<double> all =
+        dist.allgather({double(st.count), st.mean, st.m2, st.min, st.max});
+    if (dist.is_main()) {
+      MrcStats merged;
+      for (int r = 0; r < dist.world_size(); ++r) {
+        const double* v = all.data() + 5 * r;
+        merged = mrc_stats_merge(merged, MrcStats{int64_t(v[0]), v[1], v[2], v[3], v[4]});
+      }
+      w->commit_shared(merged);
+    }
+  }
+  dist.barrier();
+}
+
+/// The run's statistics over all ranks: ESS min of the minima, ESS mean and MALA acceptance
+/// weighted by tiles, time the slowest rank's, XZ planes summed (each rank's is zero outside
+/// its slab).
+void merge_stats(SampleStats& st, Distributed& dist) {
+  if (dist.world_size() == 1) return;
+  const std::vector<double> all = dist.allgather(
+      {double(st.tiles), st.ess_min, st.ess_mean, st.acceptance, st.seconds});
+  SampleStats m = st;
+  m.tiles = 0;
+  m.ess_min = 0;
+  m.seconds = 0;
+  double ess_sum = 0, acc_sum = 0, acc_tiles = 0;
+  bool first = true;
+  for (int r = 0; r < dist.world_size(); ++r) {
+    const double* v = all.data() + 5 * r;
+    if (v[0] <= 0) continue;  // an empty slab drew nothing
+    m.tiles += int64_t(v[0]);
+    m.ess_min = first ? v[1] : std::min(m.ess_min, v[1]);
+    first = false;
+    ess_sum += v[0] * v[2];
+    if (v[3] >= 0) {
+      acc_sum += v[0] * v[3];
+      acc_tiles += v[0];
+    }
+  }
+  for (int r = 0; r < dist.world_size(); ++r) m.seconds = std::max(m.seconds, all[5 * r + 4]);
+  m.ess_mean = m.tiles > 0 ? ess_sum / double(m.tiles) : 0;
+  m.acceptance = acc_tiles > 0 ? acc_sum / acc_tiles : -1;
+  for (auto& x : m.xz) {
+    at::Tensor flat = x.to(torch::kDouble).contiguous().view({-1});
+    std::vector<double> mine(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel());
+    const std::vector<double> every = dist.allgather(mine);
+    at::Tensor sum = torch::from_blob(const_cast<double*>(every.data()),
+                                      {dist.world_size(), flat.numel()}, torch::kDouble)
+                         .sum(0);
+    x = sum.view(x.sizes()).to(torch::kFloat);
+  }
+  st = m;
+}
+
 json options_json(const SampleParams& p) {
   const PosteriorOptions& po = p.sample.posterior;
   return {{"model", p.model},
@@ -91,11 +180,6 @@ json options_json(const SampleParams& p) {
 }
 
 void run_sample(SampleParams& p, const GlobalOptions& g) {
-  const DistConfig dc = dist_config_from_environ();
-  if (dc.distributed()) {
-    throw ValueError("unwedge sample runs on one rank, but " + dc.launcher + " started " +
-                     std::to_string(dc.world_size) + ": start it without launch/torchrun/srun");
-  }
   const bool pair = !p.even.empty() || !p.odd.empty();
   if (pair && !p.in.empty()) throw ValueError("give either --in or --even/--odd, not both");
   if (pair && (p.even.empty() || p.odd.empty())) throw ValueError("--even needs --odd");
@@ -138,6 +222,13 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
   for (const auto& o : all) {  // a folder not yet created holds nothing to overwrite
     if (fs::is_directory(fs::path(o).parent_path())) output_check_writable(o, p.overwrite);
   }
+  // Several ranks when started by `unwedge launch`, torchrun or SLURM: the tomogram is cut into
+  // Z slabs, one per rank, each written into the shared output files (like restore).
+  Distributed dist(dist_config_from_environ());
+  if (!dist.is_main()) log_set_level(LogLevel::quiet);
+  dist.check_same("the sample command (model, inputs, outputs, options)",
+                  p.model + "|" + g.command_line);
+  dist.barrier();  // every rank has checked the outputs before any is written
 
   LoadedCheckpoint ck = checkpoint_load(p.model);
   const CheckpointInfo& info = ck.info;
@@ -151,12 +242,13 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
     throw ValueError(p.model + " is a tilt-series-domain model; unwedge sample takes tomograms");
   }
   SampleOptions so = p.sample;
-  so.tiling.progress = !p.no_progress && !g.quiet;
+  so.tiling.progress = !p.no_progress && !g.quiet && dist.is_main();
   std::string trained_on = info.train_options.value("device", "cpu");
   so.tiling.device = device_resolve(
       !p.device.empty() && p.device != "model" ? p.device
       : (trained_on.rfind("cuda", 0) == 0 && torch::cuda::is_available()) ? trained_on
-                                                                          : "cpu");
+                                                                          : "cpu",
+      dist.world_size() > 1 ? dist.config().local_rank : -1);
   if (so.tiling.tile == 0) {
     so.tiling.tile = info.train_options.value("patch", int64_t(64)) + so.tiling.overlap;
   }
@@ -220,10 +312,10 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
   wo.mode = p.mode;
   wo.overwrite = p.overwrite;
   wo.label = output_label(g);
-  std::vector<std::unique_ptr<MrcSlabWriter>> writers;
-  for (const auto& o : vol_paths) {
-    writers.push_back(std::make_unique<MrcSlabWriter>(o, shape, files[0]->meta(), wo));
-  }
+  const WorkSlab slab = partition_for_rank({shape}, dist.rank(), dist.world_size()).at(0);
+  const bool shared = !slab.whole;
+  std::vector<std::unique_ptr<MrcSlabWriter>> writers =
+      open_writers(vol_paths, shape, files[0]->meta(), wo, shared, dist);
   auto to_input_scale = [stats](MrcSlabWriter* w) {
     return SlabSink([w, stats](int64_t z0, const at::Tensor& s) { w->write_slab(z0, norm_invert(s, stats)); });
   };
@@ -236,8 +328,24 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
   sinks.upper = to_input_scale(writers[3].get());
   for (size_t k = 4; k < writers.size(); ++k) sinks.samples.push_back(to_input_scale(writers[k].get()));
 
-  SampleStats st = sample_stream(*ck.method, shape, readers, sinks, so);
-  for (auto& w : writers) w->commit();
+  so.tiling.z_begin = slab.z0;
+  so.tiling.z_end = slab.z1;
+  if (dist.world_size() > 1) {
+    log_info("{} ranks share the sections; rank 0 samples {}..{} of {}", dist.world_size(),
+             slab.z0, slab.z1, shape[0]);
+  }
+  SampleStats st;
+  st.draws = po.n;
+  if (slab.z1 > slab.z0) {
+    st = sample_stream(*ck.method, shape, readers, sinks, so);
+  } else {  // an empty slab (fewer sections than ranks): nothing drawn, blank XZ planes
+    for (int64_t k = 0; k < std::min<int64_t>(std::max<int64_t>(so.xz_planes, 0), po.n); ++k) {
+      st.xz.push_back(torch::zeros({shape[0], shape[2]}, torch::kFloat));
+    }
+  }
+  commit_writers(writers, shared, dist);
+  merge_stats(st, dist);
+  if (!dist.is_main()) return;  // rank 0 writes the summary and the report
 
   json summary = {{"method", ck.method->name()},
                   {"model_step", info.step},
