@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "cli_common.h"
+#include "shared_writers.h"
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
@@ -214,19 +215,8 @@ void restore_job(const RestoreParams& p, const GlobalOptions& g, Method& method,
   wo.overwrite = p.overwrite;
   wo.label = output_label(g);
   const bool shared = !slab.whole;
-  std::vector<std::unique_ptr<MrcSlabWriter>> writers;
-  for (const auto& o : job.outs) {
-    if (!shared || dist.is_main()) {
-      writers.push_back(std::make_unique<MrcSlabWriter>(o, shape, job.files[0]->meta(), wo));
-    }
-    if (shared) {  // rank 0 has created and sized the file; the others open it
-      const std::string tmp = dist.broadcast_string(dist.is_main() ? writers.back()->tmp_path()
-                                                                   : std::string());
-      if (!dist.is_main()) {
-        writers.push_back(MrcSlabWriter::attach(o, tmp, shape, job.files[0]->meta(), wo));
-      }
-    }
-  }
+  std::vector<std::unique_ptr<MrcSlabWriter>> writers =
+      shared_writers_open(job.outs, shape, job.files[0]->meta(), wo, shared, dist);
   std::vector<SlabSink> sinks;
   for (auto& w : writers) {
     MrcSlabWriter* wp = w.get();
@@ -242,27 +232,14 @@ void restore_job(const RestoreParams& p, const GlobalOptions& g, Method& method,
   ro.z_begin = slab.z0;
   ro.z_end = slab.z1;
   if (slab.z1 > slab.z0) restore_stream(method, shape, readers, sinks, ro);
-  if (!shared) {
-    for (auto& w : writers) w->commit();
-    for (const auto& o : job.outs) log_info("wrote {}", o);
-    return;
-  }
-  for (size_t k = 0; k < writers.size(); ++k) {
-    if (!dist.is_main()) writers[k]->close();  // flushed before rank 0 patches the header
-    const MrcStats st = writers[k]->stats();
-    const std::vector<double> all = dist.allgather(
-        {double(st.count), st.mean, st.m2, st.min, st.max});
-    if (dist.is_main()) {
-      MrcStats merged;
-      for (int r = 0; r < dist.world_size(); ++r) {
-        const double* v = all.data() + 5 * r;
-        merged = mrc_stats_merge(merged, MrcStats{int64_t(v[0]), v[1], v[2], v[3], v[4]});
-      }
-      writers[k]->commit_shared(merged);
-      log_info("wrote {} ({} ranks)", job.outs[k], dist.world_size());
+  shared_writers_commit(writers, shared, dist);
+  for (const auto& o : job.outs) {
+    if (!shared) {
+      log_info("wrote {}", o);
+    } else if (dist.is_main()) {
+      log_info("wrote {} ({} ranks)", o, dist.world_size());
     }
   }
-  dist.barrier();  // the file is in place when any rank returns
 }
 
 void run_restore(RestoreParams& p, const GlobalOptions& g) {

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "cli_common.h"
+#include "shared_writers.h"
 #include "unwedge/core/device.h"
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
@@ -63,51 +64,6 @@ double bounds_coverage(const at::Tensor& mean, const at::Tensor& lower, const at
   return in.to(torch::kDouble).mean().item<double>();
 }
 
-/// The writers of `paths`, with restore's handshake when the slab is shared (several ranks write
-/// sections of one file): rank 0 creates and sizes the temporary file, the others attach to it.
-std::vector<std::unique_ptr<MrcSlabWriter>> open_writers(const std::vector<std::string>& paths,
-                                                         const std::array<int64_t, 3>& shape,
-                                                         const VolumeMeta& meta,
-                                                         const MrcWriteOptions& wo, bool shared,
-                                                         Distributed& dist) {
-  std::vector<std::unique_ptr<MrcSlabWriter>> writers;
-  for (const auto& o : paths) {
-    if (!shared || dist.is_main()) {
-      writers.push_back(std::make_unique<MrcSlabWriter>(o, shape, meta, wo));
-    }
-    if (shared) {
-      const std::string tmp =
-          dist.broadcast_string(dist.is_main() ? writers.back()->tmp_path() : std::string());
-      if (!dist.is_main()) writers.push_back(MrcSlabWriter::attach(o, tmp, shape, meta, wo));
-    }
-  }
-  return writers;
-}
-
-/// Commits the writers; shared ones: header statistics merged across ranks, rank 0 renames, and
-/// every rank waits until the files are in place.
-void commit_writers(std::vector<std::unique_ptr<MrcSlabWriter>>& writers, bool shared,
-                    Distributed& dist) {
-  if (!shared) {
-    for (auto& w : writers) w->commit();
-    return;
-  }
-  for (auto& w : writers) {
-    if (!dist.is_main()) w->close();  // flushed before rank 0 patches the header
-    const MrcStats st = w->stats();
-    const std::vector<double> all =
-        dist.allgather({double(st.count), st.mean, st.m2, st.min, st.max});
-    if (dist.is_main()) {
-      MrcStats merged;
-      for (int r = 0; r < dist.world_size(); ++r) {
-        const double* v = all.data() + 5 * r;
-        merged = mrc_stats_merge(merged, MrcStats{int64_t(v[0]), v[1], v[2], v[3], v[4]});
-      }
-      w->commit_shared(merged);
-    }
-  }
-  dist.barrier();
-}
 
 /// The run's statistics over all ranks: ESS min of the minima, ESS mean and MALA acceptance
 /// weighted by tiles, time the slowest rank's, XZ planes summed (each rank's is zero outside
@@ -315,7 +271,7 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
   const WorkSlab slab = partition_for_rank({shape}, dist.rank(), dist.world_size()).at(0);
   const bool shared = !slab.whole;
   std::vector<std::unique_ptr<MrcSlabWriter>> writers =
-      open_writers(vol_paths, shape, files[0]->meta(), wo, shared, dist);
+      shared_writers_open(vol_paths, shape, files[0]->meta(), wo, shared, dist);
   auto to_input_scale = [stats](MrcSlabWriter* w) {
     return SlabSink([w, stats](int64_t z0, const at::Tensor& s) { w->write_slab(z0, norm_invert(s, stats)); });
   };
@@ -343,7 +299,7 @@ void run_sample(SampleParams& p, const GlobalOptions& g) {
       st.xz.push_back(torch::zeros({shape[0], shape[2]}, torch::kFloat));
     }
   }
-  commit_writers(writers, shared, dist);
+  shared_writers_commit(writers, shared, dist);
   merge_stats(st, dist);
   if (!dist.is_main()) return;  // rank 0 writes the summary and the report
 

@@ -1,0 +1,28 @@
+// Output files that several ranks write together (restore and sample split one tomogram into Z
+// slabs): rank 0 creates and sizes the temporary file, the others attach to it, every rank writes
+// its sections, the header statistics are merged across ranks and rank 0 renames.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "unwedge/io/mrc.h"
+#include "unwedge/train/distributed.h"
+
+namespace unwedge::cli {
+
+/// The writers of `paths`; with `shared`, the handshake above (collective: every rank calls it).
+std::vector<std::unique_ptr<MrcSlabWriter>> shared_writers_open(const std::vector<std::string>& paths,
+                                                                const std::array<int64_t, 3>& shape,
+                                                                const VolumeMeta& meta,
+                                                                const MrcWriteOptions& wo,
+                                                                bool shared, Distributed& dist);
+
+/// Commits the writers; shared ones: statistics merged across ranks, rank 0 patches the header
+/// and renames, and every rank waits until the files are in place (collective).
+void shared_writers_commit(std::vector<std::unique_ptr<MrcSlabWriter>>& writers, bool shared,
+                           Distributed& dist);
+
+}  // namespace unwedge::cli
