@@ -202,14 +202,7 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
     flush_to(z0);
     for (size_t k = 0; k < n_acc; ++k) {
       if (!slot_used(k)) continue;
-      at::Tensor fresh = torch::zeros({tz, ay.padded, ax.padded}, torch::kFloat);
-      if (acc[k].defined()) {
-        int64_t keep_end = base + acc[k].size(0);
-        if (keep_end > z0) {
-          fresh.slice(0, 0, keep_end - z0).copy_(acc[k].slice(0, z0 - base, keep_end - base));
-        }
-      }
-      acc[k] = fresh;
+      acc[k] = tile_accumulator_rebase(acc[k], base, z0, tz, ay.padded, ax.padded);
     }
     base = z0;
     const at::Tensor wz = az.window(iz);

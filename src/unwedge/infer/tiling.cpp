@@ -92,4 +92,16 @@ at::Tensor tile_window_3d(const at::Tensor& wz, const at::Tensor& wy, const at::
   return wz.view({-1, 1, 1}) * wy.view({1, -1, 1}) * wx.view({1, 1, -1});  // [Z, Y, X]
 }
 
+at::Tensor tile_accumulator_rebase(const at::Tensor& acc, int64_t base, int64_t z0, int64_t depth,
+                                   int64_t ny, int64_t nx) {
+  at::Tensor fresh = torch::zeros({depth, ny, nx}, torch::kFloat);
+  if (acc.defined()) {
+    const int64_t keep_end = base + acc.size(0);
+    if (keep_end > z0) {
+      fresh.slice(0, 0, keep_end - z0).copy_(acc.slice(0, z0 - base, keep_end - base));
+    }
+  }
+  return fresh;
+}
+
 }  // namespace unwedge

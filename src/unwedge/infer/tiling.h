@@ -46,4 +46,10 @@ TilePlan tile_plan_make(const std::array<int64_t, 3>& shape, const std::array<in
 /// Outer product of three 1D windows: [Z] x [Y] x [X] -> [Z, Y, X].
 at::Tensor tile_window_3d(const at::Tensor& wz, const at::Tensor& wy, const at::Tensor& wx);
 
+/// A streaming accumulator that covered sections [base, base + acc.size(0)) re-based at z0
+/// (>= base): a zero float tensor [depth, Y, X] holding what acc had added to [z0, old end).
+/// acc may be undefined (the first row).
+at::Tensor tile_accumulator_rebase(const at::Tensor& acc, int64_t base, int64_t z0, int64_t depth,
+                                   int64_t ny, int64_t nx);
+
 }  // namespace unwedge
