@@ -23,7 +23,9 @@
 # instead of a budget, for tests), THREADS [2], PATCH [32], BATCH [4], TRAIN_OPTS []
 # (extra train flags, e.g. "--opt depth=1"), N [16] (draws), GAMMAS ["0.25 0.5 1 2 4"],
 # LANGEVIN_OPTS [] (extra sample flags for cryowgen-langevin, e.g. "--steps 50 --mala"),
-# TILE [0] (0: patch + overlap), OVERLAP [16], WITH_OT [1],
+# TILE [0] (0: patch + overlap), OVERLAP [16], WITH_OT [1], DEVICE [cpu] (training, sampling
+# and restoring device, e.g. cuda), BUDGET_CLOCK [cpu] (clock of MINUTES: cpu or wall),
+# PY [/usr/bin/python3] (a python3 with numpy and mrcfile),
 # RESULT [bench/results/posterior_<preset>.json].
 set -euo pipefail
 OUT=${1:-posterior-run}
@@ -42,8 +44,10 @@ LANGEVIN_OPTS=${LANGEVIN_OPTS:-}
 TILE=${TILE:-0}
 OVERLAP=${OVERLAP:-16}
 WITH_OT=${WITH_OT:-1}
+DEVICE=${DEVICE:-cpu}
+BUDGET_CLOCK=${BUDGET_CLOCK:-cpu}
 RESULT=${RESULT:-bench/results/posterior_$PRESET.json}
-PY=/usr/bin/python3
+PY=${PY:-/usr/bin/python3}
 UNWEDGE=$(realpath "$UNWEDGE")
 U=("$UNWEDGE" -q --threads "$THREADS")
 mkdir -p "$OUT" "$(dirname "$RESULT")"
@@ -67,14 +71,15 @@ for path, first in ((sys.argv[2], True), (sys.argv[3], False)):
         f.voxel_size = vs
 EOF
 
-budget=(--minutes "$MINUTES" --budget-clock cpu)
+budget=(--minutes "$MINUTES" --budget-clock "$BUDGET_CLOCK")
 [[ -n $STEPS ]] && budget=(--steps "$STEPS")
 # shellcheck disable=SC2206
 train_extra=($TRAIN_OPTS)
 train() {  # train METHOD OUT.uwm
   if [[ ! -f $2 ]]; then
     "${U[@]}" train --method "$1" --even "$D/even.mrc" --odd "$D/odd.mrc" --out "$2" \
-      --patch "$PATCH" --batch "$BATCH" --seed "$SEED" --no-progress "${budget[@]}" \
+      --patch "$PATCH" --batch "$BATCH" --seed "$SEED" --device "$DEVICE" --no-progress \
+      "${budget[@]}" \
       "${train_extra[@]}"
   fi
 }
@@ -82,7 +87,8 @@ sample() {  # sample MODEL DIR [extra flags]
   local model=$1 dir=$2
   shift 2
   "${U[@]}" sample --model "$model" --even "$D/even.mrc" --odd "$D/odd.mrc" --out-dir "$dir" \
-    --n "$N" --seed "$SEED" --tile "$TILE" --overlap "$OVERLAP" --no-progress --overwrite "$@"
+    --n "$N" --seed "$SEED" --tile "$TILE" --overlap "$OVERLAP" --device "$DEVICE" --no-progress \
+    --overwrite "$@"
 }
 evaluate() {  # evaluate MEAN STD MASK JSON
   "${U[@]}" eval --in "$1" --truth "$D/gt.mrc" --std "$2" --mask "$3" --json "$4" --overwrite \
@@ -140,15 +146,16 @@ calibrate_std "$OUT/langevin"
 if [[ $WITH_OT == 1 ]]; then
   train cryogen-ot "$OUT/ot.uwm"
   "${U[@]}" restore --model "$OUT/ot.uwm" --even "$D/even.mrc" --odd "$D/odd.mrc" \
-    --out "$OUT/ot.mrc" --tile "$TILE" --overlap "$OVERLAP" --no-progress --overwrite
+    --out "$OUT/ot.mrc" --tile "$TILE" --overlap "$OVERLAP" --device "$DEVICE" --no-progress \
+    --overwrite
   "${U[@]}" eval --in "$OUT/ot.mrc" --truth "$D/gt.mrc" --mask "$OUT/mask_B.mrc" \
     --json "$OUT/ot_eval_B.json" --overwrite > /dev/null
 fi
 
 "$PY" - "$OUT" "$RESULT" "$PRESET" "$SEED" "$MINUTES" "$STEPS" "$THREADS" "$N" "$WITH_OT" \
-  "$GAMMAS" <<'EOF'
+  "$GAMMAS" "$DEVICE" "$BUDGET_CLOCK" <<'EOF'
 import json, os, sys, platform
-out, result, preset, seed, minutes, steps, threads, n, with_ot, gammas = sys.argv[1:11]
+out, result, preset, seed, minutes, steps, threads, n, with_ot, gammas, device, clock = sys.argv[1:13]
 keys = ["cc", "psnr_db", "cc_wedge_band", "cc_deep_wedge_band", "coverage_50", "coverage_90",
         "std_error_cc"]
 def metrics(path):
@@ -173,7 +180,9 @@ gbest = next(g for g in gammas.split() if float(g) == best["gamma"])
 lv = os.path.join(out, "langevin")
 res = {
     "bench": "posterior", "preset": preset, "seed": int(seed),
-    "budget": ({"steps": int(steps)} if steps else {"cpu_minutes": float(minutes)}),
+    "budget": ({"steps": int(steps)} if steps else
+               {("cpu_minutes" if clock == "cpu" else "wall_minutes"): float(minutes)}),
+    "device": device,
     "threads": int(threads), "draws": int(n), "host": platform.node(), "cpus": os.cpu_count(),
     "regions": {"calibrate": "A: y < Y/2", "score": "B: y >= Y/2"},
     "cryowgen-mc": {"train": train_info(os.path.join(out, "mc.uwm")),

@@ -49,6 +49,7 @@ struct BenchParams {
   std::string precision = "fp32";  ///< fp32 | bf16, for the train and restore children
   std::string out;
   bool overwrite = false;
+  bool resume = false;  ///< continue: train on from OUT/METHOD/model.uwm where it exists
 };
 
 struct ChildRun {
@@ -104,8 +105,9 @@ std::string find_log(const fs::path& dir) {
 void run_bench(const BenchParams& p) {
   fs::path out(p.out);
   fs::create_directories(out);
-  output_check_writable((out / "bench.json").string(), p.overwrite);
-  output_check_writable((out / "report.html").string(), p.overwrite);
+  const bool replace = p.overwrite || p.resume;  // a resumed bench rewrites its own outputs
+  output_check_writable((out / "bench.json").string(), replace);
+  output_check_writable((out / "report.html").string(), replace);
   for (const auto& m : p.methods) method_registry().get(m);  // unknown names fail first
   const std::string device = device_resolve(p.device);  // auto -> cpu or cuda, once for all
   device_parse(device);  // a bad name, or CUDA without a GPU, fails before any child runs
@@ -121,7 +123,8 @@ void run_bench(const BenchParams& p) {
 
   fs::path data = p.data.empty() ? out / "data" : fs::path(p.data);
   ChildRun sim;
-  if (p.data.empty()) {
+  const bool simulated = p.resume && fs::exists(data / "gt.mrc") && fs::exists(data / "odd.mrc");
+  if (p.data.empty() && !simulated) {
     fs::create_directories(data);
     sim = run_self({"simulate", "--preset", p.preset, "--seed", std::to_string(p.seed),
                     "--tilt-min", tmin, "--tilt-max", tmax, "--out", data.string(),
@@ -170,7 +173,11 @@ void run_bench(const BenchParams& p) {
                                    std::to_string(p.patch), "--batch", std::to_string(p.batch),
                                    "--seed", std::to_string(p.seed), "--tilt-range", tmin, tmax,
                                    "--device", device, "--precision", p.precision,
-                                   "--no-progress", "--overwrite"};
+                                   "--no-progress"};
+    // --resume: a checkpoint left by an interrupted bench is trained on to the same budget (its
+    // history keeps the elapsed budget); train does nothing more when the budget is spent.
+    const bool resumed = p.resume && fs::exists(dir / "model.uwm");
+    train.push_back(resumed ? "--resume" : "--overwrite");
     if (p.minutes > 0) {
       train.insert(train.end(), {"--minutes", std::to_string(p.minutes), "--budget-clock",
                                  p.budget_clock});
@@ -191,6 +198,7 @@ void run_bench(const BenchParams& p) {
     if (!log.empty()) (*m)["loss_log"] = rel(dir / log);
     (*m)["budget"] = budget;
     (*m)["train_s"] = tr.wall_s;
+    if (resumed) (*m)["resumed"] = true;
     (*m)["restore_s"] = rs.wall_s;
     (*m)["peak_rss_mb"] = std::max(tr.peak_rss_mb, rs.peak_rss_mb);
   }
@@ -208,9 +216,9 @@ void run_bench(const BenchParams& p) {
                         {"precision", p.precision},
                         {"simulate_s", sim.wall_s}}},
              {"methods", methods}};
-  write_text_file_atomic((out / "bench.json").string(), bench.dump(1) + "\n", p.overwrite);
+  write_text_file_atomic((out / "bench.json").string(), bench.dump(1) + "\n", replace);
   report_write(report_input_read((out / "bench.json").string()), (out / "report.html").string(),
-               p.overwrite);
+               replace);
   std::printf("%-48s %8s %8s %8s %10s\n", "method", "PSNR", "SSIM", "CC", "CC wedge");
   for (const auto& m : methods) {
     const json& mt = m.at("eval").at("metrics");
@@ -269,6 +277,10 @@ void add_bench_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--out", p->out, "Output folder")->required();
   add_overwrite_flag(*cmd, p->overwrite);
+  cmd->add_flag("--resume", p->resume,
+                "Continue an interrupted bench in --out with the same options: a method whose "
+                "OUT/METHOD/model.uwm exists is trained on from that checkpoint up to the budget "
+                "instead of from scratch; restorations, bench.json and report.html are rewritten");
   cmd->callback([p] { run_bench(*p); });
 }
 

@@ -91,3 +91,13 @@ check dist-bench-device 0 "" -- "$BIN" -q --threads 1 bench --data "$D/data" --m
   --steps 2 --patch 16 --batch 2 --device auto --precision bf16 --out "$D/bench"
 check dist-bench-device-json 0 '"device": "(cpu|cuda)"' -- grep -A1 '"device"' "$D/bench/bench.json"
 check dist-bench-child-precision 0 "" -- grep -aq '"precision":"bf16"' "$D/bench/n2n/model.uwm"
+# bench --resume: an existing model is trained on from its checkpoint up to the (here raised)
+# budget, not retrained: its log keeps the first run's line and gains one; without --resume or
+# --overwrite the outputs are refused.
+check bench-again-refused 1 "exists" -- "$BIN" -q --threads 1 bench --data "$D/data" \
+  --methods n2n --steps 2 --patch 16 --batch 2 --precision bf16 --out "$D/bench"
+check bench-resume 0 "n2n" -- "$BIN" --threads 1 bench --data "$D/data" --methods n2n \
+  --steps 4 --patch 16 --batch 2 --precision bf16 --resume --out "$D/bench"
+check bench-resume-json 0 '"resumed": true' -- cat "$D/bench/bench.json"
+check bench-resume-continued 0 '"step":2,.*"step":4,' -- bash -c \
+  "grep -o '\"step\":[0-9]*,' '$D/bench/n2n/model.train.jsonl' | tr -d '\n'"

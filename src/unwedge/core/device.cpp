@@ -1,6 +1,7 @@
 #include "unwedge/core/device.h"
 
 #include <ATen/autocast_mode.h>
+#include <torch/version.h>
 #include <torch/cuda.h>
 
 #include "unwedge/core/error.h"
@@ -44,6 +45,41 @@ c10::ScalarType precision_parse(const std::string& name, const std::string& what
   throw ValueError(what + ": '" + name + "' is not a precision (fp32, bf16)");
 }
 
+namespace {
+
+// Autocast state per device type: LibTorch 2.4 replaced the CPU/GPU-specific calls of 1.x
+// (kept there only as deprecated aliases) with calls that take the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+bool autocast_enabled(bool cuda) {
+  return at::autocast::is_autocast_enabled(cuda ? at::kCUDA : at::kCPU);
+}
+c10::ScalarType autocast_dtype(bool cuda) {
+  return at::autocast::get_autocast_dtype(cuda ? at::kCUDA : at::kCPU);
+}
+void autocast_set(bool cuda, bool enabled, c10::ScalarType dtype) {
+  at::autocast::set_autocast_dtype(cuda ? at::kCUDA : at::kCPU, dtype);
+  at::autocast::set_autocast_enabled(cuda ? at::kCUDA : at::kCPU, enabled);
+}
+#else
+bool autocast_enabled(bool cuda) {
+  return cuda ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+}
+c10::ScalarType autocast_dtype(bool cuda) {
+  return cuda ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+}
+void autocast_set(bool cuda, bool enabled, c10::ScalarType dtype) {
+  if (cuda) {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(enabled);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(enabled);
+  }
+}
+#endif
+
+}  // namespace
+
 AutocastGuard::AutocastGuard(c10::ScalarType precision, const c10::Device& device) {
   if (precision == c10::kFloat) return;
   if (precision != c10::kBFloat16) {
@@ -51,30 +87,16 @@ AutocastGuard::AutocastGuard(c10::ScalarType precision, const c10::Device& devic
   }
   cuda_ = device.is_cuda();
   active_ = true;
-  if (cuda_) {
-    prev_enabled_ = at::autocast::is_enabled();
-    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_autocast_gpu_dtype(c10::kBFloat16);
-    at::autocast::set_enabled(true);
-  } else {
-    prev_enabled_ = at::autocast::is_cpu_enabled();
-    prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_autocast_cpu_dtype(c10::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
+  prev_enabled_ = autocast_enabled(cuda_);
+  prev_dtype_ = autocast_dtype(cuda_);
+  autocast_set(cuda_, true, c10::kBFloat16);
   at::autocast::increment_nesting();
 }
 
 AutocastGuard::~AutocastGuard() {
   if (!active_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  if (cuda_) {
-    at::autocast::set_enabled(prev_enabled_);
-    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
-  } else {
-    at::autocast::set_cpu_enabled(prev_enabled_);
-    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
-  }
+  autocast_set(cuda_, prev_enabled_, prev_dtype_);
 }
 
 }  // namespace unwedge

@@ -14,6 +14,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -113,9 +114,17 @@ std::string dist_backend_for(const c10::Device& device) {
   return device.is_cuda() && dist_have_nccl() ? "nccl" : "gloo";
 }
 
+// LibTorch 2 made Gloo and NCCL backends (c10d::Backend) of a ProcessGroup; 1.x made them
+// ProcessGroups. Both offer the collectives used here with the same signatures.
+#if TORCH_VERSION_MAJOR >= 2
+using CollectiveGroup = c10d::Backend;
+#else
+using CollectiveGroup = c10d::ProcessGroup;
+#endif
+
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  c10::intrusive_ptr<CollectiveGroup> pg;
   std::chrono::milliseconds timeout{0};
   c10::Device device{c10::kCPU};  ///< where collectives' tensors live (NCCL: this rank's GPU)
 
