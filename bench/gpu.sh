@@ -9,21 +9,27 @@
 # torch], EXTRA_PREFIX [] (more CMake prefixes, ';'-separated, for dependencies that are not
 # installed system-wide), BUILD [build-cuda], JOBS [nproc], PHASES ["build test e2e posterior"],
 # POSTERIOR_MINUTES [1] (wall minutes per posterior training), POSTERIOR_N [16],
-# POSTERIOR_TILE [96], PY [python3] (with numpy and mrcfile, for the posterior bench).
+# POSTERIOR_TILE [96], PY [python3] (with numpy and mrcfile, for the posterior bench),
+# WORK [OUT/work] (volumes and models), SECONDS_LEFT [] (if set: a phase is skipped when less
+# than its rough need is left). Phases run in the order PHASES gives.
 # Everything is logged to OUT/gpu.log; OUT/gpu.json holds the measured figures.
 set -uo pipefail
 OUT=${1:-gpu-out}
 BUILD=${BUILD:-build-cuda}
 JOBS=${JOBS:-$(nproc)}
-PHASES=${PHASES:-build test e2e posterior}
+PHASES=${PHASES-build test e2e posterior}
 PY=${PY:-python3}
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
 LOG=$OUT/gpu.log
-W=$OUT/work
+W=${WORK:-$OUT/work}
 mkdir -p "$W"
+W=$(realpath "$W")
+START=$(date +%s)
 say() { echo "== $(date +%T) $*" | tee -a "$LOG"; }
-has() { [[ " $PHASES " == *" $1 "* ]]; }
+time_for() {  # time_for SECONDS: true when SECONDS_LEFT is unset or that much is left
+  [[ -z ${SECONDS_LEFT:-} ]] || (( SECONDS_LEFT - ($(date +%s) - START) >= $1 ))
+}
 now() { date +%s.%N; }
 dt() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 json_add() {  # json_add KEY VALUE(JSON)
@@ -46,7 +52,7 @@ NCCL_INC=$("$PY" -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__pa
 export PATH=$PATH:/usr/local/cuda/bin
 U=$(realpath -m "$BUILD/unwedge")
 
-if has build; then
+phase_build() {
   say "configure against $TORCH_PREFIX (nccl.h: ${NCCL_INC:-none})"
   t0=$(now)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DUNWEDGE_BUILD_BENCH=OFF \
@@ -65,19 +71,19 @@ if has build; then
     [[ -x $U ]] || exit 1
   fi
   say "built in $(dt "$t0" "$t1") s"
-fi
+}
 
-if has test; then
+phase_test() {
   say "unit tests (ctest, the gtest programs; CLI/python/browser tests are CPU-build checks)"
-  (cd "$BUILD" && ctest -j"$JOBS" --timeout 300 -E '^(cli_smoke|interop_mrcfile|report_browser)$' \
+  (cd "$BUILD" && timeout 240 ctest -j"$JOBS" --timeout 200 -E '^(cli_smoke|interop_mrcfile|report_browser)$' \
     > "$OUT/ctest.log" 2>&1)
   tail -25 "$OUT/ctest.log" | tee -a "$LOG"
   (cd "$BUILD" && ctest -R '^Cuda\.' -V 2>&1 | grep -E "OK|FAILED|SKIPPED|Passed|Skipped|note" \
     | tee -a "$LOG")
   json_add ctest "\"$(grep -E 'tests passed' "$OUT/ctest.log" | tail -1)\""
-fi
+}
 
-if has e2e; then
+phase_e2e() {
   say "end to end on the tiny preset: train n2n on cuda (fp32, bf16) and cpu, restore on both"
   "$U" -q simulate --preset tiny --seed 3 --out "$W/tiny" --overwrite
   run_train() {  # run_train NAME DEVICE PRECISION STEPS [extra]
@@ -144,13 +150,22 @@ EOF
   t1=$(now)
   say "  restore the standard preset (halves) on cuda: $(dt "$t0" "$t1") s"
   json_add restore_standard_cuda_s "$(dt "$t0" "$t1")"
-fi
+}
 
-if has posterior; then
+phase_posterior() {
   say "posterior bench on the standard preset, on the GPU"
   UNWEDGE="$U" DEVICE=cuda BUDGET_CLOCK=wall MINUTES=${POSTERIOR_MINUTES:-1} \
     N=${POSTERIOR_N:-16} TILE=${POSTERIOR_TILE:-96} THREADS=$JOBS PY="$PY" \
     RESULT="$OUT/posterior_standard_gpu.json" \
     bash bench/posterior.sh "$W/post" 2>&1 | tee -a "$LOG"
-fi
-say "gpu.sh done"
+}
+
+declare -A NEED=([build]=0 [test]=60 [e2e]=90 [posterior]=200)
+for ph in $PHASES; do
+  if ! time_for "${NEED[$ph]:-0}"; then
+    say "skip $ph: less than ${NEED[$ph]} s left"
+    continue
+  fi
+  "phase_$ph"
+done
+say "gpu.sh done in $(( $(date +%s) - START )) s"
