@@ -1,11 +1,18 @@
 #include "unwedge/train/distributed.h"
 
-// Debian's and upstream LibTorch build c10d with Gloo; the header needs the flag to expose it.
+// Debian's and upstream LibTorch build c10d with Gloo; the header needs the flag to expose it,
+// and Gloo's own headers (libgloo-dev), which PyTorch wheels do not ship: without them (or with
+// -DUNWEDGE_GLOO=OFF) the build has NCCL only.
+#if !defined(UNWEDGE_NO_GLOO) && __has_include(<gloo/algorithm.h>)
+#define UNWEDGE_HAVE_GLOO 1
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
+#endif
 #include <ATen/ATen.h>
+#ifdef UNWEDGE_HAVE_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef UNWEDGE_HAVE_NCCL
 #ifndef USE_C10D_NCCL
@@ -140,6 +147,12 @@ struct Distributed::Impl {
 
 Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
   if (!cfg_.distributed()) return;
+#ifndef UNWEDGE_HAVE_GLOO
+  if (cfg_.backend == "gloo") {
+    throw ValueError("distributed backend 'gloo' is not available in this build (built without "
+                     "Gloo's headers)" + std::string(dist_have_nccl() ? "; use CUDA with nccl" : ""));
+  }
+#endif
   if (cfg_.backend != "gloo" && !(cfg_.backend == "nccl" && dist_have_nccl())) {
     throw ValueError("distributed backend '" + cfg_.backend + "' is not available in this build "
                      "(available: gloo" + std::string(dist_have_nccl() ? ", nccl" : "") + ")");
@@ -167,6 +180,7 @@ Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
                                                               cfg_.world_size, opts);
     }
 #endif
+#ifdef UNWEDGE_HAVE_GLOO
     if (!impl_->pg) {
       auto opts = c10d::ProcessGroupGloo::Options::create(impl_->timeout);
       // On one machine bind to loopback; across nodes, to the interface of this host's name.
@@ -177,6 +191,7 @@ Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
       impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, cfg_.rank,
                                                               cfg_.world_size, opts);
     }
+#endif
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
