@@ -10,6 +10,7 @@
 # THREADS [1], BOX [32] (training patch), EMBED_BOX [BOX] (box embedded around each particle,
 # also the raw baseline's box), K [5], FOLDS [5],
 # MAE_OPTS, CON_OPTS (extra --opt KEY=VALUE for each method), MAE_BATCH [8], CON_BATCH [16],
+# MAE_POOL [mean] (mae's embedding: mean or concat of its patch tokens, `unwedge embed --pool`),
 # PARALLEL [1] (train both methods at once), TRAIN [1] (0: reuse OUT's mae.uwm and
 # contrastive.uwm and their logs, e.g. to embed with another EMBED_BOX),
 # RESULT [OUT/embed_<preset>.json].
@@ -29,6 +30,7 @@ EMBED_BOX=${EMBED_BOX:-$BOX}
 K=${K:-5}
 FOLDS=${FOLDS:-5}
 MAE_BATCH=${MAE_BATCH:-8}
+MAE_POOL=${MAE_POOL:-mean}
 CON_BATCH=${CON_BATCH:-16}
 MAE_OPTS=${MAE_OPTS:-}
 CON_OPTS=${CON_OPTS:-}
@@ -85,8 +87,10 @@ else
 fi
 
 for m in mae contrastive; do
+  pool=mean
+  [[ $m == mae ]] && pool=$MAE_POOL
   "$UNWEDGE" --threads "$THREADS" embed --model "$m.uwm" --in data/tomo.mrc \
-    --coords data/particles.csv --out "$m.emb.csv" --box "$EMBED_BOX" --overwrite
+    --coords data/particles.csv --out "$m.emb.csv" --box "$EMBED_BOX" --pool "$pool" --overwrite
   "$UNWEDGE" --threads "$THREADS" eval-embed --emb "$m.emb.csv" --labels data/particles.csv \
     --k "$K" --folds "$FOLDS" --json "$m.eval.json" --svg "$m.pca.svg" --overwrite | tee "$m.eval.txt"
 done
@@ -94,7 +98,7 @@ done
   --coords data/particles.csv --box "$EMBED_BOX" --k "$K" --folds "$FOLDS" --json raw.eval.json \
   --overwrite | tee raw.eval.txt
 
-PRESET=$PRESET MINUTES=$MINUTES THREADS=$THREADS BOX=$BOX EMBED_BOX=$EMBED_BOX MAE_OPTS="$MAE_OPTS" \
+MAE_POOL=$MAE_POOL PRESET=$PRESET MINUTES=$MINUTES THREADS=$THREADS BOX=$BOX EMBED_BOX=$EMBED_BOX MAE_OPTS="$MAE_OPTS" \
   CON_OPTS="$CON_OPTS" MAE_BATCH=$MAE_BATCH CON_BATCH=$CON_BATCH RESULT=$RESULT "$PY" - <<'EOF'
 import json, os, re
 env = os.environ
@@ -104,7 +108,7 @@ def steps(log):
 meta = json.load(open("data/meta.json"))
 raw = json.load(open("raw.eval.json"))
 out = {"bench": "embed", "preset": env["PRESET"], "cpu_minutes_per_method": float(env["MINUTES"]),
-       "threads": int(env["THREADS"]), "box": int(env["BOX"]), "embed_box": int(env["EMBED_BOX"]), "k": raw["k"], "folds": raw["folds"],
+       "threads": int(env["THREADS"]), "box": int(env["BOX"]), "embed_box": int(env["EMBED_BOX"]), "mae_pool": env["MAE_POOL"], "k": raw["k"], "folds": raw["folds"],
        "particles": raw["raw_voxels"]["n"], "classes": len(raw["classes"]),
        "chance_majority": raw["chance"], "simulation": {k: meta.get(k) for k in ("seed", "cc_tomo_gt") if k in meta},
        "raw_voxels": raw["raw_voxels"], "methods": {}}

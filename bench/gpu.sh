@@ -93,7 +93,7 @@ phase_build() {
 
 phase_test() {
   say "unit tests (ctest, the gtest programs; CLI/python/browser tests are CPU-build checks)"
-  (cd "$BUILD" && timeout 150 ctest -j"$JOBS" --timeout 140 -E '^(cli_smoke|interop_mrcfile|report_browser)$' \
+  (cd "$BUILD" && timeout 150 ctest -j"$JOBS" --timeout 140 --output-on-failure -E '^(cli_smoke|interop_mrcfile|report_browser)$' \
     > "$OUT/ctest.log" 2>&1)
   tail -25 "$OUT/ctest.log" | tee -a "$LOG"
   (cd "$BUILD" && ctest -R '^Cuda\.' -V 2>&1 | grep -E "OK|FAILED|SKIPPED|Passed|Skipped|note" \
@@ -110,7 +110,8 @@ phase_e2e() {
     local t0 t1
     t0=$(now)
     "$U" -q train --method n2n --even "$W/tiny/even.mrc" --odd "$W/tiny/odd.mrc" \
-      --out "$W/$name.uwm" --steps "$steps" --device "$dev" --precision "$prec" --no-progress \
+      --out "$W/$name.uwm" --steps "$steps" --patch 32 --batch 4 --device "$dev" \
+      --precision "$prec" --no-progress \
       --overwrite "$@" || { say "train $name FAILED"; return 1; }
     t1=$(now)
     echo "$(dt "$t0" "$t1")"

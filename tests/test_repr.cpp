@@ -166,6 +166,31 @@ TEST(Methods, MaeAndContrastiveSaveLoadRoundTrip) {
   EXPECT_THROW(c->restore(torch::zeros({1, 1, 8, 8, 8})), ValueError);
 }
 
+// Pooling of mae's tokens: "concat" keeps every token in order (their mean is the "mean"
+// embedding); contrastive has one vector and refuses "concat".
+TEST(Methods, MaeConcatPoolKeepsEveryTokenAndItsMeanIsTheMeanPool) {
+  torch::set_num_threads(1);
+  torch::manual_seed(3);
+  auto m = method_create("mae", {{"patch", 4}, {"dim", 24}, {"depth", 1}, {"heads", 2},
+                                 {"decoder_dim", 12}, {"decoder_depth", 1},
+                                 {"decoder_heads", 2}});
+  m->train(false);
+  auto x = torch::randn({3, 1, 8, 8, 8});
+  Embedder& e = method_embedder(*m);
+  auto mean = e.embed(x);  // default pool
+  e.set_pool("concat");
+  auto cat = e.embed(x);
+  ASSERT_EQ(cat.sizes(), (std::vector<int64_t>{3, 8 * 24}));  // (8/4)^3 tokens of width 24
+  EXPECT_TRUE(torch::allclose(cat.view({3, 8, 24}).mean(1), mean, 1e-5, 1e-6));
+  e.set_pool("mean");
+  EXPECT_TRUE(torch::equal(e.embed(x), mean));
+  EXPECT_THROW(e.set_pool("max"), ValueError);
+  auto c = method_create("contrastive", {{"base", 4}, {"levels", 2}, {"embed_dim", 8},
+                                         {"proj_dim", 4}});
+  EXPECT_NO_THROW(method_embedder(*c).set_pool("mean"));
+  EXPECT_THROW(method_embedder(*c).set_pool("concat"), ValueError);
+}
+
 TEST(Methods, MaeRestoreFillsEveryPatch) {
   torch::set_num_threads(1);
   torch::manual_seed(7);

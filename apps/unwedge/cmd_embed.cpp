@@ -21,6 +21,7 @@ struct EmbedParams {
   int64_t box = 32;       ///< box edge, voxels
   int64_t batch = 16;     ///< boxes per forward pass
   std::string device = "cpu";
+  std::string pool = "mean";  ///< mae: mean | concat of the patch tokens
   bool overwrite = false;
   bool permissive = false;
 };
@@ -33,6 +34,7 @@ void run_embed(const EmbedParams& p) {
   }
   LoadedCheckpoint ck = checkpoint_load(p.model);
   Embedder& emb = method_embedder(*ck.method);
+  emb.set_pool(p.pool);
   ParticleTable table = particle_table_read(p.coords);
   MrcFile file(p.in, MrcReadOptions{p.permissive});
   Volume vol = file.read();
@@ -68,8 +70,9 @@ void run_embed(const EmbedParams& p) {
   std::vector<int64_t> ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i;
   embedding_csv_write(p.out, ids, torch::cat(parts, 0), p.overwrite);
-  log_info("wrote {} embeddings of dimension {} ({} model) to {}", n, emb.embed_dim(),
-           ck.method->name(), p.out);
+  log_info("wrote {} embeddings of dimension {} ({} model, pool {}) to {}", n,
+           parts.empty() ? emb.embed_dim() : parts.front().size(1), ck.method->name(), p.pool,
+           p.out);
 }
 
 }  // namespace
@@ -89,6 +92,12 @@ void add_embed_command(CLI::App& root, GlobalOptions&) {
   cmd->add_option("--box", p->box, "Box edge around each particle, voxels")->capture_default_str();
   cmd->add_option("--batch", p->batch, "Boxes per forward pass")->capture_default_str();
   cmd->add_option("--device", p->device, "cpu | cuda | cuda:N")->capture_default_str();
+  cmd->add_option("--pool", p->pool,
+                  "mae: one vector from the patch tokens by their mean, or by concatenating them "
+                  "in position order (width tokens x dim; keeps where each feature is); "
+                  "contrastive: mean only")
+      ->check(CLI::IsMember({"mean", "concat"}))
+      ->capture_default_str();
   add_overwrite_flag(*cmd, p->overwrite);
   add_permissive_flag(*cmd, p->permissive);
   cmd->callback([p] { run_embed(*p); });

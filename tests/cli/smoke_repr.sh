@@ -16,6 +16,12 @@ if "$BIN" -q simulate --preset tiny --out "$RS" --seed 5 > /dev/null 2>&1 && [[ 
     --in "$RS/tomo.mrc" --coords "$RS/particles.csv" --out "$WORK/mae.emb.csv" --box 16
   check repr-embed-contrastive 0 "contrastive model" -- "$BIN" embed --model "$WORK/con.uwm" \
     --in "$RS/tomo.mrc" --coords "$RS/particles.csv" --out "$WORK/con.emb.csv" --box 16
+  check repr-embed-mae-concat 0 "dimension 192 \(mae model, pool concat\)" -- "$BIN" embed \
+    --model "$WORK/mae.uwm" --in "$RS/tomo.mrc" --coords "$RS/particles.csv" \
+    --out "$WORK/mae.cat.csv" --box 16 --pool concat
+  check repr-embed-contrastive-concat 1 "pool: mean only" -- "$BIN" embed --model "$WORK/con.uwm" \
+    --in "$RS/tomo.mrc" --coords "$RS/particles.csv" --out "$WORK/con.cat.csv" --box 16 \
+    --pool concat
   check repr-eval-embed 0 "raw-voxels" -- "$BIN" eval-embed --emb "$WORK/mae.emb.csv" \
     --labels "$RS/particles.csv" --raw "$RS/tomo.mrc" --coords "$RS/particles.csv" --box 16 \
     --folds 2 --k 1 --json "$WORK/e.json" --svg "$WORK/e.svg"

@@ -21,8 +21,17 @@ class Embedder {
   /// Representation of each sub-tomogram sub [B, 1, Z, Y, X] -> [B, embed_dim()], computed
   /// without gradients in whatever mode (train/eval) is set.
   virtual torch::Tensor embed(const torch::Tensor& sub) = 0;
-  /// Width of the representation.
+  /// Width of the representation (for pool "concat": per token; the vector has one per token).
   virtual int64_t embed_dim() const = 0;
+  /// How a method with several feature vectors per sub-tomogram (mae: one per patch token)
+  /// makes one: "mean" (the default) or "concat" (the tokens in position order, so the vector
+  /// keeps where in the box each feature is). Methods with one vector accept "mean" only.
+  virtual void set_pool(const std::string& pool) {
+    if (pool != "mean") {
+      throw ValueError("--pool " + pool + ": this method gives one vector per sub-tomogram "
+                       "(pool: mean only)");
+    }
+  }
 };
 
 /// The Embedder of `m`; throws ValueError naming the method when it has none.

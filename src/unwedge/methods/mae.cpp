@@ -148,7 +148,14 @@ class Mae : public Method, public Embedder {
 
   torch::Tensor embed(const torch::Tensor& sub) override {
     torch::NoGradGuard ng;
-    return net_->encode(pad(sub)).mean(1);  // [B, dim]
+    auto tokens = net_->encode(pad(sub));  // [B, T, dim]
+    return concat_ ? tokens.flatten(1) : tokens.mean(1);  // [B, T * dim] or [B, dim]
+  }
+  void set_pool(const std::string& pool) override {
+    if (pool != "mean" && pool != "concat") {
+      throw ValueError("--pool " + pool + ": not mean or concat");
+    }
+    concat_ = pool == "concat";
   }
   int64_t embed_dim() const override { return net_->options().dim(); }
 
@@ -227,6 +234,7 @@ class Mae : public Method, public Embedder {
   MaeMode mode_ = MaeMode::patch;
   WedgeGeometry default_geometry_;
   WedgeMaskCache wedge_cache_;
+  bool concat_ = false;  ///< embed: concatenate the tokens instead of averaging them
 };
 
 Mae& as_mae(Method& m) {
