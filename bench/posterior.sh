@@ -21,7 +21,8 @@
 # Environment (defaults in brackets): UNWEDGE [build/unwedge], PRESET [standard], SEED [1],
 # MINUTES [10] (CPU minutes per training, --budget-clock cpu), STEPS [] (if set: --steps
 # instead of a budget, for tests), THREADS [2], PATCH [32], BATCH [4], TRAIN_OPTS []
-# (extra train flags, e.g. "--opt depth=1"), N [16] (draws), GAMMAS ["0.25 0.5 1 2 4"],
+# (extra train flags, e.g. "--opt depth=1"), N [16] (draws), GAMMAS ["1 16 256 4096 65536"]
+# (the wedge cost grows with the tile's measured coefficients, so gamma spans decades),
 # LANGEVIN_OPTS [] (extra sample flags for cryowgen-langevin, e.g. "--steps 50 --mala"),
 # TILE [0] (0: patch + overlap), OVERLAP [16], WITH_OT [1], DEVICE [cpu] (training, sampling
 # and restoring device, e.g. cuda), BUDGET_CLOCK [cpu] (clock of MINUTES: cpu or wall),
@@ -39,7 +40,7 @@ PATCH=${PATCH:-32}
 BATCH=${BATCH:-4}
 TRAIN_OPTS=${TRAIN_OPTS:-}
 N=${N:-16}
-GAMMAS=${GAMMAS:-0.25 0.5 1 2 4}
+GAMMAS=${GAMMAS:-1 16 256 4096 65536}
 LANGEVIN_OPTS=${LANGEVIN_OPTS:-}
 TILE=${TILE:-0}
 OVERLAP=${OVERLAP:-16}
