@@ -37,7 +37,7 @@ double parse_number(const std::string& s, const std::string& path, size_t line) 
   std::istringstream in(s);
   in.imbue(std::locale::classic());
   double v = 0;
-  if (!(in >> v) || !in.eof() && (in >> std::ws, !in.eof())) {
+  if (!(in >> v) || (!in.eof() && (in >> std::ws, !in.eof()))) {
     throw FormatError(path + ":" + std::to_string(line) + ": '" + s + "' is not a number");
   }
   return v;
