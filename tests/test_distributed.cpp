@@ -423,7 +423,9 @@ TEST(Partition, SlabsCoverEachTomogramOnceContiguouslyOnAlignedBoundaries) {
         EXPECT_FALSE(s.whole);
         EXPECT_EQ(s.z0, next) << "world " << world << " depth " << depth << " rank " << r;
         EXPECT_LE(s.z0, s.z1);
-        if (s.z1 < depth) EXPECT_EQ(s.z1 % 4, 0);
+        if (s.z1 < depth) {
+          EXPECT_EQ(s.z1 % 4, 0);
+        }
         next = s.z1;
       }
       EXPECT_EQ(next, depth);

@@ -103,7 +103,9 @@ static void check_masking(const torch::Tensor& x, const N2VMasking& m, int64_t r
           ASSERT_LE(std::abs(sz - z), radius);
           ASSERT_LE(std::abs(sy - y), radius);
           ASSERT_LE(std::abs(sx - xx), radius);
-          if (planar) ASSERT_EQ(sz, z);
+          if (planar) {
+            ASSERT_EQ(sz, z);
+          }
           if (sm.axis >= 0) {  // never a source on the blanked line
             std::array<int64_t, 3> d{sz - z, sy - y, sx - xx};
             bool off = false;
