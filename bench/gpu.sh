@@ -63,23 +63,22 @@ phase_build() {
   say "build (-j$JOBS)"
   cmake --build "$BUILD" -j"$JOBS" -- -k 0 >> "$LOG" 2>&1
   rc=$?
-  if [[ $rc != 0 ]] && grep -q "ProcessGroupGloo\|gloo/" "$LOG"; then  # NCCL only, say why
-    say "build FAILED in Gloo's headers; errors:"
-    grep -E "error" "$LOG" | head -20 | tee -a "$OUT/gloo_errors.log"
-    say "rebuilding without Gloo"
-    cmake "$BUILD" -DUNWEDGE_GLOO=OFF >> "$LOG" 2>&1
+  # A backend whose headers fail to build is switched off, with its errors kept: rebuild_without
+  # NAME CMAKE_DEFINITION.
+  rebuild_without() {
+    say "build FAILED in $1; errors:"
+    grep -E "error" "$LOG" | head -20 | tee -a "$OUT/$1_errors.log"
+    say "rebuilding without $1"
+    cmake "$BUILD" "$2" >> "$LOG" 2>&1
     cmake --build "$BUILD" -j"$JOBS" -- -k 0 >> "$LOG" 2>&1
     rc=$?
-    json_add gloo "\"off: the Gloo build failed (see gloo_errors.log)\""
+    json_add "$1" "\"off: the $1 build failed (see $1_errors.log)\""
+  }
+  if [[ $rc != 0 ]] && grep -q "ProcessGroupGloo\|gloo/" "$LOG"; then
+    rebuild_without gloo -DUNWEDGE_GLOO=OFF
   fi
-  if [[ $rc != 0 && -n $NCCL_INC ]]; then  # fall back to Gloo only, and say why
-    say "build FAILED with NCCL; errors:"
-    grep -E "error" "$LOG" | head -20 | tee -a "$OUT/nccl_errors.log"
-    say "rebuilding without NCCL"
-    cmake "$BUILD" -DNCCL_INCLUDE_DIR=NCCL_INCLUDE_DIR-NOTFOUND >> "$LOG" 2>&1
-    cmake --build "$BUILD" -j"$JOBS" -- -k 0 >> "$LOG" 2>&1
-    rc=$?
-    json_add nccl "\"off: the NCCL build failed (see nccl_errors.log)\""
+  if [[ $rc != 0 && -n $NCCL_INC ]]; then
+    rebuild_without nccl -DNCCL_INCLUDE_DIR=NCCL_INCLUDE_DIR-NOTFOUND
   fi
   t1=$(now)
   json_add build_s "$(dt "$t0" "$t1")"

@@ -96,6 +96,23 @@ std::string temp_path(const std::string& name) {
 
 }  // namespace
 
+// A backend this build lacks is refused before any connection, listing the ones it has.
+TEST(DistConfig, UnavailableBackendIsRefusedWithTheAvailableOnes) {
+  DistConfig c;
+  c.world_size = 2;
+  c.backend = dist_have_nccl() ? "mpi" : "nccl";
+  std::string available = dist_have_gloo() ? "gloo" : "";
+  if (dist_have_nccl()) available += available.empty() ? "nccl" : ", nccl";
+  try {
+    Distributed d(c);
+    ADD_FAILURE() << "backend " << c.backend << " accepted";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("'" + c.backend + "' is not available in this build "
+                                         "(available: " + available + ")"),
+              std::string::npos) << e.what();
+  }
+}
+
 TEST(DistConfig, TorchrunVariables) {
   DistConfig c = dist_config_from_env({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
                                        {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});

@@ -126,15 +126,17 @@ TEST(Contrastive, NtXentMatchesBruteForce) {
   EXPECT_THROW(nt_xent(z1.narrow(0, 0, 1), z2.narrow(0, 0, 1), tau), ShapeError);
 }
 
+// Small mae and contrastive networks for the method tests.
+const nlohmann::json kTinyMae = {{"patch", 4},       {"dim", 24},          {"depth", 1},
+                                 {"heads", 2},       {"decoder_dim", 12},  {"decoder_depth", 1},
+                                 {"decoder_heads", 2}};
+const nlohmann::json kTinyContrastive = {{"base", 4}, {"levels", 2}, {"embed_dim", 8},
+                                         {"proj_dim", 4}};
+
 TEST(Methods, MaeAndContrastiveSaveLoadRoundTrip) {
   torch::set_num_threads(1);
-  const nlohmann::json mae_opts = {{"patch", 4}, {"dim", 24}, {"depth", 1}, {"heads", 2},
-                                   {"decoder_dim", 12}, {"decoder_depth", 1},
-                                   {"decoder_heads", 2}};
-  const nlohmann::json con_opts = {{"base", 4}, {"levels", 2}, {"embed_dim", 8},
-                                   {"proj_dim", 4}};
-  for (auto [name, opts] : {std::pair{std::string("mae"), mae_opts},
-                            std::pair{std::string("contrastive"), con_opts}}) {
+  for (auto [name, opts] : {std::pair{std::string("mae"), kTinyMae},
+                            std::pair{std::string("contrastive"), kTinyContrastive}}) {
     torch::manual_seed(5);
     auto a = method_create(name, opts);
     torch::manual_seed(6);
@@ -162,7 +164,7 @@ TEST(Methods, MaeAndContrastiveSaveLoadRoundTrip) {
     b->load(in);
     EXPECT_TRUE(torch::equal(ea, method_embedder(*b).embed(x))) << name;
   }
-  auto c = method_create("contrastive", con_opts);
+  auto c = method_create("contrastive", kTinyContrastive);
   EXPECT_THROW(c->restore(torch::zeros({1, 1, 8, 8, 8})), ValueError);
 }
 
@@ -171,9 +173,7 @@ TEST(Methods, MaeAndContrastiveSaveLoadRoundTrip) {
 TEST(Methods, MaeConcatPoolKeepsEveryTokenAndItsMeanIsTheMeanPool) {
   torch::set_num_threads(1);
   torch::manual_seed(3);
-  auto m = method_create("mae", {{"patch", 4}, {"dim", 24}, {"depth", 1}, {"heads", 2},
-                                 {"decoder_dim", 12}, {"decoder_depth", 1},
-                                 {"decoder_heads", 2}});
+  auto m = method_create("mae", kTinyMae);
   m->train(false);
   auto x = torch::randn({3, 1, 8, 8, 8});
   Embedder& e = method_embedder(*m);
@@ -185,8 +185,7 @@ TEST(Methods, MaeConcatPoolKeepsEveryTokenAndItsMeanIsTheMeanPool) {
   e.set_pool("mean");
   EXPECT_TRUE(torch::equal(e.embed(x), mean));
   EXPECT_THROW(e.set_pool("max"), ValueError);
-  auto c = method_create("contrastive", {{"base", 4}, {"levels", 2}, {"embed_dim", 8},
-                                         {"proj_dim", 4}});
+  auto c = method_create("contrastive", kTinyContrastive);
   EXPECT_NO_THROW(method_embedder(*c).set_pool("mean"));
   EXPECT_THROW(method_embedder(*c).set_pool("concat"), ValueError);
 }
@@ -194,18 +193,16 @@ TEST(Methods, MaeConcatPoolKeepsEveryTokenAndItsMeanIsTheMeanPool) {
 TEST(Methods, MaeRestoreFillsEveryPatch) {
   torch::set_num_threads(1);
   torch::manual_seed(7);
-  auto m = method_create("mae", {{"patch", 4}, {"dim", 24}, {"depth", 1}, {"heads", 2},
-                                 {"decoder_dim", 12}, {"decoder_depth", 1},
-                                 {"decoder_heads", 2}});
+  auto m = method_create("mae", kTinyMae);
   m->train(false);
   auto x = torch::randn({1, 1, 10, 8, 12});  // not multiples of 4: padded and cropped
   auto y = m->restore(x);
   EXPECT_EQ(y.sizes(), x.sizes());
   EXPECT_TRUE(torch::isfinite(y).all().item<bool>());
   // Wedge mode restores too, keeping the measured band of the input.
-  auto w = method_create("mae", {{"patch", 4}, {"dim", 24}, {"depth", 1}, {"heads", 2},
-                                 {"decoder_dim", 12}, {"decoder_depth", 1},
-                                 {"decoder_heads", 2}, {"mask_mode", "wedge"}});
+  nlohmann::json wedge_opts = kTinyMae;
+  wedge_opts["mask_mode"] = "wedge";
+  auto w = method_create("mae", wedge_opts);
   Batch batch;
   batch.input = torch::randn({2, 1, 8, 8, 8});
   EXPECT_TRUE(std::isfinite(w->loss(batch).item<double>()));

@@ -69,10 +69,10 @@ void run_embed(const EmbedParams& p) {
   }
   std::vector<int64_t> ids(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i;
-  embedding_csv_write(p.out, ids, torch::cat(parts, 0), p.overwrite);
-  log_info("wrote {} embeddings of dimension {} ({} model, pool {}) to {}", n,
-           parts.empty() ? emb.embed_dim() : parts.front().size(1), ck.method->name(), p.pool,
-           p.out);
+  const torch::Tensor all = torch::cat(parts, 0);  // [n, D]
+  embedding_csv_write(p.out, ids, all, p.overwrite);
+  log_info("wrote {} embeddings of dimension {} ({} model, pool {}) to {}", n, all.size(1),
+           ck.method->name(), p.pool, p.out);
 }
 
 }  // namespace

@@ -117,6 +117,14 @@ bool dist_have_nccl() {
 #endif
 }
 
+bool dist_have_gloo() {
+#ifdef UNWEDGE_HAVE_GLOO
+  return true;
+#else
+  return false;
+#endif
+}
+
 std::string dist_backend_for(const c10::Device& device) {
   return device.is_cuda() && dist_have_nccl() ? "nccl" : "gloo";
 }
@@ -147,15 +155,12 @@ struct Distributed::Impl {
 
 Distributed::Distributed(const DistConfig& cfg) : cfg_(cfg) {
   if (!cfg_.distributed()) return;
-#ifndef UNWEDGE_HAVE_GLOO
-  if (cfg_.backend == "gloo") {
-    throw ValueError("distributed backend 'gloo' is not available in this build (built without "
-                     "Gloo's headers)" + std::string(dist_have_nccl() ? "; use CUDA with nccl" : ""));
-  }
-#endif
-  if (cfg_.backend != "gloo" && !(cfg_.backend == "nccl" && dist_have_nccl())) {
+  if (!((cfg_.backend == "gloo" && dist_have_gloo()) ||
+        (cfg_.backend == "nccl" && dist_have_nccl()))) {
+    std::string available = dist_have_gloo() ? "gloo" : "";
+    if (dist_have_nccl()) available += available.empty() ? "nccl" : ", nccl";
     throw ValueError("distributed backend '" + cfg_.backend + "' is not available in this build "
-                     "(available: gloo" + std::string(dist_have_nccl() ? ", nccl" : "") + ")");
+                     "(available: " + (available.empty() ? "none" : available) + ")");
   }
   impl_ = std::make_unique<Impl>();
   impl_->timeout = std::chrono::milliseconds(int64_t(cfg_.timeout_s * 1000));

@@ -35,6 +35,9 @@ DistConfig dist_config_from_environ();
 
 /// True when this build links LibTorch's NCCL process group (CMake found it: UNWEDGE_HAVE_NCCL).
 bool dist_have_nccl();
+/// True when this build has LibTorch's Gloo process group (Gloo's headers were found and
+/// UNWEDGE_GLOO was not switched off).
+bool dist_have_gloo();
 /// The backend for a device: nccl for CUDA when the build has it, else gloo (which also reduces
 /// CUDA tensors, through host copies).
 std::string dist_backend_for(const c10::Device& device);
