@@ -3,7 +3,7 @@
 // the rank/slab partition of restoration, slabs equal to a whole restoration, one MRC file
 // written by two ranks; devices (auto), bf16 autocast. Two ranks run as two threads of this
 // process over loopback Gloo. CUDA and NCCL tests skip on CPU-only builds. Auxiliary networks
-// (a discriminator stepped inside the method's loss()) averaged across ranks as well.
+// (a discriminator stepped in the method's aux_step()) averaged across ranks as well.
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -12,7 +12,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <set>
 #include <thread>
 
@@ -24,7 +23,6 @@
 #include "unwedge/infer/partition.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/io/mrc.h"
-#include "unwedge/methods/aux_sync.h"
 #include "unwedge/methods/cryogen_common.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/nn/discriminator.h"
@@ -200,9 +198,9 @@ std::vector<torch::Tensor> clones(const std::vector<torch::Tensor>& ts) {
   return out;
 }
 
-// An auxiliary optimizer stepped through cryogen_step_scaled (as a method does inside loss())
-// with the trainer's sync installed: 2 ranks with batch B/2 follow one rank with batch B step
-// for step (Adam, 3 steps, double precision); without the sync the ranks drift apart.
+// An auxiliary optimizer stepped through cryogen_step_scaled (as a method does in aux_step())
+// with the trainer's step context: 2 ranks with batch B/2 follow one rank with batch B step
+// for step (Adam, 3 steps, double precision); without the gradient average the ranks drift apart.
 TEST(Distributed, AuxiliaryOptimizerStepsMatchOneLargeBatch) {
   const int64_t steps = 3;
   auto make_disc = [](uint64_t seed) {
@@ -231,14 +229,14 @@ TEST(Distributed, AuxiliaryOptimizerStepsMatchOneLargeBatch) {
   for (int64_t s = 0; s < steps; ++s) {
     ref_opt.zero_grad();
     d_loss(ref, real[s], fake[s]).backward();
-    cryogen_step_scaled(ref_opt, 0.5);
+    cryogen_step_scaled(ref_opt, 0.5, StepContext{});
   }
   EXPECT_GT(max_abs_diff(ref->parameters(), init), 1e-3) << "the discriminator did not move";
 
   for (bool sync : {true, false}) {
     int port = free_port();
     std::vector<std::vector<torch::Tensor>> after(2);
-    std::vector<bool> active(2), active_after(2);
+    std::vector<bool> active(2);
     run_ranks(2, [&](int rank) {
       Distributed dist(rank_config(rank, 2, port));
       auto d = make_disc(100 + rank);  // different initial weights on each rank...
@@ -249,23 +247,16 @@ TEST(Distributed, AuxiliaryOptimizerStepsMatchOneLargeBatch) {
         for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(init[i]);
       }
       dist.broadcast(optimizer_parameters(opt));  // ...made equal as the trainer does
-      {
-        std::optional<DistAuxSync> guard;
-        if (sync) guard.emplace(dist);
-        active[rank] = aux_grad_sync_active();
-        for (int64_t s = 0; s < steps; ++s) {
-          opt.zero_grad();
-          d_loss(d, real[s].narrow(0, 2 * rank, 2), fake[s].narrow(0, 2 * rank, 2)).backward();
-          cryogen_step_scaled(opt, 0.5);
-        }
+      const StepContext ctx = sync ? dist_step_context(dist) : StepContext{};
+      active[rank] = static_cast<bool>(ctx.average_gradients);
+      for (int64_t s = 0; s < steps; ++s) {
+        opt.zero_grad();
+        d_loss(d, real[s].narrow(0, 2 * rank, 2), fake[s].narrow(0, 2 * rank, 2)).backward();
+        cryogen_step_scaled(opt, 0.5, ctx);
       }
-      active_after[rank] = aux_grad_sync_active();
       after[rank] = clones(d->parameters());
     });
-    for (int r = 0; r < 2; ++r) {
-      EXPECT_EQ(active[r], sync);
-      EXPECT_FALSE(active_after[r]) << "the sync outlived its scope";
-    }
+    for (int r = 0; r < 2; ++r) EXPECT_EQ(active[r], sync);
     const double between = max_abs_diff(after[0], after[1]);
     const double to_ref = std::max(max_abs_diff(after[0], ref->parameters()),
                                    max_abs_diff(after[1], ref->parameters()));
@@ -280,9 +271,9 @@ TEST(Distributed, AuxiliaryOptimizerStepsMatchOneLargeBatch) {
 }
 
 // A method with an auxiliary network on 2 ranks, each with its own data, stepped as the trainer
-// steps it (the trainer's broadcast of every network, generator gradients all-reduced, its aux
-// sync installed): the auxiliary networks start equal and stay equal; without the aux sync they
-// drift apart.
+// steps it (the trainer's broadcast of every network, generator gradients all-reduced, aux_step
+// with the trainer's step context): the auxiliary networks start equal and stay equal; without
+// the context's gradient average they drift apart.
 void aux_networks_stay_equal(const std::string& name, const nlohmann::json& opts) {
   for (bool sync : {true, false}) {
     int port = free_port();
@@ -297,8 +288,7 @@ void aux_networks_stay_equal(const std::string& name, const nlohmann::json& opts
       dist_broadcast_method(dist, *m);
       disc_start[rank] = clones(disc());
       torch::optim::Adam opt(m->parameters(), torch::optim::AdamOptions(1e-3));
-      std::optional<DistAuxSync> guard;
-      if (sync) guard.emplace(dist);
+      const StepContext ctx = sync ? dist_step_context(dist) : StepContext{};
       torch::manual_seed(300 + rank);  // each rank its own data and augmentation
       auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
       for (int64_t step = 0; step < 3; ++step) {
@@ -307,6 +297,7 @@ void aux_networks_stay_equal(const std::string& name, const nlohmann::json& opts
         b.target = x + 0.3 * torch::randn_like(x);
         b.wedge = {MethodWedge{-60, 60, false}, MethodWedge{-50, 65, true}};
         b.step = step;
+        m->aux_step(b, ctx);
         opt.zero_grad();
         m->loss(b).backward();
         std::vector<torch::Tensor> g;

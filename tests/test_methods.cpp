@@ -6,7 +6,9 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/methods/augment.h"
+#include "unwedge/methods/embed.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/methods/posterior.h"
 #include "unwedge/methods/n2n.h"
 #include "unwedge/methods/n2v.h"
 
@@ -25,8 +27,8 @@ TEST(Registry, ListsBuiltinsAndRejectsDuplicatesAndUnknownNames) {
   const auto& reg = method_registry();
   ASSERT_TRUE(reg.has("n2n"));
   ASSERT_TRUE(reg.has("n2v"));
-  EXPECT_TRUE(reg.get("n2n").needs_halves);
-  EXPECT_FALSE(reg.get("n2v").needs_halves);
+  EXPECT_TRUE(reg.get("n2n").needs_halves());
+  EXPECT_FALSE(reg.get("n2v").needs_halves());
   for (const auto& m : reg.list()) EXPECT_FALSE(m.description.empty()) << m.name;
 
   MethodRegistry r;
@@ -70,9 +72,35 @@ TEST(Registry, OptionsResolveAndParse) {
   EXPECT_THROW(method_options_parse("n2v", {"residual=maybe"}), ValueError);
 }
 
+// The capabilities in the registry are data the CLI trusts: each must agree with what the
+// created method is (its interfaces and its own answers), and the names listed for messages
+// follow DESIGN.md §4 (posterior: the two CryoWGEN methods; embedding: mae and contrastive).
+TEST(Registry, CapabilitiesAgreeWithTheCreatedMethods) {
+  for (const auto& info : method_registry().list()) {
+    auto m = method_create(info.name);
+    EXPECT_TRUE(info.can.halves || info.can.single) << info.name;
+    EXPECT_EQ(m->needs_halves(), info.needs_halves()) << info.name;
+    EXPECT_EQ(dynamic_cast<PosteriorMethod*>(m.get()) != nullptr, info.can.posterior) << info.name;
+    EXPECT_EQ(m->stochastic(), info.can.posterior) << info.name;
+    EXPECT_EQ(dynamic_cast<Embedder*>(m.get()) != nullptr, info.can.embedding) << info.name;
+    if (info.can.tilt_series) {
+      EXPECT_TRUE(m->options_json().contains("planar")) << info.name << ": tilt series need planar";
+    }
+  }
+  const auto& reg = method_registry();
+  EXPECT_EQ(reg.names_with(&MethodCapabilities::posterior), "cryowgen-mc, cryowgen-langevin");
+  EXPECT_EQ(reg.names_with(&MethodCapabilities::embedding), "mae, contrastive");
+  EXPECT_EQ(reg.names_with(&MethodCapabilities::tilt_series), "n2v");
+  MethodRegistry r;
+  MethodInfo neither = n2n_method_info();
+  neither.can = MethodCapabilities{};
+  std::string msg = error_of([&] { r.add(neither); });
+  EXPECT_NE(msg.find("neither half tomograms nor one tomogram"), std::string::npos) << msg;
+}
+
 TEST(Methods, DeterministicMethodsRefuseToSample) {
   auto m = method_create("n2n", {{"depth", 1}, {"base_channels", 2}});
-  std::string msg = error_of([&] { m->sample(torch::zeros({1, 1, 4, 4, 4}), 2); });
+  std::string msg = error_of([&] { method_posterior(*m); });
   EXPECT_NE(msg.find("n2n is deterministic"), std::string::npos) << msg;
 }
 

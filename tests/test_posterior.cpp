@@ -365,7 +365,9 @@ TEST_P(PosteriorMethodTrain, TrainsSavesReloadsAndDraws) {
   } else {
     EXPECT_EQ(d1.acceptance, -1);
   }
-  auto s = m->sample(probe, 2);
+  PosteriorOptions two_draws;
+  two_draws.n = 2;
+  auto s = method_posterior(*m).draw(probe, MethodWedge{}, two_draws).samples;
   EXPECT_EQ(s.sizes(), torch::IntArrayRef({2, 1, 1, 12, 16, 20}));
   EXPECT_TRUE(torch::isfinite(s).all().item<bool>());
 }

@@ -1,5 +1,6 @@
 // Trainer pieces: sampler (validation band, masks, shape errors), normalisation, schedule,
 // checkpoints (round trip, corrupt and truncated files) and exact resume.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -253,6 +254,30 @@ TEST(Train, ResumedRunMatchesUninterruptedRun) {
   int lines = 0;
   for (std::string l; std::getline(log, l);) ++lines;
   EXPECT_EQ(lines, 6);
+}
+
+// Methods with auxiliary networks (a discriminator, an encoder) get a validation loss too: their
+// loss() is pure, so the fixed validation set is scored with the same call.
+TEST(Train, ValidationLossForMethodsWithAuxiliaryNetworks) {
+  const std::vector<std::pair<std::string, nlohmann::json>> cases{
+      {"cryogen-map", {{"d_channels", 4}, {"d_levels", 2}}},
+      {"cryogen-ot", {{"encoder_channels", 4}, {"encoder_features", 8}, {"ot_points", 128}}}};
+  for (const auto& [name, aux_options] : cases) {
+    TempDir dir;
+    std::vector<TrainInput> in{train_pair(48, 8)};
+    TrainOptions o = tiny_train_options();
+    o.method = name;
+    o.method_options = {{"depth", 1}, {"base_channels", 4}, {"convs_per_level", 1}};
+    o.method_options.update(aux_options);
+    o.sampler.patch = 24;
+    o.steps = 4;
+    TrainResult r = train_run(o, in, dir / "m.uwm", dir / "m.jsonl", false, false);
+    EXPECT_TRUE(std::isfinite(r.last_val_loss) && r.last_val_loss >= 0) << name;
+    LoadedCheckpoint ck = checkpoint_load(dir / "m.uwm");
+    ASSERT_EQ(ck.info.history.size(), 4u) << name;
+    EXPECT_LT(ck.info.history[0].val_loss, 0) << name << ": validated off the val_every grid";
+    for (size_t i : {1, 3}) EXPECT_GE(ck.info.history[i].val_loss, 0) << name << " step " << i + 1;
+  }
 }
 
 TEST(Train, CheckpointRoundTripAndCorruptFiles) {

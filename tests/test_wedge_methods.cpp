@@ -213,11 +213,49 @@ INSTANTIATE_TEST_SUITE_P(
       return s;
     });
 
+// loss() is a pure function: it moves no weight of any network (main or auxiliary) and, with
+// the same seed, gives the same value twice; aux_step() trains the auxiliary network only.
+TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
+  torch::set_num_threads(1);
+  for (const char* name : {"cryogen-map", "cryogen-ot"}) {
+    auto m = method_create(name, {{"depth", 2}, {"base_channels", 4}});
+    ASSERT_EQ(m->aux_optimizers().size(), 1u) << name;
+    auto aux = [&] { return optimizer_parameters(*m->aux_optimizers()[0]); };
+    auto copy = [](const std::vector<torch::Tensor>& ts) {
+      std::vector<torch::Tensor> out;
+      for (const auto& t : ts) out.push_back(t.detach().clone());
+      return out;
+    };
+    auto max_change = [](const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+      double d = 0;
+      for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
+      return d;
+    };
+    torch::manual_seed(3);
+    auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
+    Batch b;
+    b.input = x + 0.3 * torch::randn_like(x);
+    b.target = x + 0.3 * torch::randn_like(x);
+    b.wedge = {MethodWedge{-60, 60, false}};
+    const auto main0 = copy(m->parameters()), aux0 = copy(aux());
+    torch::manual_seed(4);
+    const double l1 = m->loss(b).item<double>();
+    torch::manual_seed(4);
+    const double l2 = m->loss(b).item<double>();
+    EXPECT_EQ(l1, l2) << name << ": loss() changed state between two calls";
+    EXPECT_EQ(max_change(main0, m->parameters()), 0.0) << name;
+    EXPECT_EQ(max_change(aux0, aux()), 0.0) << name << ": loss() stepped the auxiliary network";
+    m->aux_step(b, StepContext{});
+    EXPECT_EQ(max_change(main0, m->parameters()), 0.0) << name << ": aux_step() moved G";
+    EXPECT_GT(max_change(aux0, aux()), 0.0) << name << ": aux_step() left the auxiliary network";
+  }
+}
+
 TEST(WedgeMethods, RegisteredWithOptions) {
   for (const char* n : {"isonet", "ddw", "cryogen-map", "cryogen-ot"}) {
     const auto& info = method_registry().get(n);
     EXPECT_FALSE(info.description.empty());
-    EXPECT_EQ(info.needs_halves, std::string(n) != "isonet") << n;
+    EXPECT_EQ(info.needs_halves(), std::string(n) != "isonet") << n;
   }
   EXPECT_DOUBLE_EQ(method_create("ddw")->options_json()["lambda"].get<double>(), 2.0);
   EXPECT_THROW(method_create("cryogen-ot", {{"ot", "emd"}}), ValueError);

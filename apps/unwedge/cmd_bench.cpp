@@ -161,7 +161,7 @@ void run_bench(const BenchParams& p) {
   add(lpname, out / "baselines/lowpass_oracle.mrc", lp.volume);
 
   for (const auto& name : p.methods) {
-    bool halves = method_registry().get(name).needs_halves;
+    bool halves = method_registry().get(name).needs_halves();
     fs::path dir = out / name;
     fs::create_directories(dir);
     std::vector<std::string> in_args =

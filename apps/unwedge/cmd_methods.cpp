@@ -13,10 +13,21 @@ struct MethodsParams {
   std::string options_of;  ///< method whose options to list; empty = list the methods
 };
 
+// What a method trains on and what else it can do, e.g. "half tomograms, posterior".
+std::string capabilities(const MethodCapabilities& c) {
+  std::string s = c.halves && c.single ? "halves or single" : c.halves ? "half tomograms"
+                                                                        : "single tomogram";
+  if (c.tilt_series) s += ", tilt series";
+  if (c.posterior) s += ", posterior";
+  if (c.embedding) s += ", embedding";
+  return s;
+}
+
 void list_methods() {
+  std::printf("%-20s %-29s %s\n", "method", "input, capabilities", "description");
   for (const auto& m : method_registry().list()) {
-    std::printf("%-20s %-17s %s\n", m.name.c_str(),
-                m.needs_halves ? "half tomograms" : "single tomogram", m.description.c_str());
+    std::printf("%-20s %-29s %s\n", m.name.c_str(), capabilities(m.can).c_str(),
+                m.description.c_str());
   }
 }
 
@@ -34,7 +45,8 @@ void list_options(const std::string& name) {
 void add_methods_command(CLI::App& root, GlobalOptions&) {
   auto p = std::make_shared<MethodsParams>();
   CLI::App* cmd = root.add_subcommand(
-      "methods", "List the restoration methods (name, input, description), or one method's options");
+      "methods", "List the restoration methods (name, input and capabilities, description), or one "
+                 "method's options");
   cmd->add_option("--options", p->options_of,
                   "Print the options of this method with their defaults (for train --opt)");
   cmd->callback([p] {

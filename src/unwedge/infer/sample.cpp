@@ -83,12 +83,7 @@ at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights
 SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
                           const std::vector<TileReader>& inputs, const SampleSinks& sinks,
                           const SampleOptions& opts) {
-  auto* posterior = dynamic_cast<PosteriorMethod*>(&method);
-  if (!posterior) {
-    throw ValueError("method " + method.name() +
-                     " does not draw posterior samples (unwedge sample needs cryowgen-mc or "
-                     "cryowgen-langevin; use unwedge restore for it)");
-  }
+  PosteriorMethod* posterior = &method_posterior(method);
   if (inputs.empty() || inputs.size() > 2) throw ValueError("sample: 1 or 2 inputs expected");
   const PosteriorOptions& po = opts.posterior;
   const int64_t n = po.n;

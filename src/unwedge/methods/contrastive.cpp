@@ -137,7 +137,8 @@ MethodInfo contrastive_method_info() {
   info.name = "contrastive";
   info.description =
       "NT-Xent (SimCLR) embeddings: rotated, re-wedged, re-noised views; embeds, cannot restore";
-  info.needs_halves = false;
+  info.can.single = true;
+  info.can.embedding = true;
   info.options = {
       {"temperature", 0.1, "NT-Xent temperature"},
       {"noise_level", 0.5, "std of the fresh noise per view, relative to the subtomogram's std"},

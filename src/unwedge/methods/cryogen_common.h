@@ -6,6 +6,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "unwedge/methods/unet_method.h"
@@ -35,6 +36,11 @@ class CryoGenBase : public UNetMethod {
   bool needs_halves() const override { return true; }
 
  protected:
+  /// Checks the batch and swaps the halves per sample (option swap): {y_a, y_b}.
+  std::pair<torch::Tensor, torch::Tensor> halves(const Batch& batch);
+  /// Real observations: centre crops of y_a [B, 1, P, P, P] of the pseudo-observations' size
+  /// (detached).
+  torch::Tensor real_observations(const torch::Tensor& ya) const;
   /// Checks the batch, swaps halves (option swap), runs G and builds the step.
   CryoGenStep generator_step(const Batch& batch);
 
@@ -45,7 +51,8 @@ class CryoGenBase : public UNetMethod {
 
 /// Runs opt.step() with its learning rate scaled by `ratio` (the trainer sets aux optimizers'
 /// rates to its own each step: this gives them a fixed ratio, TTUR), restoring it afterwards.
-/// The gradients are first averaged across ranks (aux_grad_sync) when training is distributed.
-void cryogen_step_scaled(torch::optim::Optimizer& opt, double ratio);
+/// The gradients are first averaged across ranks (ctx.sync_gradients) when training is
+/// distributed.
+void cryogen_step_scaled(torch::optim::Optimizer& opt, double ratio, const StepContext& ctx);
 
 }  // namespace unwedge

@@ -2,11 +2,12 @@
 // measured-band data term across halves; a 3D convolutional discriminator D tells real
 // observations (centre crops of a half) from pseudo-observations ỹ = T_M(crop(R G(y))) + ñ; G
 // minimises data_weight·data + adv_weight·(−log D(ỹ)) (+ rot_weight·‖G(T_M(R x̂)) − R x̂‖², the
-// rotation-consistency term). D is updated inside loss() with its own Adam (learning rate =
-// d_lr_ratio × the trainer's, TTUR), the non-saturating logistic loss and an R1 penalty
-// (r1/2)·E‖∇_y D(y)‖² on real observations. Adversarial training can be unstable: the running
-// mean of D's loss is kept (discriminator_loss_mean) and logged at verbose level every 50 steps;
-// the trainer's log holds only G's loss.
+// rotation-consistency term). D is updated in aux_step() (on pseudo-observations from a
+// gradient-free generator pass) with its own Adam (learning rate = d_lr_ratio × the trainer's,
+// TTUR), the non-saturating logistic loss and an R1 penalty (r1/2)·E‖∇_y D(y)‖² on real
+// observations. Adversarial training can be unstable: the running mean of D's loss is kept
+// (discriminator_loss_mean) and logged at verbose level every 50 steps; the trainer's log holds
+// G's loss and D's terms (step_stats).
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/methods/cryogen_common.h"
@@ -38,36 +39,44 @@ class CryoGenMap : public CryoGenBase {
 
   std::string name() const override { return "cryogen-map"; }
 
-  torch::Tensor loss(const Batch& batch) override {
-    CryoGenStep st = generator_step(batch);
-    // Discriminator step: real observations vs detached pseudo-observations, R1 on real.
+  /// Discriminator step: real observations vs pseudo-observations of a gradient-free generator
+  /// pass, R1 on real.
+  void aux_step(const Batch& batch, const StepContext& ctx) override {
+    CryoGenStep st;
     {
-      auto real = st.real.detach().requires_grad_(true);
-      auto d_real = disc_->forward(real);                  // [B]
-      auto d_fake = disc_->forward(st.pseudo.detach());    // [B]
-      auto l = torch::softplus(-d_real).mean() + torch::softplus(d_fake).mean();
-      if (r1_ > 0) {
-        auto g = torch::autograd::grad({d_real.sum()}, {real}, {}, /*retain_graph=*/true,
-                                       /*create_graph=*/true)[0];
-        l = l + 0.5 * r1_ * g.square().flatten(1).sum(1).mean();
-      }
-      d_opt_->zero_grad();
-      l.backward();
-      cryogen_step_scaled(*d_opt_, d_lr_ratio_);
-      const double v = l.item<double>();
-      stats_ = {{"d_loss", v},
+      torch::NoGradGuard no_grad;
+      st = generator_step(batch);
+    }
+    auto real = st.real.detach().requires_grad_(true);
+    auto d_real = disc_->forward(real);                  // [B]
+    auto d_fake = disc_->forward(st.pseudo.detach());    // [B]
+    auto l = torch::softplus(-d_real).mean() + torch::softplus(d_fake).mean();
+    if (r1_ > 0) {
+      auto g = torch::autograd::grad({d_real.sum()}, {real}, {}, /*retain_graph=*/true,
+                                     /*create_graph=*/true)[0];
+      l = l + 0.5 * r1_ * g.square().flatten(1).sum(1).mean();
+    }
+    d_opt_->zero_grad();
+    l.backward();
+    cryogen_step_scaled(*d_opt_, d_lr_ratio_, ctx);
+    const double v = l.item<double>();
+    d_stats_ = {{"d_loss", v},
                 {"d_real", torch::sigmoid(d_real).mean().item<double>()},
                 {"d_fake", torch::sigmoid(d_fake).mean().item<double>()}};
-      d_loss_mean_ = d_count_ == 0 ? v : 0.98 * d_loss_mean_ + 0.02 * v;
-      ++d_count_;
-      if (batch.step % 50 == 0) {
-        log_debug("cryogen-map step {}: discriminator loss {:.4f} (running mean {:.4f})",
-                  batch.step, v, d_loss_mean_);
-      }
+    d_loss_mean_ = d_count_ == 0 ? v : 0.98 * d_loss_mean_ + 0.02 * v;
+    ++d_count_;
+    if (batch.step % 50 == 0) {
+      log_debug("cryogen-map step {}: discriminator loss {:.4f} (running mean {:.4f})",
+                batch.step, v, d_loss_mean_);
     }
+  }
+
+  torch::Tensor loss(const Batch& batch) override {
+    CryoGenStep st = generator_step(batch);
     // Generator: data term + energy −log D(ỹ) = softplus(−logit) (+ rotation consistency).
     auto energy = torch::softplus(-disc_->forward(st.pseudo)).mean();
     auto total = data_weight_ * st.data + adv_weight_ * energy;
+    stats_ = d_stats_;
     stats_.emplace_back("data", st.data.item<double>());
     stats_.emplace_back("energy", energy.item<double>());
     if (rot_weight_ > 0) {
@@ -113,7 +122,7 @@ class CryoGenMap : public CryoGenBase {
   double adv_weight_, rot_weight_, r1_, d_lr_ratio_;
   Discriminator3d disc_{nullptr};
   std::unique_ptr<torch::optim::Adam> d_opt_;
-  std::vector<std::pair<std::string, double>> stats_;
+  std::vector<std::pair<std::string, double>> stats_, d_stats_;
   double d_loss_mean_ = 0;
   int64_t d_count_ = 0;
 };
@@ -125,7 +134,7 @@ MethodInfo cryogen_map_method_info() {
   info.name = "cryogen-map";
   info.description =
       "CryoGEN-I: generator + measured-band data term + adversarial energy prior (can be unstable)";
-  info.needs_halves = true;
+  info.can.halves = true;
   info.options = cryogen_common_options();
   for (MethodOption o : std::vector<MethodOption>{
            {"adv_weight", 0.1, "weight of the energy -log D(T_M(R G(y)) + noise)"},

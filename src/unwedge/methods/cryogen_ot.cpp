@@ -1,7 +1,7 @@
 // cryogen-ot (CryoGEN-II): generator G with the measured-band data term across halves, plus an
 // optimal-transport discrepancy between the distribution of pseudo-observations T_M(R G(y)) + ñ
 // and that of real observations: sliced Wasserstein (default) or Sinkhorn divergence, on points
-// that are the local feature vectors of an autoencoder trained on real observations inside loss()
+// that are the local feature vectors of an autoencoder trained on real observations in aux_step()
 // (features = "encoder", WAE style) or non-overlapping 4³ voxel blocks (features = "voxels").
 // Points are divided by √D (costs per feature dimension) and subsampled to ot_points per cloud.
 // One deterministic restoration per input: restore() = G(y), no min–max game.
@@ -56,16 +56,23 @@ class CryoGenOt : public CryoGenBase {
 
   std::string name() const override { return "cryogen-ot"; }
 
+  /// Autoencoder step on real observations (its own optimizer, WAE style); nothing for voxel
+  /// features.
+  void aux_step(const Batch& batch, const StepContext& ctx) override {
+    if (features_ != "encoder") return;
+    auto real = real_observations(halves(batch).first);  // [B, 1, n, n, n]
+    auto recon = enc_->decode(enc_->encode(real));
+    auto l = (recon - real).square().mean();
+    enc_opt_->zero_grad();
+    l.backward();
+    cryogen_step_scaled(*enc_opt_, enc_lr_ratio_, ctx);
+    ae_loss_ = l.item<double>();
+  }
+
   torch::Tensor loss(const Batch& batch) override {
     CryoGenStep st = generator_step(batch);
     torch::Tensor pa, pb;  // points of pseudo and real observations [N, D]
     if (features_ == "encoder") {
-      // Autoencoder step on real observations (its own optimizer, WAE style).
-      auto recon = enc_->decode(enc_->encode(st.real));
-      ae_loss_ = (recon - st.real).square().mean();
-      enc_opt_->zero_grad();
-      ae_loss_.backward();
-      cryogen_step_scaled(*enc_opt_, enc_lr_ratio_);
       pa = encoder_points(enc_->encode(st.pseudo));
       pb = encoder_points(enc_->encode(st.real)).detach();
     } else {
@@ -77,7 +84,7 @@ class CryoGenOt : public CryoGenBase {
     auto ot = ot_ == "sliced" ? sliced_wasserstein2(pa, pb, projections_)
                               : sinkhorn_divergence(pa, pb, epsilon_, iters_);
     stats_ = {{"data", st.data.item<double>()}, {"ot", ot.item<double>()}};
-    if (ae_loss_.defined()) stats_.emplace_back("autoencoder", ae_loss_.item<double>());
+    if (ae_loss_ >= 0) stats_.emplace_back("autoencoder", ae_loss_);
     return data_weight_ * st.data + ot_weight_ * ot;
   }
 
@@ -114,8 +121,8 @@ class CryoGenOt : public CryoGenBase {
     enc_opt_->load(o);
   }
 
-  /// Autoencoder reconstruction loss of the last step (not seen by the trainer).
-  double last_autoencoder_loss() const { return ae_loss_.defined() ? ae_loss_.item<double>() : -1; }
+  /// Autoencoder reconstruction loss of the last aux_step (-1: none yet).
+  double last_autoencoder_loss() const { return ae_loss_; }
 
  private:
   torch::Tensor subsample(const torch::Tensor& p) const {
@@ -132,7 +139,7 @@ class CryoGenOt : public CryoGenBase {
   double enc_lr_ratio_;
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
-  torch::Tensor ae_loss_;
+  double ae_loss_ = -1;
   std::vector<std::pair<std::string, double>> stats_;
 };
 
@@ -143,7 +150,7 @@ MethodInfo cryogen_ot_method_info() {
   info.name = "cryogen-ot";
   info.description =
       "CryoGEN-II: generator + measured-band data term + OT matching of T_M(R G(y)) to observations";
-  info.needs_halves = true;
+  info.can.halves = true;
   info.options = cryogen_common_options();
   for (MethodOption o : std::vector<MethodOption>{
            {"ot", "sliced", "sliced (sliced Wasserstein) | sinkhorn (debiased Sinkhorn divergence)"},

@@ -48,14 +48,13 @@ class CryoWGenMc : public Method, public PosteriorMethod {
   bool needs_halves() const override { return true; }
   bool stochastic() const override { return true; }
 
-  /// The cryogen-ot loss of the stochastic generator (fresh z per sample); also records the
-  /// training geometry and the halves' noise level.
+  /// Records the training geometry and the halves' noise level, then the cryogen-ot
+  /// autoencoder step.
+  void aux_step(const Batch& batch, const StepContext& ctx) override;
+  /// The cryogen-ot loss of the stochastic generator (fresh z per sample).
   torch::Tensor loss(const Batch& batch) override;
   /// G(y, z = 0): one deterministic restoration (the generator's central draw).
   torch::Tensor restore(const torch::Tensor& sub) override;
-  /// n posterior draws for the geometry seen in training (±60° if never trained): draw() with
-  /// seed 0, then n picked by the weights (multinomial resampling) -> [n, B, 1, Z, Y, X].
-  torch::Tensor sample(const torch::Tensor& sub, int64_t n) override;
   PosteriorDraws draw(const torch::Tensor& sub, const MethodWedge& wedge,
                       const PosteriorOptions& opts) override;
 
@@ -88,8 +87,6 @@ class CryoWGenMc : public Method, public PosteriorMethod {
   torch::Tensor latent(const torch::Tensor& sub, uint64_t seed) const;
 
  protected:
-  /// The tilt geometry of the last training batch (±60° if never trained).
-  MethodWedge trained_wedge() const;
   /// Measured masks [B or 1, 1, Z, Y, X/2+1] of `wedge` for sub's shape on sub's device.
   torch::Tensor measured_mask(const torch::Tensor& sub, const MethodWedge& wedge);
 

@@ -53,7 +53,7 @@ class CryoWGenLangevin : public CryoWGenMc {
     torch::Tensor clean;  // [B, 1, n, n, n]
     {
       torch::NoGradGuard no_grad;
-      auto p = padded_shape(batch.input);
+      auto p = unet3d_padded_shape(batch.input.sizes(), size_multiple());
       auto z = torch::randn(generator()->latent_shape(p), batch.input.options());
       auto x_hat = generate(batch.input, z);  // [B, 1, P, P, P]
       const int64_t n = rotation_crop_size(patch, size_multiple()[0]);
@@ -106,14 +106,8 @@ class CryoWGenLangevin : public CryoWGenMc {
       mo.candidates = std::max(opts.candidates, c);
       auto d = CryoWGenMc::draw(sub, wedge, mo);  // [C, B, 1, Z, Y, X]
       if (mo.candidates == c) {  // weighted: resample the starts by weight
-        auto gen = at::detail::createCPUGenerator(opts.seed);
-        auto idx = torch::multinomial(torch::exp(d.log_weights).t().to(torch::kCPU, torch::kDouble), c,
-                                      /*replacement=*/true, gen);  // [B, C]
-        std::vector<torch::Tensor> picked;
-        for (int64_t j = 0; j < b; ++j) {
-          picked.push_back(d.samples.select(1, j).index_select(0, idx[j].to(sub.device())));
-        }
-        d.samples = torch::stack(picked, 1);
+        d.samples = posterior_resample(d.samples, d.log_weights, c,
+                                       at::detail::createCPUGenerator(opts.seed));
       }
       x0 = d.samples.reshape({c * b, 1, sub.size(2), sub.size(3), sub.size(4)});
     } else {
@@ -145,16 +139,6 @@ class CryoWGenLangevin : public CryoWGenMc {
     d.log_weights = torch::full({n, b}, -std::log(static_cast<double>(n)), sub.options());
     d.acceptance = res.acceptance;
     return d;
-  }
-
-  /// n draws with the training geometry, default chain settings and a seed from torch's default
-  /// generator.
-  torch::Tensor sample(const torch::Tensor& sub, int64_t n) override {
-    const MethodWedge w = trained_wedge();
-    PosteriorOptions o;
-    o.n = n;
-    o.seed = static_cast<uint64_t>(torch::randint(1 << 30, {1}, torch::kLong).item<int64_t>());
-    return draw(sub, w, o).samples;
   }
 
   std::vector<torch::Tensor> parameters() override {
@@ -194,13 +178,6 @@ class CryoWGenLangevin : public CryoWGenMc {
   }
 
  private:
-  std::vector<int64_t> padded_shape(const torch::Tensor& sub) const {
-    auto m = size_multiple();
-    std::vector<int64_t> s{sub.size(0), sub.size(1)};
-    for (int a = 0; a < 3; ++a) s.push_back((sub.size(2 + a) + m[a] - 1) / m[a] * m[a]);
-    return s;
-  }
-
   double sigma_d_, d_weight_;
   int64_t chains_;
   double step_size_, step_scale_;
@@ -216,7 +193,8 @@ MethodInfo cryowgen_langevin_method_info() {
   info.description =
       "CryoWGEN-II: Langevin/MALA on the wedge likelihood + Tweedie prior score of a denoiser "
       "trained on G(y, z)";
-  info.needs_halves = true;
+  info.can.halves = true;
+  info.can.posterior = true;
   info.options = cryowgen_mc_options();
   for (MethodOption o : std::vector<MethodOption>{
            {"denoiser_sigma", 0.2, "Tweedie denoiser: white noise level sigma_d (normalised units)"},

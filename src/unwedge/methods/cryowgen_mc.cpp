@@ -13,22 +13,6 @@
 
 namespace unwedge {
 
-namespace {
-
-const std::vector<int64_t> kDims3{-3, -2, -1};
-
-// Padded size of each axis of sub for the multiple m.
-std::vector<int64_t> padded_sizes(const torch::Tensor& sub, std::array<int64_t, 3> m) {
-  std::vector<int64_t> s;
-  for (int a = 0; a < 3; ++a) {
-    const int64_t d = sub.size(2 + a);
-    s.push_back((d + m[a] - 1) / m[a] * m[a]);
-  }
-  return s;
-}
-
-}  // namespace
-
 std::vector<MethodOption> cryowgen_mc_options() {
   std::vector<MethodOption> opts = cryogen_ot_method_info().options;
   for (auto& o : opts) {
@@ -81,13 +65,21 @@ CryoWGenMc::CryoWGenMc(const nlohmann::json& r, const std::string& method)
   trained_wedge_ = torch::tensor({-60.0f, 60.0f, 0.0f});
 }
 
-torch::Tensor CryoWGenMc::loss(const Batch& batch) {
-  method_check_batch_tensor(name(), "input (even half)", batch.input);
-  method_check_batch_tensor(name(), "target (odd half)", batch.target);
+namespace {
+
+void check_halves(const std::string& name, const Batch& batch) {
+  method_check_batch_tensor(name, "input (even half)", batch.input);
+  method_check_batch_tensor(name, "target (odd half)", batch.target);
   if (batch.input.sizes() != batch.target.sizes()) {
-    throw ShapeError("method " + name() + ": halves differ in shape: " +
+    throw ShapeError("method " + name + ": halves differ in shape: " +
                      c10::str(batch.input.sizes()) + " vs " + c10::str(batch.target.sizes()));
   }
+}
+
+}  // namespace
+
+void CryoWGenMc::aux_step(const Batch& batch, const StepContext& ctx) {
+  check_halves(name(), batch);
   const int64_t b = batch.input.size(0);
   auto geoms = wedge_batch_geometries(batch, b);
   if (!batch.wedge.empty()) {
@@ -101,12 +93,19 @@ torch::Tensor CryoWGenMc::loss(const Batch& batch) {
     const std::array<int64_t, 3> shape{batch.input.size(2), batch.input.size(3), batch.input.size(4)};
     auto m = wedge_batch_masks(shape, geoms, masks_, batch.device());  // [B, 1, Z, Y, X/2+1]
     auto w = m * fourier_half_multiplicity(shape[2], batch.device());
-    auto p = torch::fft::rfftn(batch.input - batch.target, c10::nullopt, kDims3, "ortho").abs().square();
+    auto p = fourier_rfft3(batch.input - batch.target).abs().square();
     const double s2 = ((p * w).sum() / w.sum().clamp_min(1) / 2.0).item<double>();
     const double n = halves_count_.item<double>();
     halves_sigma2_ = (halves_sigma2_ * n + s2) / (n + 1);
     halves_count_ = halves_count_ + 1;
   }
+  inner_->aux_step(batch, ctx);
+}
+
+torch::Tensor CryoWGenMc::loss(const Batch& batch) {
+  check_halves(name(), batch);
+  const int64_t b = batch.input.size(0);
+  auto geoms = wedge_batch_geometries(batch, b);
   auto l = inner_->loss(batch);
   mc_stats_ = inner_->step_stats();
   if (div_weight_ > 0) {
@@ -118,8 +117,8 @@ torch::Tensor CryoWGenMc::loss(const Batch& batch) {
     const std::array<int64_t, 3> shape{batch.input.size(2), batch.input.size(3), batch.input.size(4)};
     auto miss = 1.0 - wedge_batch_masks(shape, geoms, masks_, batch.device());  // [B, 1, Z, Y, X/2+1]
     auto w = miss * fourier_half_multiplicity(shape[2], batch.device());
-    auto f1 = torch::fft::rfftn(x.narrow(0, 0, b), c10::nullopt, kDims3, "ortho");
-    auto f2 = torch::fft::rfftn(x.narrow(0, b, b), c10::nullopt, kDims3, "ortho");
+    auto f1 = fourier_rfft3(x.narrow(0, 0, b));
+    auto f2 = fourier_rfft3(x.narrow(0, b, b));
     auto diff = ((f1 - f2).abs().square() * w).flatten(1).sum(1);                          // [B]
     auto total = ((f1.abs().square() + f2.abs().square()) * w).flatten(1).sum(1).clamp_min(1e-12);
     auto rho = (diff / total + 1e-12).sqrt();  // [B]; a norm ratio: nonzero gradient at collapse
@@ -139,8 +138,8 @@ torch::Tensor CryoWGenMc::generate(const torch::Tensor& sub, const torch::Tensor
 }
 
 torch::Tensor CryoWGenMc::latent(const torch::Tensor& sub, uint64_t seed) const {
-  auto p = padded_sizes(sub, size_multiple());
-  auto shape = gen_->net()->latent_shape({1, 1, p[0], p[1], p[2]});  // [1, L, z, y, x]
+  auto p = unet3d_padded_shape(sub.sizes(), size_multiple());  // [B, 1, Z', Y', X']
+  auto shape = gen_->net()->latent_shape({1, 1, p[2], p[3], p[4]});  // [1, L, z, y, x]
   auto gen = at::detail::createCPUGenerator(seed);
   auto z = torch::randn(shape, gen, torch::TensorOptions().dtype(sub.scalar_type()));
   shape[0] = sub.size(0);
@@ -168,11 +167,8 @@ torch::Tensor CryoWGenMc::noise_variance(const torch::Tensor& sub, const torch::
   }
   torch::NoGradGuard no_grad;
   const int64_t z = sub.size(2), y = sub.size(3), x = sub.size(4);
-  auto fo = torch::TensorOptions().dtype(torch::kFloat).device(sub.device());
-  auto kz = torch::fft::fftfreq(z, 1.0, fo).view({z, 1, 1});
-  auto ky = torch::fft::fftfreq(y, 1.0, fo).view({1, y, 1});
-  auto kx = torch::fft::rfftfreq(x, 1.0, fo).view({1, 1, x / 2 + 1});
-  auto shell = ((kz.square() + ky.square() + kx.square()).sqrt() > noise_shell_).to(torch::kFloat);
+  auto k = fourier_freq_rfft({z, y, x}, torch::TensorOptions().dtype(torch::kFloat).device(sub.device()));
+  auto shell = ((k.kz.square() + k.ky.square() + k.kx.square()).sqrt() > noise_shell_).to(torch::kFloat);
   auto w = (m.to(torch::kFloat) * shell * fourier_half_multiplicity(x, sub.device()))
                .expand({1, 1, z, y, x / 2 + 1});  // [1, 1, Z, Y, X/2+1]
   const double count = w.sum().item<double>();
@@ -180,7 +176,7 @@ torch::Tensor CryoWGenMc::noise_variance(const torch::Tensor& sub, const torch::
     throw ValueError("method " + name() + ": no measured frequency above noise_shell = " +
                      std::to_string(noise_shell_) + " in a " + c10::str(sub.sizes()) + " input");
   }
-  auto p = torch::fft::rfftn(sub.to(torch::kFloat), c10::nullopt, kDims3, "ortho").abs().square();
+  auto p = fourier_rfft3(sub.to(torch::kFloat)).abs().square();
   return ((p * w).flatten(1).sum(1) / count).clamp_min(1e-8).to(sub.scalar_type());  // [B]
 }
 
@@ -213,39 +209,9 @@ PosteriorDraws CryoWGenMc::draw(const torch::Tensor& sub, const MethodWedge& wed
     return d;
   }
   // Sampling-importance-resampling: n of the K candidates per tile, drawn by weight.
-  auto gen = at::detail::createCPUGenerator(opts.seed);
-  auto idx = torch::multinomial(torch::exp(log_w).t().to(torch::kCPU, torch::kDouble), n,
-                                /*replacement=*/true, gen);  // [B, n]
-  std::vector<torch::Tensor> picked;
-  for (int64_t j = 0; j < b; ++j) {
-    picked.push_back(all.select(1, j).index_select(0, idx[j].to(all.device())));  // [n, 1, Z, Y, X]
-  }
-  d.samples = torch::stack(picked, 1);  // [n, B, 1, Z, Y, X]
+  d.samples = posterior_resample(all, log_w, n, at::detail::createCPUGenerator(opts.seed));
   d.log_weights = torch::full({n, b}, -std::log(static_cast<double>(n)), log_w.options());
   return d;
-}
-
-MethodWedge CryoWGenMc::trained_wedge() const {
-  MethodWedge w;
-  w.tilt_min_deg = trained_wedge_[0].item<double>();
-  w.tilt_max_deg = trained_wedge_[1].item<double>();
-  w.flip_sign = trained_wedge_[2].item<double>() > 0.5;
-  return w;
-}
-
-torch::Tensor CryoWGenMc::sample(const torch::Tensor& sub, int64_t n) {
-  const MethodWedge w = trained_wedge();
-  PosteriorOptions o;
-  o.n = n;
-  o.seed = static_cast<uint64_t>(torch::randint(1 << 30, {1}, torch::kLong).item<int64_t>());
-  auto d = draw(sub, w, o);  // n weighted draws
-  auto idx = torch::multinomial(torch::exp(d.log_weights).t().to(torch::kDouble), n,
-                                /*replacement=*/true);  // [B, n]
-  std::vector<torch::Tensor> picked;
-  for (int64_t j = 0; j < sub.size(0); ++j) {
-    picked.push_back(d.samples.select(1, j).index_select(0, idx[j].to(d.samples.device())));
-  }
-  return torch::stack(picked, 1);  // [n, B, 1, Z, Y, X]
 }
 
 void CryoWGenMc::to(torch::Device device) { inner_->to(device); }
@@ -275,7 +241,8 @@ MethodInfo cryowgen_mc_method_info() {
   info.name = "cryowgen-mc";
   info.description =
       "CryoWGEN-I: stochastic generator G(y, z) trained with entropic OT; draws weighted by exp(-c(x, y)/gamma)";
-  info.needs_halves = true;
+  info.can.halves = true;
+  info.can.posterior = true;
   info.options = cryowgen_mc_options();
   info.create = [](const nlohmann::json& r) -> std::unique_ptr<Method> {
     return std::make_unique<CryoWGenMc>(r);

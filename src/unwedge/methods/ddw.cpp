@@ -84,7 +84,7 @@ MethodInfo ddw_method_info() {
   MethodInfo info;
   info.name = "ddw";
   info.description = "DeepDeWedge-style: T_M(R y_even) -> R y_odd, loss split by band (wedge filling)";
-  info.needs_halves = true;
+  info.can.halves = true;
   info.options = {
       {"lambda", 2.0, "weight of the band only the target saw (wedge) vs the band both saw"},
       {"swap", true, "swap the halves per sample at random"},

@@ -38,8 +38,8 @@ class Embedder {
 inline Embedder& method_embedder(Method& m) {
   auto* e = dynamic_cast<Embedder*>(&m);
   if (e == nullptr) {
-    throw ValueError("method " + m.name() +
-                     " gives no embedding (methods that embed: mae, contrastive)");
+    throw ValueError("method " + m.name() + " gives no embedding (methods that embed: " +
+                     method_registry().names_with(&MethodCapabilities::embedding) + ")");
   }
   return *e;
 }

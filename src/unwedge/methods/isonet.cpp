@@ -106,7 +106,7 @@ MethodInfo isonet_method_info() {
   MethodInfo info;
   info.name = "isonet";
   info.description = "IsoNet-style: rotated wedge-filled subtomogram as target, re-wedged copy as input";
-  info.needs_halves = false;
+  info.can.single = true;
   info.options = {
       {"refill_every", int64_t{200},
        "refill the wedge with a network snapshot refreshed every K steps, from step K (0: never)"},

@@ -9,6 +9,7 @@
 #include "unwedge/methods/net_state.h"
 #include "unwedge/methods/unet_method.h"
 #include "unwedge/nn/vit3d.h"
+#include "unwedge/ops/fourier.h"
 #include "unwedge/ops/rotate.h"
 #include "unwedge/ops/wedge.h"
 
@@ -107,7 +108,7 @@ class Mae : public Method, public Embedder {
     auto measured = data_mask(batch, shape, x.device());        // [Z, Y, X/2+1]
     auto input = wedge_apply(x, 1.0 - hide);
     auto pred = predict_full(input);                             // [B, 1, Z, Y, X]
-    auto err = torch::fft::rfftn(pred - x, c10::nullopt, {-3, -2, -1}, "ortho");
+    auto err = fourier_rfft3(pred - x);
     auto w = hide * measured;                                    // [B, 1, Z, Y, X/2+1]
     return (err.abs().pow(2) * w).sum() / w.sum().clamp_min(1.0);
   }
@@ -138,10 +139,7 @@ class Mae : public Method, public Embedder {
       std::array<int64_t, 3> shape{x.size(2), x.size(3), x.size(4)};
       auto m = wedge_cache_.mask(shape, default_geometry_, x.device());
       auto pred = predict_full(x);
-      auto fx = torch::fft::rfftn(x, c10::nullopt, {-3, -2, -1}, "ortho");
-      auto fp = torch::fft::rfftn(pred, c10::nullopt, {-3, -2, -1}, "ortho");
-      out = torch::fft::irfftn(fx * m + fp * (1.0 - m), c10::IntArrayRef{x.size(2), x.size(3),
-                               x.size(4)}, {-3, -2, -1}, "ortho");
+      out = fourier_irfft3(fourier_rfft3(x) * m + fourier_rfft3(pred) * (1.0 - m), shape);
     }
     return out.narrow(2, 0, sub.size(2)).narrow(3, 0, sub.size(3)).narrow(4, 0, sub.size(4));
   }
@@ -269,7 +267,8 @@ MethodInfo mae_method_info() {
   info.name = "mae";
   info.description =
       "3D masked autoencoder (ViT): hidden patches or a hidden Fourier wedge; restores and embeds";
-  info.needs_halves = false;
+  info.can.single = true;
+  info.can.embedding = true;
   info.options = {
       {"mask_mode", "patch", "patch (hide random p^3 patches) | wedge (hide a Fourier wedge)"},
       {"mask_ratio", 0.75, "fraction of patches hidden (patch mode)"},

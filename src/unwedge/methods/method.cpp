@@ -16,9 +16,22 @@ torch::Tensor Method::restore_pair(const torch::Tensor& even, const torch::Tenso
   return 0.5 * (restore(even) + restore(odd));
 }
 
-torch::Tensor Method::sample(const torch::Tensor&, int64_t) {
-  throw ValueError("method " + name() +
-                   " is deterministic: it has no sample(); use restore, or a stochastic method");
+void StepContext::sync_gradients(const std::vector<torch::Tensor>& params) const {
+  if (!average_gradients) return;
+  std::vector<torch::Tensor> grads;
+  grads.reserve(params.size());
+  for (const auto& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (!grads.empty()) average_gradients(grads);
+}
+
+std::vector<torch::Tensor> optimizer_parameters(torch::optim::Optimizer& opt) {
+  std::vector<torch::Tensor> out;
+  for (auto& g : opt.param_groups()) {
+    for (const auto& p : g.params()) out.push_back(p);
+  }
+  return out;
 }
 
 void MethodRegistry::add(MethodInfo info) {
@@ -27,7 +40,19 @@ void MethodRegistry::add(MethodInfo info) {
     throw ValueError("method registry: method '" + info.name + "' is already registered");
   }
   if (!info.create) throw ValueError("method registry: method '" + info.name + "' has no factory");
+  if (!info.can.halves && !info.can.single) {
+    throw ValueError("method registry: method '" + info.name +
+                     "' takes neither half tomograms nor one tomogram");
+  }
   methods_.push_back(std::move(info));
+}
+
+std::string MethodRegistry::names_with(bool MethodCapabilities::*cap) const {
+  std::string out;
+  for (const auto& m : methods_) {
+    if (m.can.*cap) out += (out.empty() ? "" : ", ") + m.name;
+  }
+  return out;
 }
 
 bool MethodRegistry::has(const std::string& name) const {

@@ -1,21 +1,30 @@
 // The interface every restoration method implements, and the registry that creates them by name.
 //
-// A method owns its networks (the main one, trained by the caller's optimizer, and any auxiliary
-// ones it trains itself inside loss()). The trainer only ever sees this interface:
+// A method owns its networks: the main one, trained by the caller's optimizer, and any auxiliary
+// ones (discriminators, encoders) it trains itself in aux_step(). The trainer only ever sees this
+// interface:
 //
 //   auto m = method_create("n2n", options);            // options: JSON, unknown keys rejected
 //   m->to(device);
 //   torch::optim::AdamW opt(m->parameters(), ...);
-//   for (...) { opt.zero_grad(); auto l = m->loss(batch); l.backward(); opt.step(); }
+//   for (...) {
+//     m->aux_step(batch, ctx);                         // auxiliary networks (most: nothing)
+//     opt.zero_grad(); auto l = m->loss(batch); l.backward(); opt.step();
+//   }
 //   m->save(archive);                                   // plus name() and options_json()
 //
-// and a checkpoint recreates it with method_create(name, options_json) followed by load().
-// Randomness (augmentation, masks, latent noise) comes from torch's default generator on the
-// batch's device, so seeding and saving that generator (the trainer's job) makes runs repeatable.
+// loss() is a pure function of the batch and the networks (it updates no weights), so the same
+// call gives the validation loss. A checkpoint recreates a method with
+// method_create(name, options_json) followed by load(). Randomness (augmentation, masks, latent
+// noise) comes from torch's default generator on the batch's device, so seeding and saving that
+// generator (the trainer's job) makes runs repeatable.
+//
+// What a method can do (halves or one tomogram, tilt series, posterior samples, embeddings) is
+// data in its MethodInfo (MethodCapabilities), read by the CLI and the jobs.
 //
 // Adding a method: write src/unwedge/methods/<name>.cpp with a class deriving from Method and a
-// MethodInfo (name, description, needs_halves, options with defaults and help, factory), and
-// add it to the list in methods/registry.cpp. See docs/sections/methods.md.
+// MethodInfo (name, description, capabilities, options with defaults and help, factory), and
+// add it to the list in methods/registry.cpp. See docs/methods.md.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -55,6 +64,20 @@ struct Batch {
   torch::Device device() const { return input.device(); }
 };
 
+/// What the trainer hands a method's auxiliary step. Passed in, never global: ranks that run as
+/// threads of one process (tests) each pass their own.
+struct StepContext {
+  /// Averages gradients across data-parallel ranks in place. Every rank calls it at the same
+  /// point with the same network's gradients. Empty when training runs on one rank.
+  std::function<void(std::vector<torch::Tensor>&)> average_gradients;
+
+  /// Averages the defined .grad() of `params` through average_gradients (nothing on one rank).
+  void sync_gradients(const std::vector<torch::Tensor>& params) const;
+};
+
+/// The parameters of every param group of `opt`, in order.
+std::vector<torch::Tensor> optimizer_parameters(torch::optim::Optimizer& opt);
+
 /// One option a method accepts: its JSON key, default (its JSON type is the option's type) and
 /// a one-line help. The train command turns each into `--opt key=value` (see
 /// method_options_parse) and prints the list in `unwedge methods --options NAME`.
@@ -72,21 +95,25 @@ class Method {
   virtual std::string name() const = 0;
   /// True when training and restoration take half tomograms (Batch::target = odd half).
   virtual bool needs_halves() const = 0;
-  /// True when sample() draws from a distribution (restore() then returns its mean or mode).
+  /// True when the method draws posterior samples (it is a PosteriorMethod, methods/posterior.h;
+  /// restore() then returns one deterministic point estimate).
   virtual bool stochastic() const { return false; }
 
-  /// Training loss for one batch: a scalar with a graph back to parameters(). Auxiliary
-  /// networks (discriminators, encoders) are updated inside with their own optimizers.
+  /// Training loss for one batch: a scalar with a graph back to parameters(). A pure function
+  /// of the batch and the networks: it steps no optimizer (step_stats() records its terms), so
+  /// the trainer takes the validation loss with the same call.
   virtual torch::Tensor loss(const Batch& batch) = 0;
+  /// Trains the auxiliary networks (discriminators, encoders) and updates training-only state
+  /// (running noise estimates) for one training batch, with the method's own optimizers
+  /// (aux_optimizers()). The trainer calls it before loss() of the same batch in every training
+  /// step, never for validation. Default: nothing.
+  virtual void aux_step(const Batch& batch, const StepContext& ctx) {}
 
   /// Restores sub [B, 1, Z, Y, X] (any Z, Y, X: padded internally to size_multiple and cropped
   /// back) -> [B, 1, Z, Y, X]. Runs without gradients in whatever mode (train/eval) is set.
   virtual torch::Tensor restore(const torch::Tensor& sub) = 0;
   /// Restores from two halves of the same region. Default: (restore(even) + restore(odd)) / 2.
   virtual torch::Tensor restore_pair(const torch::Tensor& even, const torch::Tensor& odd);
-  /// n draws of the restoration of sub [B, 1, Z, Y, X] -> [n, B, 1, Z, Y, X].
-  /// Default throws ValueError("method NAME is deterministic ...").
-  virtual torch::Tensor sample(const torch::Tensor& sub, int64_t n);
 
   /// Parameters of the main network, for the caller's optimizer.
   virtual std::vector<torch::Tensor> parameters() = 0;
@@ -94,7 +121,7 @@ class Method {
   /// loss, OT distance, ...) as name -> value; the trainer logs their mean over each log window
   /// in the JSONL log. Default: none.
   virtual std::vector<std::pair<std::string, double>> step_stats() const { return {}; }
-  /// Optimizers the method steps itself inside loss() (empty for most). The trainer may set their
+  /// Optimizers the method steps itself in aux_step() (empty for most). The trainer sets their
   /// learning rate from its schedule; their state is part of save()/load().
   virtual std::vector<torch::optim::Optimizer*> aux_optimizers() { return {}; }
 
@@ -119,17 +146,30 @@ class Method {
   virtual std::array<int64_t, 3> size_multiple() const = 0;
 };
 
+/// What a method can do, as data: the CLI and the jobs read these instead of comparing names.
+struct MethodCapabilities {
+  bool halves = false;       ///< trains and restores on even/odd half tomograms (--even/--odd)
+  bool single = false;       ///< trains on one tomogram (--in)
+  bool tilt_series = false;  ///< trains on aligned tilt images (train --domain tilt-series;
+                             ///< its options then include planar)
+  bool posterior = false;    ///< draws posterior samples (`unwedge sample`; a PosteriorMethod)
+  bool embedding = false;    ///< embeds sub-tomograms (`unwedge embed`; an Embedder)
+};
+
 /// What the registry knows about a method without creating it.
 struct MethodInfo {
   std::string name;         ///< registered name, e.g. "n2n"
   std::string description;  ///< one line for `unwedge methods`
-  bool needs_halves = false;
+  MethodCapabilities can;   ///< what it can do
   std::vector<MethodOption> options;  ///< every accepted key with its default
+  /// True when the method trains only on half tomograms (Method::needs_halves() agrees).
+  bool needs_halves() const { return can.halves && !can.single; }
   /// Creates the method from options already resolved by method_options_resolve.
   std::function<std::unique_ptr<Method>(const nlohmann::json& resolved)> create;
 };
 
-/// A set of methods by name. Adding a name twice throws ValueError.
+/// A set of methods by name. Adding a name twice, or a method that takes neither halves nor one
+/// tomogram, throws ValueError.
 class MethodRegistry {
  public:
   void add(MethodInfo info);
@@ -138,6 +178,9 @@ class MethodRegistry {
   bool has(const std::string& name) const;
   /// In registration order.
   const std::vector<MethodInfo>& list() const { return methods_; }
+  /// The names of the methods with capability `cap`, comma-separated, in registration order
+  /// (for messages: "methods that embed: mae, contrastive").
+  std::string names_with(bool MethodCapabilities::*cap) const;
 
  private:
   std::vector<MethodInfo> methods_;

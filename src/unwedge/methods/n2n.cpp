@@ -52,7 +52,7 @@ MethodInfo n2n_method_info() {
   MethodInfo info;
   info.name = "n2n";
   info.description = "Noise2Noise between half tomograms (cryoCARE-style denoising)";
-  info.needs_halves = true;
+  info.can.halves = true;
   info.options = {
       {"swap", true, "swap input and target half per sample at random"},
       {"augment", "wedge",

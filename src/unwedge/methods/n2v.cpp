@@ -171,7 +171,8 @@ MethodInfo n2v_method_info() {
   info.name = "n2v";
   info.description =
       "Noise2Void blind spot on one tomogram (or tilt images); weak on correlated noise";
-  info.needs_halves = false;
+  info.can.single = true;
+  info.can.tilt_series = true;
   info.options = {
       {"mask_fraction", 0.01, "fraction of voxels masked per subtomogram"},
       {"radius", int64_t(2), "neighbourhood radius (voxels) for the replacement value"},

@@ -7,13 +7,12 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/methods/wedge_common.h"
+#include "unwedge/ops/fourier.h"
 #include "unwedge/ops/wedge.h"
 
 namespace unwedge {
 
 namespace {
-
-const std::vector<int64_t> kDims3{-3, -2, -1};
 
 // sigma2 (shaped like the leading dims of a [..., Z, Y, X] tensor, or a prefix of them) with
 // trailing singleton dims up to `ndim`, so it broadcasts from the front.
@@ -25,6 +24,16 @@ torch::Tensor pad_trailing(const torch::Tensor& sigma2, int64_t ndim, const torc
 }
 
 }  // namespace
+
+PosteriorMethod& method_posterior(Method& m) {
+  auto* p = dynamic_cast<PosteriorMethod*>(&m);
+  if (p == nullptr) {
+    throw ValueError("method " + m.name() + " is deterministic: it draws no posterior samples "
+                     "(methods that do: " + method_registry().names_with(&MethodCapabilities::posterior) +
+                     "); use unwedge restore for " + m.name());
+  }
+  return *p;
+}
 
 torch::Tensor posterior_normalise_log_weights(const torch::Tensor& log_w) {
   if (!log_w.defined() || log_w.dim() < 1 || log_w.size(0) < 1) {
@@ -56,14 +65,32 @@ std::pair<torch::Tensor, torch::Tensor> posterior_weighted_moments(const torch::
   return {mean, var.clamp_min(0).sqrt()};
 }
 
+torch::Tensor posterior_resample(const torch::Tensor& samples, const torch::Tensor& log_w,
+                                 int64_t n, at::Generator gen) {
+  if (!samples.defined() || log_w.dim() != 2 || samples.dim() < 2 ||
+      samples.sizes().slice(0, 2) != log_w.sizes() || n < 1) {
+    throw ShapeError("posterior resampling: need samples [K, B, ...], log weights [K, B] and "
+                     "n >= 1; got samples " +
+                     (samples.defined() ? c10::str(samples.sizes()) : std::string("undefined")) +
+                     ", log weights " + c10::str(log_w.sizes()) + ", n " + std::to_string(n));
+  }
+  auto idx = torch::multinomial(torch::exp(log_w).t().to(torch::kCPU, torch::kDouble), n,
+                                /*replacement=*/true, gen);  // [B, n]
+  std::vector<torch::Tensor> picked;
+  for (int64_t j = 0; j < samples.size(1); ++j) {
+    picked.push_back(samples.select(1, j).index_select(0, idx[j].to(samples.device())));  // [n, ...]
+  }
+  return torch::stack(picked, 1);  // [n, B, ...]
+}
+
 torch::Tensor posterior_wedge_cost(const torch::Tensor& x, const torch::Tensor& y,
                                    const torch::Tensor& m, const torch::Tensor& sigma2) {
   if (x.dim() < 3) throw ShapeError("wedge cost: x must be [..., Z, Y, X], got " + c10::str(x.sizes()));
   const int64_t nx = x.size(-1);
-  auto spec = torch::fft::rfftn(x - y, c10::nullopt, kDims3, "ortho");  // [..., Z, Y, X/2+1]
+  auto spec = fourier_rfft3(x - y);  // [..., Z, Y, X/2+1]
   auto p = spec.abs().square() * m.to(x.device(), x.scalar_type()) *
            fourier_half_multiplicity(nx, x.device()).to(x.scalar_type());
-  auto sum = p.sum(kDims3);  // [...]
+  auto sum = p.flatten(-3).sum(-1);  // [...]
   return sum / (2.0 * pad_trailing(sigma2, sum.dim(), sum));
 }
 

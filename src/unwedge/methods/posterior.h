@@ -45,6 +45,10 @@ class PosteriorMethod {
                               const PosteriorOptions& opts) = 0;
 };
 
+/// The PosteriorMethod of `m`; throws ValueError naming the method (and the methods that draw)
+/// when it is deterministic.
+PosteriorMethod& method_posterior(Method& m);
+
 /// Self-normalises log weights along dim 0: lw - logsumexp(lw, 0).
 torch::Tensor posterior_normalise_log_weights(const torch::Tensor& log_w);
 
@@ -55,6 +59,12 @@ torch::Tensor posterior_ess(const torch::Tensor& log_w_normalised);
 /// [n, B] broadcast over the trailing dims of each sample.
 std::pair<torch::Tensor, torch::Tensor> posterior_weighted_moments(const torch::Tensor& samples,
                                                                    const torch::Tensor& log_w);
+
+/// Sampling-importance-resampling: n draws per batch entry picked from the K weighted samples
+/// [K, B, ...] by their normalised log weights [K, B] (multinomial with replacement, from the
+/// CPU generator `gen`) -> [n, B, ...] on the samples' device.
+torch::Tensor posterior_resample(const torch::Tensor& samples, const torch::Tensor& log_w,
+                                 int64_t n, at::Generator gen);
 
 /// The wedge cost c(x, y) = ‖M·(F x − F y)‖² / (2 σ²): full-grid sum (orthonormal FFT, rfft
 /// half-grid counted with its Hermitian multiplicity) of x, y [..., Z, Y, X] (y broadcast), m

@@ -11,20 +11,9 @@ namespace unwedge {
 
 namespace {
 
-const std::vector<int64_t> kDims3{-3, -2, -1};
-
 bool same_geometry(const WedgeGeometry& a, const WedgeGeometry& b) {
   return a.tilt_min_deg == b.tilt_min_deg && a.tilt_max_deg == b.tilt_max_deg &&
          a.sign_flip == b.sign_flip && a.nyquist_sphere == b.nyquist_sphere;
-}
-
-torch::Tensor rfft3(const torch::Tensor& v) {
-  return torch::fft::rfftn(v, c10::nullopt, kDims3, "ortho");
-}
-
-torch::Tensor irfft3(const torch::Tensor& s, const torch::Tensor& like) {
-  return torch::fft::irfftn(s, std::vector<int64_t>{like.size(-3), like.size(-2), like.size(-1)},
-                            kDims3, "ortho");
 }
 
 // Per-sample (1/N) Σ_full |w · spec|² -> [B].
@@ -78,14 +67,6 @@ torch::Tensor wedge_batch_masks_rotated(std::array<int64_t, 3> shape,
   return torch::stack(ms).unsqueeze(1);  // [B, 1, Z, Y, X/2+1]
 }
 
-torch::Tensor fourier_half_multiplicity(int64_t nx, torch::Device device) {
-  const int64_t nh = nx / 2 + 1;
-  auto m = torch::full({nh}, 2.0, torch::TensorOptions().dtype(torch::kFloat).device(device));
-  m[0] = 1.0;
-  if (nx % 2 == 0) m[nh - 1] = 1.0;
-  return m;
-}
-
 torch::Tensor fourier_band_mean_sq(const torch::Tensor& spec, const torch::Tensor& weight,
                                    int64_t nx) {
   return band_sq_per_sample(spec, weight, nx).mean();
@@ -97,7 +78,7 @@ DdwLossTerms ddw_loss(const torch::Tensor& pred, const torch::Tensor& target,
     throw ShapeError("ddw loss: prediction " + c10::str(pred.sizes()) + " and target " +
                      c10::str(target.sizes()) + " differ");
   }
-  auto spec = rfft3(pred - target);  // [B, 1, Z, Y, X/2+1]
+  auto spec = fourier_rfft3(pred - target);  // [B, 1, Z, Y, X/2+1]
   const int64_t nx = pred.size(-1);
   DdwLossTerms t;
   t.both = fourier_band_mean_sq(spec, m_rot * m, nx);
@@ -108,7 +89,7 @@ DdwLossTerms ddw_loss(const torch::Tensor& pred, const torch::Tensor& target,
 
 torch::Tensor wedge_data_term(const torch::Tensor& x_hat, const torch::Tensor& y,
                               const torch::Tensor& m, const torch::Tensor& sigma2) {
-  auto per = band_sq_per_sample(rfft3(x_hat - y), m, x_hat.size(-1));  // [B]
+  auto per = band_sq_per_sample(fourier_rfft3(x_hat - y), m, x_hat.size(-1));  // [B]
   if (sigma2.defined()) per = per / sigma2.to(per.dtype());
   return per.mean();
 }
@@ -158,8 +139,8 @@ std::pair<torch::Tensor, torch::Tensor> wedge_proxy_degrade(const torch::Tensor&
 }
 
 torch::Tensor wedge_refill(const torch::Tensor& y, const torch::Tensor& f, const torch::Tensor& m) {
-  auto s = m * rfft3(y) + (1.0 - m) * rfft3(f);
-  return irfft3(s, y);
+  auto s = m * fourier_rfft3(y) + (1.0 - m) * fourier_rfft3(f);
+  return fourier_irfft3(s, {y.size(-3), y.size(-2), y.size(-1)});
 }
 
 torch::Tensor wedge_matched_noise(const torch::Tensor& shape_like, const torch::Tensor& m,

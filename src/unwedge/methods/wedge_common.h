@@ -16,6 +16,7 @@
 
 #include "unwedge/methods/method.h"
 #include "unwedge/nn/unet3d.h"
+#include "unwedge/ops/fourier.h"
 #include "unwedge/ops/wedge.h"
 
 namespace unwedge {
@@ -34,10 +35,6 @@ torch::Tensor wedge_batch_masks(std::array<int64_t, 3> shape,
 torch::Tensor wedge_batch_masks_rotated(std::array<int64_t, 3> shape,
                                         const std::vector<WedgeGeometry>& geoms,
                                         const torch::Tensor& R);
-
-/// Hermitian multiplicity of the rfft half-grid columns for full length nx: [X/2+1] float,
-/// 1 for kx = 0 (and kx = X/2 when nx is even), else 2.
-torch::Tensor fourier_half_multiplicity(int64_t nx, torch::Device device);
 
 /// (1/N) Σ_full |weight · spec|² for spec = rfftn(e, ortho) [B, C, Z, Y, X/2+1] of a real
 /// [B, C, Z, Y, X] volume (nx = X) and weight broadcastable to it (undefined = 1).

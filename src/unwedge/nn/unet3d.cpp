@@ -186,6 +186,18 @@ std::array<int64_t, 3> unet3d_size_multiple(const UNet3dOptions& o) {
   return {o.planar() ? 1 : m, m, m};
 }
 
+std::vector<int64_t> unet3d_padded_shape(at::IntArrayRef sizes, std::array<int64_t, 3> multiple) {
+  if (sizes.size() < 3) {
+    throw ShapeError("unet3d_padded_shape: need [..., Z, Y, X], got " + c10::str(sizes));
+  }
+  std::vector<int64_t> s = sizes.vec();
+  for (int a = 0; a < 3; ++a) {
+    int64_t& n = s[s.size() - 3 + size_t(a)];
+    n = (n + multiple[a] - 1) / multiple[a] * multiple[a];
+  }
+  return s;
+}
+
 torch::Tensor unet3d_pad_to_multiple(const torch::Tensor& x, std::array<int64_t, 3> multiple,
                                      std::array<int64_t, 3>* pad) {
   if (x.dim() < 3) throw ShapeError("unet3d_pad_to_multiple: need [..., Z, Y, X], got " +

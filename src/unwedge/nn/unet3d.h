@@ -88,6 +88,9 @@ std::array<int64_t, 3> unet3d_receptive_field(const UNet3dOptions& o);
 /// The factor Z, Y, X must be divisible by: 2^depth (Z: 1 when `planar`).
 std::array<int64_t, 3> unet3d_size_multiple(const UNet3dOptions& o);
 
+/// The shape `sizes` [..., Z, Y, X] with Z, Y, X rounded up to the next multiple: the shape
+/// unet3d_pad_to_multiple gives.
+std::vector<int64_t> unet3d_padded_shape(at::IntArrayRef sizes, std::array<int64_t, 3> multiple);
 /// Pads [..., Z, Y, X] at the high end of each axis up to the next multiple (reflect where
 /// the axis is long enough, else replicate). `pad` receives the amounts added (z, y, x).
 torch::Tensor unet3d_pad_to_multiple(const torch::Tensor& x, std::array<int64_t, 3> multiple,

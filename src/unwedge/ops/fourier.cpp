@@ -1,5 +1,8 @@
-// Frequency grids and Hermitian half/full-grid conversion.
+// Orthonormal 3D real FFTs, frequency grids, half-grid multiplicity and Hermitian half/full-grid
+// conversion.
 #include "unwedge/ops/fourier.h"
+
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -19,7 +22,36 @@ void check_shape(std::array<int64_t, 3> shape) {
   }
 }
 
+const std::vector<int64_t> kLast3{-3, -2, -1};
+
 }  // namespace
+
+at::Tensor fourier_rfft3(const at::Tensor& v) {
+  if (v.dim() < 3) {
+    throw ShapeError("fourier_rfft3: need [..., Z, Y, X], got " + std::to_string(v.dim()) +
+                     " dims");
+  }
+  return torch::fft::rfftn(v, c10::nullopt, kLast3, "ortho");
+}
+
+at::Tensor fourier_irfft3(const at::Tensor& spec, std::array<int64_t, 3> shape) {
+  if (spec.dim() < 3 || spec.size(-1) != shape[2] / 2 + 1) {
+    throw ShapeError("fourier_irfft3: spectrum's last dim " +
+                     std::to_string(spec.dim() ? spec.size(-1) : 0) + " is not X/2+1 = " +
+                     std::to_string(shape[2] / 2 + 1) + " for X = " + std::to_string(shape[2]));
+  }
+  return torch::fft::irfftn(spec, std::vector<int64_t>{shape[0], shape[1], shape[2]}, kLast3,
+                            "ortho");
+}
+
+at::Tensor fourier_half_multiplicity(int64_t nx, c10::Device device) {
+  if (nx < 1) throw ShapeError("fourier_half_multiplicity: X = " + std::to_string(nx));
+  const int64_t nh = nx / 2 + 1;
+  auto m = torch::full({nh}, 2.0, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  m[0] = 1.0;
+  if (nx % 2 == 0) m[nh - 1] = 1.0;  // the Nyquist column is its own mirror
+  return m;
+}
 
 FreqGrid fourier_freq_rfft(std::array<int64_t, 3> shape, const c10::TensorOptions& opts) {
   check_shape(shape);

@@ -7,7 +7,14 @@ void dist_broadcast_method(Distributed& dist, Method& method) {
   for (auto* aux : method.aux_optimizers()) dist.broadcast(optimizer_parameters(*aux));
 }
 
-DistAuxSync::DistAuxSync(Distributed& dist)
-    : scope_([d = &dist](std::vector<torch::Tensor>& grads) { d->allreduce_mean(grads); }) {}
+StepContext dist_step_context(Distributed& dist) {
+  StepContext ctx;
+  if (dist.world_size() > 1) {
+    ctx.average_gradients = [d = &dist](std::vector<torch::Tensor>& grads) {
+      d->allreduce_mean(grads);
+    };
+  }
+  return ctx;
+}
 
 }  // namespace unwedge

@@ -1,8 +1,8 @@
 // Keeping every network of a method equal across data-parallel ranks: the trained network
 // (method->parameters(), gradients averaged by the trainer) and the auxiliary networks a method
-// updates inside loss() with its own optimizers (aux_optimizers(): discriminators, encoders).
+// trains in aux_step() with its own optimizers (aux_optimizers(): discriminators, encoders).
+// This sits in train/, not dist/: it needs methods/, which dist/ (-> core, io) may not use.
 #pragma once
-#include "unwedge/methods/aux_sync.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/train/distributed.h"
 
@@ -12,14 +12,8 @@ namespace unwedge {
 /// every rank (the start of training: each rank initialised its own at random).
 void dist_broadcast_method(Distributed& dist, Method& method);
 
-/// While alive, every auxiliary optimizer step on this thread (aux_grad_sync, called by
-/// cryogen_step_scaled) first averages its gradients across the ranks of `dist`.
-class DistAuxSync {
- public:
-  explicit DistAuxSync(Distributed& dist);
-
- private:
-  AuxGradSyncScope scope_;
-};
+/// The context of an auxiliary step on the ranks of `dist`: gradients averaged across them
+/// (empty on one rank). `dist` must outlive the context.
+StepContext dist_step_context(Distributed& dist);
 
 }  // namespace unwedge

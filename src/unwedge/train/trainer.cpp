@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <optional>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/device.h"
@@ -208,6 +207,12 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     AutocastGuard amp(precision, device);
     return method->loss(b).to(torch::kFloat);
   };
+  // Auxiliary networks train in `precision` too; with several ranks their gradients are averaged.
+  const StepContext step_ctx = dist ? dist_step_context(*dist) : StepContext{};
+  auto method_aux_step = [&](const Batch& b) {
+    AutocastGuard amp(precision, device);
+    method->aux_step(b, step_ctx);
+  };
   const bool pairs = inputs.front().b.data.defined();
   if (method->needs_halves() && !pairs) {
     throw ValueError("method " + o.method + " trains on half tomograms: give --even and --odd");
@@ -253,9 +258,6 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     dist->check_same("the training configuration", train_options_to_json(o).dump());
     dist_broadcast_method(*dist, *method);  // every rank starts from rank 0's weights
   }
-  // Auxiliary networks stepped inside loss() average their gradients across ranks too.
-  std::optional<DistAuxSync> aux_sync;
-  if (dist) aux_sync.emplace(*dist);
   if (resume) {
     checkpoint_load_optimizer(ck, *optimizer, out);
     if (info.finished && info.step >= total && !timed) {
@@ -278,12 +280,7 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   info.train_options["method_options"] = method->options_json();
 
   // Fixed validation set: positions from a generator seeded once, never from training draws.
-  const bool validate = o.val_every > 0 && o.sampler.val_fraction > 0;
-  const bool can_validate = validate && method->aux_optimizers().empty();
-  if (validate && !can_validate) {
-    log_warn("method {} updates auxiliary networks inside loss(); validation loss not computed",
-             o.method);
-  }
+  const bool can_validate = o.val_every > 0 && o.sampler.val_fraction > 0;
   std::vector<PatchBatch> val_set;
   if (can_validate) {
     at::Generator vgen = at::detail::createCPUGenerator(train_step_seed(o.seed, -2));
@@ -373,8 +370,10 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     const double lr = lr_at(o.schedule, step, total);
     set_lr(*optimizer, lr);
     for (auto* aux : method->aux_optimizers()) set_lr(*aux, lr);
+    const Batch batch = make_batch(pb, step);
+    method_aux_step(batch);
     optimizer->zero_grad();
-    torch::Tensor loss = method_loss(make_batch(pb, step));
+    torch::Tensor loss = method_loss(batch);
     double lv = loss.item<double>();
     if (!std::isfinite(lv)) {
       throw ValueError("training diverged at step " + std::to_string(step) + ": loss is " +
