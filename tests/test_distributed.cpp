@@ -27,7 +27,7 @@
 #include "unwedge/methods/method.h"
 #include "unwedge/nn/discriminator.h"
 #include "unwedge/train/dist_method.h"
-#include "unwedge/train/distributed.h"
+#include "unwedge/dist/distributed.h"
 
 using namespace unwedge;
 

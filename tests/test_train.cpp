@@ -9,8 +9,8 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/io/mrc.h"
-#include "unwedge/train/checkpoint.h"
-#include "unwedge/train/normalize.h"
+#include "unwedge/model/checkpoint.h"
+#include "unwedge/model/normalize.h"
 #include "unwedge/train/sampler.h"
 #include "unwedge/train/schedule.h"
 #include "unwedge/train/trainer.h"

@@ -20,7 +20,7 @@
 #include "unwedge/methods/mae.h"
 #include "unwedge/nn/vit3d.h"
 #include "unwedge/ops/wedge.h"
-#include "unwedge/train/checkpoint.h"
+#include "unwedge/model/checkpoint.h"
 #include "unwedge/train/trainer.h"
 
 namespace unwedge::cli {

@@ -10,7 +10,7 @@
 #include "unwedge/eval/embedding.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/embed.h"
-#include "unwedge/train/checkpoint.h"
+#include "unwedge/model/checkpoint.h"
 
 namespace unwedge::cli {
 

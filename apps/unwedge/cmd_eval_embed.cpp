@@ -13,7 +13,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/eval/embedding.h"
 #include "unwedge/io/mrc.h"
-#include "unwedge/train/normalize.h"
+#include "unwedge/model/normalize.h"
 
 namespace unwedge::cli {
 

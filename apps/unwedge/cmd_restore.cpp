@@ -8,7 +8,7 @@
 #include <torch/torch.h>
 
 #include "cli_common.h"
-#include "shared_writers.h"
+#include "unwedge/dist/shared_writers.h"
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
@@ -18,9 +18,9 @@
 #include "unwedge/io/mrc.h"
 #include "unwedge/io/tilt.h"
 #include "unwedge/physics/projector.h"
-#include "unwedge/train/checkpoint.h"
-#include "unwedge/train/distributed.h"
-#include "unwedge/train/normalize.h"
+#include "unwedge/model/checkpoint.h"
+#include "unwedge/dist/distributed.h"
+#include "unwedge/model/normalize.h"
 
 namespace unwedge::cli {
 

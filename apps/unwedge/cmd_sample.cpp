@@ -12,7 +12,7 @@
 #include <torch/torch.h>
 
 #include "cli_common.h"
-#include "shared_writers.h"
+#include "unwedge/dist/shared_writers.h"
 #include "unwedge/core/device.h"
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
@@ -25,9 +25,9 @@
 #include "unwedge/infer/sample.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/posterior.h"
-#include "unwedge/train/checkpoint.h"
-#include "unwedge/train/distributed.h"
-#include "unwedge/train/normalize.h"
+#include "unwedge/model/checkpoint.h"
+#include "unwedge/dist/distributed.h"
+#include "unwedge/model/normalize.h"
 
 namespace unwedge::cli {
 

@@ -12,7 +12,7 @@
 #include "unwedge/io/tilt.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/core/device.h"
-#include "unwedge/train/distributed.h"
+#include "unwedge/dist/distributed.h"
 #include "unwedge/train/trainer.h"
 
 namespace unwedge::cli {

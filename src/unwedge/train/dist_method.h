@@ -4,7 +4,7 @@
 // This sits in train/, not dist/: it needs methods/, which dist/ (-> core, io) may not use.
 #pragma once
 #include "unwedge/methods/method.h"
-#include "unwedge/train/distributed.h"
+#include "unwedge/dist/distributed.h"
 
 namespace unwedge {
 

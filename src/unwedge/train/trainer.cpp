@@ -15,7 +15,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/core/progress.h"
 #include "unwedge/io/mrc.h"
-#include "unwedge/train/checkpoint.h"
+#include "unwedge/model/checkpoint.h"
 #include "unwedge/train/dist_method.h"
 
 namespace unwedge {

@@ -14,8 +14,8 @@
 
 #include "unwedge/core/volume.h"
 #include "unwedge/methods/method.h"
-#include "unwedge/train/distributed.h"
-#include "unwedge/train/normalize.h"
+#include "unwedge/dist/distributed.h"
+#include "unwedge/model/normalize.h"
 #include "unwedge/train/sampler.h"
 #include "unwedge/train/schedule.h"
 

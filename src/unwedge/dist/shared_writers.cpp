@@ -1,6 +1,6 @@
-#include "shared_writers.h"
+#include "unwedge/dist/shared_writers.h"
 
-namespace unwedge::cli {
+namespace unwedge {
 
 std::vector<std::unique_ptr<MrcSlabWriter>> shared_writers_open(const std::vector<std::string>& paths,
                                                                 const std::array<int64_t, 3>& shape,
@@ -44,4 +44,4 @@ void shared_writers_commit(std::vector<std::unique_ptr<MrcSlabWriter>>& writers,
   dist.barrier();  // the files are in place when any rank returns
 }
 
-}  // namespace unwedge::cli
+}  // namespace unwedge

@@ -17,7 +17,7 @@
 #include <torch/torch.h>
 
 #include "unwedge/methods/method.h"
-#include "unwedge/train/normalize.h"
+#include "unwedge/model/normalize.h"
 
 namespace unwedge {
 

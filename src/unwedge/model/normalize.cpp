@@ -1,4 +1,4 @@
-#include "unwedge/train/normalize.h"
+#include "unwedge/model/normalize.h"
 
 #include <algorithm>
 #include <cmath>

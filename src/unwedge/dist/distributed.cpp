@@ -1,4 +1,4 @@
-#include "unwedge/train/distributed.h"
+#include "unwedge/dist/distributed.h"
 
 // Debian's and upstream LibTorch build c10d with Gloo; the header needs the flag to expose it,
 // and Gloo's own headers (libgloo-dev), which PyTorch wheels do not ship: without them (or with

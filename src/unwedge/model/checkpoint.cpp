@@ -1,4 +1,4 @@
-#include "unwedge/train/checkpoint.h"
+#include "unwedge/model/checkpoint.h"
 
 #include <filesystem>
 
