@@ -1,8 +1,11 @@
 // Trainer pieces: sampler (validation band, masks, shape errors), normalisation, schedule,
-// checkpoints (round trip, corrupt and truncated files) and exact resume.
+// budget, training log, checkpoints (round trip, corrupt and truncated files), the Trainer's
+// step/validate/save and exact resume.
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,8 +14,10 @@
 #include "unwedge/io/mrc.h"
 #include "unwedge/model/checkpoint.h"
 #include "unwedge/model/normalize.h"
+#include "unwedge/train/budget.h"
 #include "unwedge/train/sampler.h"
 #include "unwedge/train/schedule.h"
+#include "unwedge/train/train_log.h"
 #include "unwedge/train/trainer.h"
 
 using namespace unwedge;
@@ -72,7 +77,6 @@ TrainOptions tiny_train_options() {
   o.checkpoint_every = 0;
   o.schedule.warmup = 2;
   o.seed = 42;
-  o.progress = false;
   return o;
 }
 
@@ -403,4 +407,116 @@ TEST(Sampler, DepthOnePatchesAreSingleSections) {
   } catch (const ShapeError& e) {
     EXPECT_NE(std::string(e.what()).find("patch 6 x 8 x 8"), std::string::npos) << e.what();
   }
+}
+
+// The log the trainer writes is the log the report reads: every field of a record comes back
+// as written (doubles exactly: JSON keeps 17 significant digits), a resumed run appends, and a
+// method term may not reuse a trainer key.
+TEST(TrainLog, WritesThenReadsBackTheSameValues) {
+  TempDir dir;
+  TrainLogRecord a;
+  a.step = 10;
+  a.loss = 0.1234567890123456789;
+  a.lr = 3.999e-4;
+  a.steps_per_s = 2.5;
+  a.elapsed_s = 12.75;
+  a.terms = {{"d_loss", 1.0 / 3.0}, {"energy", -2.5e-7}};
+  TrainLogRecord b;
+  b.step = 20;
+  b.loss = -0.75;  // cryowgen's diversity term can make a loss negative
+  b.val_loss = -0.5;
+  b.lr = 1e-5;
+  {
+    TrainLog log(dir / "t.jsonl", /*append=*/false);
+    log.write(a);
+  }
+  {
+    TrainLog log(dir / "t.jsonl", /*append=*/true);
+    log.write(b);
+  }
+  std::vector<TrainLogRecord> back = TrainLog::read(dir / "t.jsonl");
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_TRUE(back[0] == a);
+  EXPECT_TRUE(back[1] == b);
+  EXPECT_FALSE(back[0].val_loss.has_value());
+  EXPECT_EQ(back[1].val_loss.value(), -0.5);
+  EXPECT_EQ(back[0].terms.at("d_loss"), 1.0 / 3.0);
+  {
+    TrainLog log(dir / "t.jsonl", /*append=*/false);  // a fresh run starts afresh
+    log.write(b);
+  }
+  EXPECT_EQ(TrainLog::read(dir / "t.jsonl").size(), 1u);
+  TrainLogRecord bad = a;
+  bad.terms["lr"] = 1;
+  TrainLog log(dir / "u.jsonl", false);
+  EXPECT_THROW(log.write(bad), ValueError);
+  EXPECT_THROW(TrainLog(dir / "no/such/dir/t.jsonl", false), IoError);
+}
+
+// A step budget is spent at its step count; a time budget on its clock: sleeping spends wall
+// time but (almost) no CPU time, and burning CPU spends both.
+TEST(Budget, StopsOnTheStepCountAndOnTheWallAndCpuClocks) {
+  Budget steps = Budget::of_steps(5);
+  EXPECT_FALSE(steps.timed());
+  EXPECT_FALSE(steps.spent(4));
+  EXPECT_TRUE(steps.spent(5));
+  EXPECT_EQ(steps.planned_steps(), 5);
+  EXPECT_THROW(Budget::of_steps(0), ValueError);
+  EXPECT_THROW(Budget::of_minutes(0, BudgetClock::wall), ValueError);
+  EXPECT_THROW(budget_clock_parse("sundial"), ValueError);
+
+  const double budget_s = 0.05;
+  Budget wall = Budget::of_minutes(budget_s / 60.0, BudgetClock::wall);
+  Budget cpu = Budget::of_minutes(budget_s / 60.0, BudgetClock::cpu);
+  EXPECT_TRUE(wall.timed());
+  EXPECT_FALSE(wall.spent(0));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_TRUE(wall.spent(0)) << "200 ms of sleep left a 50 ms wall budget unspent";
+  EXPECT_GE(wall.elapsed_s(), 0.2);
+  EXPECT_FALSE(cpu.spent(0)) << "sleeping spent " << cpu.elapsed_s() << " s of CPU time";
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  volatile double sink = 0;
+  while (!cpu.spent(0) && std::chrono::steady_clock::now() < give_up) {
+    for (int i = 0; i < 100000; ++i) sink = sink + std::sqrt(double(i));
+  }
+  EXPECT_TRUE(cpu.spent(0)) << "20 s of busy loop did not spend 50 ms of CPU time";
+  // Seconds of earlier sessions count: a resumed run with the budget used up is spent at once.
+  Budget resumed = Budget::of_minutes(1.0, BudgetClock::wall, /*spent_s=*/60.0, 100);
+  EXPECT_TRUE(resumed.spent(0));
+  EXPECT_EQ(resumed.planned_steps(), 100);
+}
+
+// Trainer: validate() scores the fixed validation set without moving a weight (twice the same
+// value), step() moves the weights and counts, save() writes the checkpoint of the steps done.
+TEST(Trainer, ValidateIsPureStepTrainsAndSaveWritesTheStepsDone) {
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 9)};
+  TrainOptions o = tiny_train_options();
+  Trainer t(o, in, TrainOutputs{dir / "m.uwm", dir / "m.jsonl"});
+  auto copy = [](const std::vector<torch::Tensor>& ps) {
+    std::vector<torch::Tensor> out;
+    for (const auto& p : ps) out.push_back(p.detach().clone());
+    return out;
+  };
+  const auto w0 = copy(t.method().parameters());
+  const double v1 = t.validate(), v2 = t.validate();
+  EXPECT_GT(v1, 0);
+  EXPECT_EQ(v1, v2);
+  auto same = [](const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!torch::equal(a[i], b[i])) return false;
+    }
+    return true;
+  };
+  EXPECT_TRUE(same(w0, t.method().parameters())) << "validate() moved a weight";
+  EXPECT_TRUE(std::isfinite(t.step()));
+  EXPECT_TRUE(std::isfinite(t.step()));
+  EXPECT_EQ(t.steps_done(), 2);
+  EXPECT_FALSE(same(w0, t.method().parameters())) << "step() moved no weight";
+  EXPECT_NE(t.validate(), v1);
+  t.save(/*finished=*/false);
+  LoadedCheckpoint ck = checkpoint_load(dir / "m.uwm");
+  EXPECT_EQ(ck.info.step, 2);
+  EXPECT_FALSE(ck.info.finished);
+  EXPECT_TRUE(same(ck.method->parameters(), t.method().parameters()));
 }

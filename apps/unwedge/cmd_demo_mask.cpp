@@ -60,7 +60,6 @@ std::unique_ptr<Method> demo_model(const DemoParams& p, const std::string& given
   o.val_every = 0;
   o.checkpoint_every = 0;
   o.seed = p.seed;
-  o.progress = false;
   o.schedule.lr = 1e-3;
   TrainInput in;
   in.a = vol;

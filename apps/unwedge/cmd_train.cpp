@@ -54,9 +54,10 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   o.domain = p.domain;
   const bool tilt = p.domain == "tilt-series";
   if (tilt) {
-    if (o.method != "n2v") {
+    if (!method_registry().get(o.method).can.tilt_series) {
       throw ValueError("--domain tilt-series: method " + o.method +
-                       " does not train on tilt images (only n2v does)");
+                       " does not train on tilt images (methods that do: " +
+                       method_registry().names_with(&MethodCapabilities::tilt_series) + ")");
     }
     if (p.tilt_series.empty() || p.angles.empty()) {
       throw ValueError("--domain tilt-series needs --tilt-series TS.mrc and --angles TS.tlt");
@@ -86,7 +87,6 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   if (o.thickness < 0) {
     throw ValueError("--thickness: " + std::to_string(o.thickness) + " voxels is negative");
   }
-  o.progress = !p.no_progress && !g.quiet;
   const std::string config = beside(p.out, ".config.yaml");
   const std::string log = beside(p.out, ".train.jsonl");
   if (!p.resume) {
@@ -110,7 +110,8 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   log_info("training {} on {} {}; model {}, log {}{}", o.method, inputs.size(),
            tilt ? "tilt series" : "tomogram(s)", p.out, log,
            dist.world_size() > 1 ? fmt::format(" ({} ranks)", dist.world_size()) : "");
-  TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite, &dist);
+  TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite, &dist,
+                            p.no_progress || g.quiet ? ProgressFn{} : progress_to_stderr());
   log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
            r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",
            p.out);

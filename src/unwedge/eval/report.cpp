@@ -17,6 +17,7 @@
 #include "unwedge/eval/png.h"
 #include "unwedge/eval/svg.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/io/train_log_format.h"
 
 namespace unwedge {
 
@@ -289,46 +290,25 @@ ReportInput report_input_from_runs(const std::vector<std::string>& dirs) {
 }
 
 LossLog loss_log_read(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw IoError(path + ": cannot open the training log");
   LossLog log;
-  std::string line;
-  int64_t n = 0;
-  std::optional<std::string> pending_error;
-  while (std::getline(f, line)) {
-    ++n;
-    if (pending_error) throw FormatError(*pending_error);
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) {
-      pending_error = path + ": line " + std::to_string(n) + " is not a JSON object";
-      continue;  // a truncated last line (a run still writing) is tolerated
-    }
-    if (!j.contains("step") || !j.at("step").is_number()) continue;
-    double step = j.at("step").get<double>();
-    if (j.contains("loss") && j.at("loss").is_number()) {
+  for (const TrainLogRecord& r : train_log_read(path)) {
+    const double step = double(r.step);
+    if (r.loss) {
       log.step.push_back(step);
-      log.loss.push_back(j.at("loss").get<double>());
+      log.loss.push_back(*r.loss);
     }
-    if (j.contains("val_loss") && j.at("val_loss").is_number()) {
+    if (r.val_loss) {
       log.val_step.push_back(step);
-      log.val_loss.push_back(j.at("val_loss").get<double>());
+      log.val_loss.push_back(*r.val_loss);
     }
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      static const char* skip[] = {"step", "loss", "val_loss", "lr", "steps_per_s", "elapsed_s"};
-      if (!it.value().is_number() ||
-          std::find_if(std::begin(skip), std::end(skip),
-                       [&](const char* k) { return it.key() == k; }) != std::end(skip)) {
-        continue;
-      }
+    for (const auto& [name, value] : r.terms) {
       auto s = std::find_if(log.extra.begin(), log.extra.end(),
-                            [&](const LossSeries& e) { return e.name == it.key(); });
-      if (s == log.extra.end()) s = log.extra.insert(log.extra.end(), LossSeries{it.key(), {}, {}});
+                            [&](const LossSeries& e) { return e.name == name; });
+      if (s == log.extra.end()) s = log.extra.insert(log.extra.end(), LossSeries{name, {}, {}});
       s->step.push_back(step);
-      s->value.push_back(it.value().get<double>());
+      s->value.push_back(value);
     }
   }
-  if (pending_error) log_warn("{} (skipped: the last line)", *pending_error);
   return log;
 }
 

@@ -53,11 +53,10 @@ struct LossSeries {
   std::vector<double> step, value;
 };
 
-/// A training log: loss and validation loss by step, and every other numeric key except the
-/// trainer's bookkeeping (lr, steps_per_s, elapsed_s): the method's loss components
-/// (Method::step_stats, e.g. cryogen-map's d_loss, d_real, d_fake, data, energy), in the order
-/// first seen. Lines that do not parse are reported by line number (FormatError), except a
-/// truncated last line, which is skipped.
+/// A training log (read through io/train_log_format.h, the format the trainer writes): loss and
+/// validation loss by step, and the method's loss terms (Method::step_stats, e.g. cryogen-map's
+/// d_loss, d_real, d_fake, data, energy) by name. Lines that do not parse are reported by line
+/// number (FormatError), except a truncated last line, which is skipped.
 struct LossLog {
   std::vector<double> step, loss, val_step, val_loss;
   std::vector<LossSeries> extra;

@@ -70,10 +70,33 @@ NormStats norm_stats_compute(const at::Tensor& vol, NormMode mode, double fracti
   return norm_stats_of(region, mode, what);
 }
 
+NormStats norm_stats_compute_pair(const at::Tensor& even, const at::Tensor& odd, NormMode mode,
+                                  double fraction, const std::string& what) {
+  auto b = norm_central_box({even.size(0), even.size(1), even.size(2)}, fraction);
+  auto cut = [&](const at::Tensor& v) {
+    return v.slice(0, b[0], b[1]).slice(1, b[2], b[3]).slice(2, b[4], b[5]);
+  };
+  return norm_stats_of(torch::stack({cut(even), cut(odd)}), mode, what);
+}
+
+NormStats norm_stats_compute(const std::vector<const MrcFile*>& files, NormMode mode,
+                             double fraction) {
+  if (files.empty() || files.size() > 2) {
+    throw ValueError("normalisation statistics: 1 or 2 files expected, got " +
+                     std::to_string(files.size()));
+  }
+  auto b = norm_central_box(files[0]->shape(), fraction);
+  std::vector<at::Tensor> regions;
+  std::string what;
+  for (const MrcFile* f : files) {
+    regions.push_back(f->read_box(b[0], b[1], b[2], b[3], b[4], b[5]));
+    what += (what.empty() ? "" : "+") + f->path();
+  }
+  return norm_stats_of(regions.size() == 1 ? regions[0] : torch::stack(regions), mode, what);
+}
+
 NormStats norm_stats_compute(const MrcFile& file, NormMode mode, double fraction) {
-  auto b = norm_central_box(file.shape(), fraction);
-  at::Tensor region = file.read_box(b[0], b[1], b[2], b[3], b[4], b[5]);
-  return norm_stats_of(region, mode, file.path());
+  return norm_stats_compute(std::vector<const MrcFile*>{&file}, mode, fraction);
 }
 
 at::Tensor norm_apply(const at::Tensor& x, const NormStats& s) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <array>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -37,7 +38,15 @@ NormStats norm_stats_of(const at::Tensor& region, NormMode mode, const std::stri
 NormStats norm_stats_compute(const at::Tensor& vol, NormMode mode, double fraction,
                              const std::string& what);
 
-/// The same statistics read from an MRC file's central box only (streaming).
+/// One scale for a pair of halves [Z, Y, X] held in memory: the statistics of both central
+/// regions together.
+NormStats norm_stats_compute_pair(const at::Tensor& even, const at::Tensor& odd, NormMode mode,
+                                  double fraction, const std::string& what);
+
+/// The same statistics read from the central boxes of MRC files only (streaming): one tomogram,
+/// or even and odd halves of one shape (one scale for both).
+NormStats norm_stats_compute(const std::vector<const MrcFile*>& files, NormMode mode,
+                             double fraction);
 NormStats norm_stats_compute(const MrcFile& file, NormMode mode, double fraction);
 
 /// (x - mean) / std and its inverse.

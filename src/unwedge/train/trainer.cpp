@@ -1,29 +1,18 @@
 #include "unwedge/train/trainer.h"
 
-#include <time.h>
-
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <map>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
-#include "unwedge/core/progress.h"
 #include "unwedge/io/mrc.h"
-#include "unwedge/model/checkpoint.h"
 #include "unwedge/train/dist_method.h"
 
 namespace unwedge {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o,
                                                         std::vector<torch::Tensor> params) {
@@ -55,9 +44,7 @@ void check_options(const TrainOptions& o) {
                      std::to_string(o.steps) + ", epochs " + std::to_string(o.epochs) +
                      ", minutes " + fmt("%g", o.minutes) + ")");
   }
-  if (o.budget_clock != "wall" && o.budget_clock != "cpu") {
-    throw ValueError("budget-clock: '" + o.budget_clock + "' (wall | cpu)");
-  }
+  budget_clock_parse(o.budget_clock, "budget-clock");
   if (o.batch < 1) throw ValueError("batch: " + std::to_string(o.batch) + " is not positive");
   if (!(o.schedule.lr > 0)) throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not positive");
   if (o.clip < 0) throw ValueError("clip: " + fmt("%g", o.clip) + " is negative");
@@ -76,7 +63,6 @@ uint64_t train_step_seed(uint64_t seed, int64_t step) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return (z ^ (z >> 31)) & 0x7FFFFFFFFFFFFFFFULL;
 }
-
 nlohmann::json train_options_to_json(const TrainOptions& o) {
   return {{"method", o.method},
           {"steps", o.steps},
@@ -156,68 +142,55 @@ std::vector<TrainInput> train_inputs_read(const std::vector<std::string>& even,
   return out;
 }
 
-TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>& inputs,
-                      const std::string& out, const std::string& log_path, bool resume,
-                      bool overwrite, Distributed* dist) {
-  TrainOptions o = opts_in;
+Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs,
+                 const TrainOutputs& outputs, Distributed* dist, ProgressFn progress)
+    : o_(opts), out_(outputs), dist_(dist), progress_(std::move(progress)),
+      gen_(at::detail::createCPUGenerator(0)) {
+  TrainOptions& o = o_;
   check_options(o);
-  if (dist && !dist->config().distributed()) dist = nullptr;
-  const bool main_rank = !dist || dist->is_main();
-  const int64_t rank = dist ? dist->rank() : 0, world = dist ? dist->world_size() : 1;
-  if (o.batch % world != 0) {
+  if (dist_ && !dist_->config().distributed()) dist_ = nullptr;
+  const bool main_rank = !dist_ || dist_->is_main();
+  rank_ = dist_ ? dist_->rank() : 0;
+  world_ = dist_ ? dist_->world_size() : 1;
+  if (o.batch % world_ != 0) {
     throw ValueError("--batch " + std::to_string(o.batch) + " is the global batch: it must be a "
-                     "multiple of the " + std::to_string(world) + " ranks");
+                     "multiple of the " + std::to_string(world_) + " ranks");
   }
   o.device = device_resolve(o.device);  // auto -> cpu or cuda, the same on every rank
-  const torch::Device device =
-      device_parse(device_resolve(o.device, dist ? dist->config().local_rank : -1));
-  const c10::ScalarType precision = precision_parse(o.precision, "--precision");
+  device_ = device_parse(device_resolve(o.device, dist_ ? dist_->config().local_rank : -1));
+  precision_ = precision_parse(o.precision, "--precision");
   if (inputs.empty()) throw ValueError("train: no input tomograms");
 
   // Method: fresh, or recreated from the checkpoint being resumed.
-  std::unique_ptr<Method> method;
-  LoadedCheckpoint ck;
-  CheckpointInfo info;
-  if (resume) {
-    ck = checkpoint_load(out);
-    if (ck.method->name() != o.method) {
-      throw ValueError(out + ": checkpoint holds method '" + ck.method->name() +
+  if (out_.resume) {
+    ck_ = checkpoint_load(out_.model);
+    if (ck_.method->name() != o.method) {
+      throw ValueError(out_.model + ": checkpoint holds method '" + ck_.method->name() +
                        "', not --method " + o.method);
     }
     nlohmann::json given = method_options_resolve(method_registry().get(o.method),
                                                   o.method_options);
-    if (given != ck.method->options_json()) {
-      throw ValueError(out + ": --opt values differ from the checkpoint's method options " +
-                       ck.method->options_json().dump() + " (resume keeps them)");
+    if (given != ck_.method->options_json()) {
+      throw ValueError(out_.model + ": --opt values differ from the checkpoint's method options " +
+                       ck_.method->options_json().dump() + " (resume keeps them)");
     }
-    if (ck.info.domain != o.domain) {
-      throw ValueError(out + ": checkpoint was trained in the " + ck.info.domain +
+    if (ck_.info.domain != o.domain) {
+      throw ValueError(out_.model + ": checkpoint was trained in the " + ck_.info.domain +
                        " domain, not --domain " + o.domain);
     }
-    method = std::move(ck.method);
-    info = ck.info;
-    o.seed = info.seed;
+    method_ = std::move(ck_.method);
+    info_ = ck_.info;
+    o.seed = info_.seed;
   } else {
-    if (main_rank) output_check_writable(out, overwrite);
+    if (main_rank) output_check_writable(out_.model, out_.overwrite);
     torch::manual_seed(train_step_seed(o.seed, -1));  // initial weights follow --seed
-    method = method_create(o.method, o.method_options);
+    method_ = method_create(o.method, o.method_options);
   }
-  // The method's loss in `precision` (autocast), returned as float32.
-  auto method_loss = [&](const Batch& b) {
-    AutocastGuard amp(precision, device);
-    return method->loss(b).to(torch::kFloat);
-  };
-  // Auxiliary networks train in `precision` too; with several ranks their gradients are averaged.
-  const StepContext step_ctx = dist ? dist_step_context(*dist) : StepContext{};
-  auto method_aux_step = [&](const Batch& b) {
-    AutocastGuard amp(precision, device);
-    method->aux_step(b, step_ctx);
-  };
   const bool pairs = inputs.front().b.data.defined();
-  if (method->needs_halves() && !pairs) {
+  if (method_->needs_halves() && !pairs) {
     throw ValueError("method " + o.method + " trains on half tomograms: give --even and --odd");
   }
-  if (!method->needs_halves() && pairs) {
+  if (!method_->needs_halves() && pairs) {
     throw ValueError("method " + o.method + " trains on one tomogram: give --in");
   }
 
@@ -225,16 +198,9 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
   std::vector<SampleSource> sources;
   std::vector<NormStats> stats;
   for (const auto& t : inputs) {
-    NormStats s;
-    if (pairs) {
-      auto box = norm_central_box({t.a.nz(), t.a.ny(), t.a.nx()}, o.norm_fraction);
-      auto cut = [&](const at::Tensor& v) {
-        return v.slice(0, box[0], box[1]).slice(1, box[2], box[3]).slice(2, box[4], box[5]);
-      };
-      s = norm_stats_of(torch::stack({cut(t.a.data), cut(t.b.data)}), o.norm_mode, t.name);
-    } else {
-      s = norm_stats_compute(t.a.data, o.norm_mode, o.norm_fraction, t.name);
-    }
+    NormStats s = pairs ? norm_stats_compute_pair(t.a.data, t.b.data, o.norm_mode,
+                                                  o.norm_fraction, t.name)
+                        : norm_stats_compute(t.a.data, o.norm_mode, o.norm_fraction, t.name);
     stats.push_back(s);
     SampleSource src;
     src.a = norm_apply(t.a.data, s);
@@ -243,211 +209,232 @@ TrainResult train_run(const TrainOptions& opts_in, const std::vector<TrainInput>
     src.name = t.name;
     sources.push_back(std::move(src));
   }
-  SubtomoSampler sampler(std::move(sources), o.sampler);
+  sampler_ = std::make_unique<SubtomoSampler>(std::move(sources), o.sampler);
 
-  // Budget.
-  const int64_t steps_per_epoch = (sampler.patches_per_epoch() + o.batch - 1) / o.batch;
-  int64_t total = o.steps > 0 ? o.steps : o.epochs > 0 ? o.epochs * steps_per_epoch : 0;
-  const bool timed = o.minutes > 0;
-  const double budget_s = o.minutes * 60.0;
-
-  method->to(device);
-  method->train(true);
-  auto optimizer = make_optimizer(o, method->parameters());
-  if (dist) {
-    dist->check_same("the training configuration", train_options_to_json(o).dump());
-    dist_broadcast_method(*dist, *method);  // every rank starts from rank 0's weights
+  // Budget: steps, epochs of the sampler, or minutes of a clock (a resumed run keeps the seconds
+  // and the step estimate of its earlier sessions).
+  const BudgetClock clock = budget_clock_parse(o.budget_clock, "budget-clock");
+  if (o.minutes > 0) {
+    const double spent = info_.history.empty() ? 0.0 : info_.history.back().elapsed_s;
+    budget_ = Budget::of_minutes(
+        o.minutes, clock, out_.resume ? spent : 0.0,
+        out_.resume ? std::max<int64_t>(info_.step + 1, info_.total_steps) : 0);
+  } else {
+    const int64_t steps_per_epoch = (sampler_->patches_per_epoch() + o.batch - 1) / o.batch;
+    budget_ = Budget::of_steps(o.steps > 0 ? o.steps : o.epochs * steps_per_epoch, clock);
   }
-  if (resume) {
-    checkpoint_load_optimizer(ck, *optimizer, out);
-    if (info.finished && info.step >= total && !timed) {
-      log_info("{}: already trained {} of {} steps; nothing to do", out, info.step, total);
+
+  method_->to(device_);
+  method_->train(true);
+  optimizer_ = make_optimizer(o, method_->parameters());
+  if (dist_) {
+    dist_->check_same("the training configuration", train_options_to_json(o).dump());
+    dist_broadcast_method(*dist_, *method_);  // every rank starts from rank 0's weights
+    step_ctx_ = dist_step_context(*dist_);    // auxiliary networks average their gradients too
+  }
+  if (out_.resume) {
+    checkpoint_load_optimizer(ck_, *optimizer_, out_.model);
+    if (info_.finished && budget_.spent(info_.step)) {
+      log_info("{}: already trained {} of {} steps; nothing to do", out_.model, info_.step,
+               budget_.planned_steps());
     }
   } else {
-    info = CheckpointInfo{};
-    info.seed = o.seed;
-    for (const auto& t : inputs) info.inputs.push_back(t.name);
-    info.voxel_size = inputs.front().a.meta.voxel_size;
+    info_ = CheckpointInfo{};
+    info_.seed = o.seed;
+    for (const auto& t : inputs) info_.inputs.push_back(t.name);
+    info_.voxel_size = inputs.front().a.meta.voxel_size;
   }
-  info.norm = stats;
-  info.norm_mode = norm_mode_name(o.norm_mode);
-  info.norm_fraction = o.norm_fraction;
-  info.wedge = o.wedge;
-  info.domain = o.domain;
-  info.angles_deg = o.angles_deg;
-  info.thickness = o.thickness;
-  info.train_options = train_options_to_json(o);
-  info.train_options["method_options"] = method->options_json();
+  info_.norm = stats;
+  info_.norm_mode = norm_mode_name(o.norm_mode);
+  info_.norm_fraction = o.norm_fraction;
+  info_.wedge = o.wedge;
+  info_.domain = o.domain;
+  info_.angles_deg = o.angles_deg;
+  info_.thickness = o.thickness;
+  info_.train_options = train_options_to_json(o);
+  info_.train_options["method_options"] = method_->options_json();
+  step_ = window_start_ = info_.step;
 
   // Fixed validation set: positions from a generator seeded once, never from training draws.
-  const bool can_validate = o.val_every > 0 && o.sampler.val_fraction > 0;
-  std::vector<PatchBatch> val_set;
-  if (can_validate) {
+  if (o.val_every > 0 && o.sampler.val_fraction > 0) {
     at::Generator vgen = at::detail::createCPUGenerator(train_step_seed(o.seed, -2));
     for (int64_t i = 0; i < o.val_batches; ++i) {
-      val_set.push_back(sampler.extract(sampler.draw(o.batch, Split::val, vgen)));
+      val_set_.push_back(sampler_->extract(sampler_->draw(o.batch, Split::val, vgen)));
     }
   }
-  auto make_batch = [&](const PatchBatch& pb, int64_t step) {
-    Batch b;
-    b.input = pb.a.to(device);
-    if (pb.b.defined()) b.target = pb.b.to(device);
-    b.wedge = {o.wedge};
-    b.step = step;
-    return b;
-  };
-  auto val_loss = [&](int64_t step) {
-    torch::NoGradGuard ng;
-    method->train(false);
-    torch::manual_seed(train_step_seed(o.seed, -3));
-    double sum = 0;
-    for (const auto& pb : val_set) sum += method_loss(make_batch(pb, step)).item<double>();
-    method->train(true);
-    return sum / double(val_set.size());
-  };
-
-  // Outputs: the log is appended to on resume, started afresh otherwise.
-  std::ofstream log;
+  // The log is appended to on resume, started afresh otherwise; rank 0 writes it.
   if (main_rank) {
-    log.open(log_path, resume ? std::ios::app : std::ios::trunc);
-    if (!log) throw IoError(log_path + ": cannot open the training log for writing");
+    log_ = TrainLog(out_.log, out_.resume);
+    if (!out_.resume) output_check_writable(out_.model, out_.overwrite);
   }
+}
 
-  at::Generator gen = at::detail::createCPUGenerator(0);
-  // Seconds of the budget's clock: wall time, or this process's CPU time (all threads).
-  const bool cpu_clock = o.budget_clock == "cpu";
-  auto cpu_seconds = [] {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-  };
-  const auto t0 = Clock::now();
-  const double cpu0 = cpu_seconds();
-  const double elapsed0 = info.history.empty() ? 0.0 : info.history.back().elapsed_s;
-  auto elapsed = [&] {
-    return cpu_clock ? cpu_seconds() - cpu0 : std::chrono::duration<double>(Clock::now() - t0).count();
-  };
-  if (timed) total = std::max<int64_t>(info.step + 1, info.total_steps);
-  if (timed && !resume) total = 1 << 30;  // re-estimated from the measured step rate below
+Trainer::~Trainer() = default;
+
+Batch Trainer::make_batch(const PatchBatch& pb, int64_t step) const {
+  Batch b;
+  b.input = pb.a.to(device_);
+  if (pb.b.defined()) b.target = pb.b.to(device_);
+  b.wedge = {o_.wedge};
+  b.step = step;
+  return b;
+}
+
+double Trainer::step() {
+  const uint64_t s = train_step_seed(o_.seed, step_);
+  torch::manual_seed(s ^ (uint64_t(rank_) * 0x9E3779B97F4A7C15ULL));  // augmentation per rank
+  gen_.set_current_seed(s ^ 0x5A5A5A5AULL);  // the same global positions on every rank
+  std::vector<PatchPos> positions = sampler_->draw(o_.batch, Split::train, gen_);
+  if (dist_) {  // this rank's slice of the global batch
+    const int64_t per = o_.batch / world_;
+    positions = std::vector<PatchPos>(positions.begin() + rank_ * per,
+                                      positions.begin() + (rank_ + 1) * per);
+  }
+  const Batch batch = make_batch(sampler_->extract(positions), step_);
+  lr_ = lr_at(o_.schedule, step_, budget_.planned_steps());
+  set_lr(*optimizer_, lr_);
+  for (auto* aux : method_->aux_optimizers()) set_lr(*aux, lr_);
+  torch::Tensor loss;
+  {
+    // The method in `precision` (autocast); the loss taken back as float32.
+    AutocastGuard amp(precision_, device_);
+    method_->aux_step(batch, step_ctx_);
+    optimizer_->zero_grad();
+    loss = method_->loss(batch).to(torch::kFloat);
+  }
+  double lv = loss.item<double>();
+  if (!std::isfinite(lv)) {
+    throw ValueError("training diverged at step " + std::to_string(step_) + ": loss is " +
+                     fmt("%g", lv) + " (lower --lr or raise --clip)");
+  }
+  loss.backward();
+  if (dist_) {
+    std::vector<torch::Tensor> grads;
+    for (auto& prm : method_->parameters()) {
+      if (prm.grad().defined()) grads.push_back(prm.grad());
+    }
+    grads.push_back(torch::full({1}, lv, grads.front().options()));  // the loss, for the log
+    dist_->allreduce_mean(grads);
+    lv = grads.back().item<double>();
+  }
+  if (o_.clip > 0) torch::nn::utils::clip_grad_norm_(method_->parameters(), o_.clip);
+  optimizer_->step();
+  ++step_;
+  loss_sum_ += lv;
+  ++loss_n_;
+  for (const auto& [k, v] : method_->step_stats()) {
+    auto& acc = term_sums_[k];
+    acc.first += v;
+    acc.second += 1;
+  }
+  return lv;
+}
+
+double Trainer::validate() {
+  if (val_set_.empty()) return -1;
+  torch::NoGradGuard ng;
+  method_->train(false);
+  torch::manual_seed(train_step_seed(o_.seed, -3));
+  double sum = 0;
+  for (const auto& pb : val_set_) {
+    AutocastGuard amp(precision_, device_);
+    sum += method_->loss(make_batch(pb, step_)).to(torch::kFloat).item<double>();
+  }
+  method_->train(true);
+  return sum / double(val_set_.size());
+}
+
+void Trainer::save(bool finished) {
+  if (dist_ && !dist_->is_main()) return;
+  info_.step = step_;
+  info_.total_steps = budget_.planned_steps();
+  info_.finished = finished;
+  checkpoint_save(out_.model, *method_, optimizer_.get(), info_, /*overwrite=*/true);
+}
+
+TrainLogRecord Trainer::log_window(double now_s, bool last) {
+  const bool main_rank = !dist_ || dist_->is_main();
+  TrainLogRecord r;
+  r.step = step_;
+  r.loss = loss_sum_ / double(loss_n_);
+  r.lr = lr_;
+  r.steps_per_s = double(step_ - window_start_) / std::max(1e-9, now_s - window_t_);
+  r.elapsed_s = budget_.elapsed_s();
+  HistoryPoint h;
+  h.step = step_;
+  h.loss = *r.loss;
+  h.lr = lr_;
+  h.elapsed_s = r.elapsed_s;
+  if (main_rank && ((o_.val_every > 0 && step_ % o_.val_every == 0) || last)) {
+    const double v = validate();
+    if (v >= 0) {
+      r.val_loss = h.val_loss = v;
+      result_.last_val_loss = v;
+    }
+  }
+  for (auto& [k, acc] : term_sums_) {
+    if (acc.second > 0) r.terms[k] = acc.first / double(acc.second);
+    acc = {0.0, 0};
+  }
+  log_.write(r);
+  info_.history.push_back(h);
+  result_.last_loss = h.loss;
+  loss_sum_ = 0;
+  loss_n_ = 0;
+  window_start_ = step_;
+  window_t_ = now_s;
+  return r;
+}
+
+TrainResult Trainer::run() {
+  const bool main_rank = !dist_ || dist_->is_main();
+  const bool timed = budget_.timed();
   // A time budget shows elapsed seconds against the budget; a step budget shows steps.
-  Progress bar("train " + o.method, timed ? int64_t(budget_s) : total, timed ? "s" : "step",
-               o.progress && main_rank);
-  TrainResult res;
-  double loss_sum = 0;
-  std::map<std::string, std::pair<double, int64_t>> stat_sums;  // method's step_stats, per window
-  int64_t loss_n = 0, window_start = info.step;
-  double window_t = 0;
-  int64_t step = info.step;
-  auto save = [&](bool finished) {
-    if (!main_rank) return;
-    info.step = step;
-    info.total_steps = total;
-    info.finished = finished;
-    checkpoint_save(out, *method, optimizer.get(), info, /*overwrite=*/true);
-  };
-  if (!resume && main_rank) output_check_writable(out, overwrite);
-
-  while (step < total) {
-    if (o.stop_after > 0 && step >= o.stop_after) break;
-    bool out_of_time = timed && elapsed0 + elapsed() >= budget_s;
-    if (dist && timed) {  // rank 0's clock decides the budget and the planned steps for all
-      at::Tensor d = torch::tensor({double(out_of_time), double(total)}, torch::kDouble);
-      dist->broadcast({d});
-      out_of_time = d[0].item<double>() > 0.5;
-      total = int64_t(d[1].item<double>());
+  Progress bar("train " + o_.method,
+               timed ? int64_t(o_.minutes * 60.0) : budget_.planned_steps(), timed ? "s" : "step",
+               main_rank ? progress_ : ProgressFn{});
+  auto stopped = [&] { return o_.stop_after > 0 && step_ >= o_.stop_after; };
+  while (!stopped()) {
+    bool spent = budget_.spent(step_);
+    if (dist_ && timed) {  // rank 0's clock decides the budget and the planned steps for all
+      at::Tensor d = torch::tensor({double(spent), double(budget_.planned_steps())}, torch::kDouble);
+      dist_->broadcast({d});
+      spent = d[0].item<double>() > 0.5;
+      budget_.set_planned_steps(int64_t(d[1].item<double>()));
     }
-    if (out_of_time) break;
-    const uint64_t s = train_step_seed(o.seed, step);
-    torch::manual_seed(s ^ (uint64_t(rank) * 0x9E3779B97F4A7C15ULL));  // augmentation per rank
-    gen.set_current_seed(s ^ 0x5A5A5A5AULL);  // the same global positions on every rank
-    std::vector<PatchPos> positions = sampler.draw(o.batch, Split::train, gen);
-    if (dist) {  // this rank's slice of the global batch
-      const int64_t per = o.batch / world;
-      positions = std::vector<PatchPos>(positions.begin() + rank * per,
-                                        positions.begin() + (rank + 1) * per);
-    }
-    PatchBatch pb = sampler.extract(positions);
-    const double lr = lr_at(o.schedule, step, total);
-    set_lr(*optimizer, lr);
-    for (auto* aux : method->aux_optimizers()) set_lr(*aux, lr);
-    const Batch batch = make_batch(pb, step);
-    method_aux_step(batch);
-    optimizer->zero_grad();
-    torch::Tensor loss = method_loss(batch);
-    double lv = loss.item<double>();
-    if (!std::isfinite(lv)) {
-      throw ValueError("training diverged at step " + std::to_string(step) + ": loss is " +
-                       fmt("%g", lv) + " (lower --lr or raise --clip)");
-    }
-    loss.backward();
-    if (dist) {
-      std::vector<torch::Tensor> grads;
-      for (auto& prm : method->parameters()) {
-        if (prm.grad().defined()) grads.push_back(prm.grad());
+    if (spent) break;
+    step();
+    budget_.observe(step_);
+    const bool last = (!timed && budget_.spent(step_)) || stopped();
+    if (step_ % o_.log_every == 0 || last) {
+      const TrainLogRecord r = log_window(budget_.session_s(), last);
+      const std::string status =
+          "loss " + fmt("%.4g", *r.loss) +
+          (result_.last_val_loss >= 0 ? " val " + fmt("%.4g", result_.last_val_loss) : "") + " " +
+          fmt("%.2f", r.steps_per_s) + " step/s";
+      if (timed) {
+        bar.update(int64_t(r.elapsed_s), "step " + std::to_string(step_) + " " + status);
+      } else {
+        bar.set_total(budget_.planned_steps());
+        bar.update(step_, status);
       }
-      grads.push_back(torch::full({1}, lv, grads.front().options()));  // the loss, for the log
-      dist->allreduce_mean(grads);
-      lv = grads.back().item<double>();
     }
-    if (o.clip > 0) torch::nn::utils::clip_grad_norm_(method->parameters(), o.clip);
-    optimizer->step();
-    ++step;
-    loss_sum += lv;
-    ++loss_n;
-    for (const auto& [k, v] : method->step_stats()) {
-      auto& acc = stat_sums[k];
-      acc.first += v;
-      acc.second += 1;
-    }
-
-    const double now = elapsed();
-    if (timed && step - info.step >= 3 && step % 10 == 0) {
-      // Re-estimate the planned steps from the rate so far (schedule follows the budget).
-      double rate = double(step - window_start) / std::max(1e-9, now - window_t);
-      int64_t left = int64_t((budget_s - elapsed0 - now) * rate);
-      total = std::max<int64_t>(step + 1, step + left);
-    }
-    const bool last = step >= total || (o.stop_after > 0 && step >= o.stop_after);
-    if (step % o.log_every == 0 || last) {
-      HistoryPoint h;
-      h.step = step;
-      h.loss = loss_sum / double(loss_n);
-      h.lr = lr;
-      h.elapsed_s = elapsed0 + now;
-      if (can_validate && main_rank && ((o.val_every > 0 && step % o.val_every == 0) || last)) {
-        h.val_loss = val_loss(step);
-        res.last_val_loss = h.val_loss;
-      }
-      double rate = double(step - window_start) / std::max(1e-9, now - window_t);
-      nlohmann::json line = {{"step", step}, {"loss", h.loss}, {"lr", lr},
-                             {"steps_per_s", rate}, {"elapsed_s", h.elapsed_s}};
-      if (h.val_loss >= 0) line["val_loss"] = h.val_loss;
-      for (auto& [k, acc] : stat_sums) {
-        if (acc.second > 0) line[k] = acc.first / double(acc.second);
-        acc = {0.0, 0};
-      }
-      if (main_rank) log << line.dump() << "\n" << std::flush;
-      info.history.push_back(h);
-      res.last_loss = h.loss;
-      std::string status = "loss " + fmt("%.4g", h.loss) +
-                           (res.last_val_loss >= 0 ? " val " + fmt("%.4g", res.last_val_loss)
-                                                   : "") +
-                           " " + fmt("%.2f", rate) + " step/s";
-      bar.update(timed ? int64_t(elapsed0 + now) : step,
-                 (timed ? "step " + std::to_string(step) + " " : std::string()) + status);
-      loss_sum = 0;
-      loss_n = 0;
-      window_start = step;
-      window_t = now;
-    }
-    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0 && !last) save(false);
+    if (o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 && !last) save(false);
   }
-  if (timed) total = step;
-  save(step >= total);
-  bar.finish("loss " + fmt("%.4g", res.last_loss));
-  res.steps = step;
-  res.seconds = elapsed();
-  return res;
+  if (timed) budget_.set_planned_steps(step_);
+  save(step_ >= budget_.planned_steps());
+  bar.finish("loss " + fmt("%.4g", result_.last_loss));
+  result_.steps = step_;
+  result_.seconds = budget_.session_s();
+  return result_;
+}
+
+TrainResult train_run(const TrainOptions& opts, const std::vector<TrainInput>& inputs,
+                      const std::string& out, const std::string& log_path, bool resume,
+                      bool overwrite, Distributed* dist, ProgressFn progress) {
+  Trainer trainer(opts, inputs, TrainOutputs{out, log_path, resume, overwrite}, dist,
+                  std::move(progress));
+  return trainer.run();
 }
 
 }  // namespace unwedge

@@ -1,23 +1,31 @@
-// The trainer: composes a Method (behind its interface), an optimizer, an LR schedule and the
-// subtomogram sampler; logs, validates on the held-out Y band and checkpoints.
+// The trainer: a Trainer composes a Method (behind its interface), an optimizer, the learning-rate
+// schedule, a Budget, the subtomogram sampler, the training log and the checkpoints; none of them
+// knows the others' insides. step() takes one optimizer step, validate() scores the fixed
+// validation set, save() writes the checkpoint, and run() loops until the budget is spent.
 //
 // Reproducibility: every step reseeds torch's default generator and the sampler's generator
 // from (seed, step), so a run resumed from a checkpoint at step k draws exactly what an
 // uninterrupted run draws from step k on (weights equal on the CPU).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "unwedge/core/progress.h"
 #include "unwedge/core/volume.h"
-#include "unwedge/methods/method.h"
 #include "unwedge/dist/distributed.h"
+#include "unwedge/methods/method.h"
+#include "unwedge/model/checkpoint.h"
 #include "unwedge/model/normalize.h"
+#include "unwedge/train/budget.h"
 #include "unwedge/train/sampler.h"
 #include "unwedge/train/schedule.h"
+#include "unwedge/train/train_log.h"
 
 namespace unwedge {
 
@@ -49,7 +57,6 @@ struct TrainOptions {
   std::string domain = "tomogram";  ///< tomogram | tilt-series (inputs are aligned tilt images)
   std::vector<double> angles_deg;   ///< tilt-series: the series' angles, degrees (stored)
   int64_t thickness = 0;            ///< tilt-series: tomogram Z stored for restore (0: unset)
-  bool progress = true;        ///< progress bar on stderr
 };
 
 nlohmann::json train_options_to_json(const TrainOptions& o);
@@ -75,20 +82,92 @@ struct TrainResult {
   int64_t steps = 0;         ///< steps completed in total
   double last_loss = 0;      ///< mean training loss of the last log window
   double last_val_loss = -1;  ///< last validation loss (-1: none)
-  double seconds = 0;        ///< wall-clock seconds of this run
+  double seconds = 0;        ///< seconds of the budget's clock this run
+};
+
+/// Where a training run writes.
+struct TrainOutputs {
+  std::string model;      ///< the checkpoint (.uwm), written atomically
+  std::string log;        ///< the JSONL training log (appended to on resume)
+  bool resume = false;    ///< continue from `model` (same inputs and options)
+  bool overwrite = false;  ///< replace an existing model (without resume)
+};
+
+class Trainer {
+ public:
+  /// Checks the options and inputs, creates the method (or, with outputs.resume, recreates it
+  /// from the checkpoint), normalises the inputs, builds the sampler, optimizer, budget and the
+  /// fixed validation set, and opens the log. Throws before touching any output when the inputs
+  /// or options are invalid.
+  ///
+  /// With `dist` (several ranks, data-parallel): --batch is the global batch; every rank draws
+  /// the same global positions and trains on its own slice of batch/world_size subtomograms,
+  /// gradients are averaged across ranks, rank 0 broadcasts the initial weights and the budget
+  /// decisions, and only rank 0 writes the checkpoint and the log.
+  Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs,
+          const TrainOutputs& outputs, Distributed* dist = nullptr,
+          ProgressFn progress = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  /// One optimizer step: the method's aux_step, loss, backward, gradients averaged across ranks,
+  /// clipped, stepped. Returns the loss (averaged across ranks). Throws ValueError when it is
+  /// not finite.
+  double step();
+  /// The mean loss over the fixed validation set (eval mode, no gradients, its own seed), or -1
+  /// when validation is off.
+  double validate();
+  /// Writes the checkpoint (rank 0; atomically), `finished` when the budget is spent.
+  void save(bool finished);
+  /// Steps until the budget is spent (or stop_after), logging every log_every steps (with the
+  /// validation loss every val_every) and checkpointing every checkpoint_every; saves at the end.
+  TrainResult run();
+
+  /// Steps completed (including those of the run resumed).
+  int64_t steps_done() const { return step_; }
+  Method& method() { return *method_; }
+  const Budget& budget() const { return budget_; }
+  const CheckpointInfo& info() const { return info_; }
+
+ private:
+  Batch make_batch(const PatchBatch& pb, int64_t step) const;
+  /// Closes the log window at `now_s` (session seconds): the log line and history point, with
+  /// the validation loss when due (or `last`).
+  TrainLogRecord log_window(double now_s, bool last);
+
+  TrainOptions o_;
+  TrainOutputs out_;
+  Distributed* dist_ = nullptr;
+  ProgressFn progress_;
+  int64_t rank_ = 0, world_ = 1;
+  torch::Device device_{torch::kCPU};
+  c10::ScalarType precision_ = c10::kFloat;
+  std::unique_ptr<Method> method_;
+  LoadedCheckpoint ck_;
+  CheckpointInfo info_;
+  std::unique_ptr<SubtomoSampler> sampler_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  Budget budget_;
+  StepContext step_ctx_;
+  std::vector<PatchBatch> val_set_;
+  TrainLog log_;
+  at::Generator gen_;
+  int64_t step_ = 0;
+  double lr_ = 0;
+  // The current log window: summed losses and method terms since the last log line.
+  double loss_sum_ = 0;
+  int64_t loss_n_ = 0, window_start_ = 0;
+  double window_t_ = 0;
+  std::map<std::string, std::pair<double, int64_t>> term_sums_;
+  TrainResult result_;
 };
 
 /// Trains and writes the checkpoint `out` (atomically; every checkpoint_every steps and at the
-/// end) and the JSONL log `log_path` (appended to on resume). With `resume`, continues from
-/// `out`. Throws before touching any output when the inputs or options are invalid.
-///
-/// With `dist` (several ranks, data-parallel): --batch is the global batch; every rank draws the
-/// same global positions and trains on its own slice of batch/world_size subtomograms, gradients
-/// are averaged across ranks, rank 0 broadcasts the initial weights and the budget decisions,
-/// and only rank 0 writes the checkpoint and the log.
+/// end) and the JSONL log `log_path` (appended to on resume): Trainer(...).run().
 TrainResult train_run(const TrainOptions& opts, const std::vector<TrainInput>& inputs,
                       const std::string& out, const std::string& log_path, bool resume,
-                      bool overwrite, Distributed* dist = nullptr);
+                      bool overwrite, Distributed* dist = nullptr, ProgressFn progress = {});
 
 /// The seed of step `step` of a run seeded `seed` (splitmix64 of both).
 uint64_t train_step_seed(uint64_t seed, int64_t step);
