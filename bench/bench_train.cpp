@@ -214,7 +214,6 @@ int main(int argc, char** argv) {
     for (auto& p : method->parameters()) p.set_data(p.contiguous());
     at::Tensor vol = torch::randn({volume, volume, volume});
     RestoreOptions ro;
-    ro.progress = false;
     TilePlan plan = restore_plan(*method, {volume, volume, volume}, ro);
     auto t0 = Clock::now();
     restore_volume(*method, vol, ro);

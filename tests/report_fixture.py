@@ -4,7 +4,7 @@
 usage: report_fixture.py OUT_DIR [N]
 Writes gt.mrc (Gaussian blobs), mask.mrc (central box), tomo.mrc (gt through a +-60 deg missing wedge plus noise),
 two "restored" volumes (a low-passed input; gt plus noise with a std map), a JSONL loss log and
-report.json following docs/sections/eval.md. Exits 77 when numpy or mrcfile is missing.
+report.json following docs/evaluation.md. Exits 77 when numpy or mrcfile is missing.
 """
 import json
 import os

@@ -1,7 +1,8 @@
 // Tests of the c10d wrapper: environment parsing, gradient averaging equivalent to one large
 // batch, broadcast, configuration agreement, and a dead rank failing loudly instead of hanging;
 // the rank/slab partition of restoration, slabs equal to a whole restoration, one MRC file
-// written by two ranks; devices (auto), bf16 autocast. Two ranks run as two threads of this
+// written by two ranks (by hand and through dist/shared_writers), the sample job's statistics
+// gathered across ranks; devices (auto), bf16 autocast. Two ranks run as two threads of this
 // process over loopback Gloo. CUDA and NCCL tests skip on CPU-only builds. Auxiliary networks
 // (a discriminator stepped in the method's aux_step()) averaged across ranks as well.
 #include <gtest/gtest.h>
@@ -20,14 +21,16 @@
 
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
+#include "unwedge/dist/distributed.h"
+#include "unwedge/dist/shared_writers.h"
 #include "unwedge/infer/partition.h"
 #include "unwedge/infer/restore.h"
+#include "unwedge/infer/sample.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/cryogen_common.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/nn/discriminator.h"
 #include "unwedge/train/dist_method.h"
-#include "unwedge/dist/distributed.h"
 
 using namespace unwedge;
 
@@ -461,7 +464,6 @@ TEST(DistributedRestore, SlabsEqualTheWholeRestoration) {
   RestoreOptions ro;
   ro.tile = 24;
   ro.overlap = 8;
-  ro.progress = false;
   ASSERT_GT(restore_plan(*m, {45, 24, 28}, ro).axes[0].starts.size(), 2u) << "needs Z rows";
   at::Tensor full = restore_volume(*m, vol, ro);
   TileReader rd = [&](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
@@ -639,4 +641,95 @@ TEST(Cuda, NcclAllReduceAcrossTwoGpus) {
   });
   EXPECT_DOUBLE_EQ(got[0], 1.5);
   EXPECT_DOUBLE_EQ(got[1], 1.5);
+}
+
+// The shared-file writer protocol of restore and sample (dist/shared_writers.h) on 2 ranks:
+// rank 0 writes the first sections and rank 1 the rest of two volumes into the same two files;
+// each file holds both ranks' sections, its header statistics are those of the whole volume
+// (computed here from the tensor), and every rank finds the files in place when the commit
+// returns. Without sharing, each rank writes and commits its own file.
+TEST(SharedWriters, TwoRanksWriteTheSameFilesWithTheWholeVolumesStatistics) {
+  torch::manual_seed(17);
+  const std::vector<at::Tensor> vols{torch::randn({9, 6, 7}), 3.0 + 2.0 * torch::rand({9, 6, 7})};
+  const std::vector<std::string> paths{temp_path("shared_a.mrc"), temp_path("shared_b.mrc")};
+  VolumeMeta meta;
+  meta.voxel_size = {4.0, 4.0, 4.0};
+  MrcWriteOptions wo;
+  wo.label = "shared writers test";
+  const int port = free_port();
+  std::vector<bool> in_place(2, false);
+  run_ranks(2, [&](int rank) {
+    Distributed dist(rank_config(rank, 2, port));
+    auto writers = shared_writers_open(paths, {9, 6, 7}, meta, wo, /*shared=*/true, dist);
+    ASSERT_EQ(writers.size(), 2u);
+    const int64_t z0 = rank == 0 ? 0 : 5, z1 = rank == 0 ? 5 : 9;
+    for (size_t i = 0; i < 2; ++i) writers[i]->write_slab(z0, vols[i].slice(0, z0, z1));
+    shared_writers_commit(writers, /*shared=*/true, dist);
+    in_place[size_t(rank)] = std::filesystem::exists(paths[0]) && std::filesystem::exists(paths[1]);
+  });
+  EXPECT_TRUE(in_place[0] && in_place[1]) << "a rank returned before the files were in place";
+  for (size_t i = 0; i < 2; ++i) {
+    MrcFile f(paths[i]);
+    EXPECT_TRUE(torch::equal(f.read().data, vols[i])) << paths[i];
+    at::Tensor d = vols[i].to(torch::kDouble);
+    const double mean = d.mean().item<double>();
+    EXPECT_NEAR(f.header().dmin, d.min().item<double>(), 1e-6);
+    EXPECT_NEAR(f.header().dmax, d.max().item<double>(), 1e-6);
+    EXPECT_NEAR(f.header().dmean, mean, 1e-5);
+    EXPECT_NEAR(f.header().rms, std::sqrt((d - mean).pow(2).mean().item<double>()), 1e-5);
+    EXPECT_FLOAT_EQ(f.meta().voxel_size[2], 4.0);
+    std::filesystem::remove(paths[i]);
+  }
+  // Not shared: each rank its own file, committed alone.
+  const int port2 = free_port();
+  run_ranks(2, [&](int rank) {
+    Distributed dist(rank_config(rank, 2, port2));
+    auto writers = shared_writers_open({paths[size_t(rank)]}, {9, 6, 7}, meta, wo,
+                                       /*shared=*/false, dist);
+    writers[0]->write_slab(0, vols[size_t(rank)]);
+    shared_writers_commit(writers, /*shared=*/false, dist);
+  });
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_TRUE(torch::equal(MrcFile(paths[i]).read().data, vols[i])) << paths[i];
+    std::filesystem::remove(paths[i]);
+  }
+}
+
+// The sample job's statistics on 2 ranks: gathered in rank order, each rank's values and XZ
+// planes as that rank had them, and merged as the per-rank list merges.
+TEST(SampleStats, GatheredInRankOrderAcrossTwoRanks) {
+  auto stats_of = [](int rank) {
+    SampleStats s;
+    s.tiles = rank == 0 ? 3 : 5;
+    s.draws = 4;
+    s.ess_min = rank == 0 ? 2.5 : 1.5;
+    s.ess_mean = rank == 0 ? 3.0 : 3.5;
+    s.acceptance = rank == 0 ? 0.25 : -1;
+    s.seconds = rank == 0 ? 7.0 : 9.0;
+    s.xz = {torch::full({4, 5}, float(rank + 1)), torch::arange(20, torch::kFloat).view({4, 5}) * rank};
+    return s;
+  };
+  const int port = free_port();
+  std::vector<std::vector<SampleStats>> gathered(2);
+  run_ranks(2, [&](int rank) {
+    Distributed dist(rank_config(rank, 2, port));
+    gathered[size_t(rank)] = sample_stats_gather(stats_of(rank), dist);
+  });
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(gathered[size_t(r)].size(), 2u);
+    for (int k = 0; k < 2; ++k) {
+      const SampleStats &got = gathered[size_t(r)][size_t(k)], want = stats_of(k);
+      EXPECT_EQ(got.tiles, want.tiles);
+      EXPECT_EQ(got.draws, want.draws);
+      EXPECT_EQ(got.ess_min, want.ess_min);
+      EXPECT_EQ(got.ess_mean, want.ess_mean);
+      EXPECT_EQ(got.acceptance, want.acceptance);
+      EXPECT_EQ(got.seconds, want.seconds);
+      ASSERT_EQ(got.xz.size(), 2u);
+      for (size_t p = 0; p < 2; ++p) EXPECT_TRUE(torch::equal(got.xz[p], want.xz[p]));
+    }
+  }
+  const SampleStats m = sample_stats_merge(gathered[0]);
+  EXPECT_EQ(m.tiles, 8);
+  EXPECT_DOUBLE_EQ(m.ess_mean, (3 * 3.0 + 5 * 3.5) / 8);
 }

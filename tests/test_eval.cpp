@@ -125,6 +125,41 @@ TEST(Metrics, AffineFitRecoversScaleAndOffset) {
   EXPECT_NEAR(metric_pearson_cc(x, gt), 1.0, 1e-12);
 }
 
+// The coverage of credible bounds, against a brute-force count: the truth mapped to the
+// restored scale by the least-squares line of mean on gt (its closed form computed here in
+// double), then voxel by voxel inside [lower, upper] or not.
+TEST(Metrics, BoundsCoverageMatchesABruteForceCount) {
+  torch::manual_seed(5);
+  at::Tensor gt = torch::randn({6, 5, 4});
+  at::Tensor mean = 2.0 * gt + 0.5 + 0.3 * torch::randn({6, 5, 4});
+  at::Tensor half = 0.4 * torch::rand({6, 5, 4});
+  at::Tensor lower = mean - half, upper = mean + half;
+  auto g = gt.to(torch::kDouble).contiguous(), m = mean.to(torch::kDouble).contiguous();
+  const int64_t n = g.numel();
+  const double* gp = g.data_ptr<double>();
+  const double* mp = m.data_ptr<double>();
+  double sg = 0, sm = 0, sgg = 0, sgm = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    sg += gp[i];
+    sm += mp[i];
+    sgg += gp[i] * gp[i];
+    sgm += gp[i] * mp[i];
+  }
+  const double c = (n * sgm - sg * sm) / (n * sgg - sg * sg), d = (sm - c * sg) / n;
+  auto lo = lower.to(torch::kDouble).contiguous(), up = upper.to(torch::kDouble).contiguous();
+  int64_t inside = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = c * gp[i] + d;
+    inside += x >= lo.data_ptr<double>()[i] && x <= up.data_ptr<double>()[i];
+  }
+  const double cov = metric_bounds_coverage(mean, lower, upper, gt);
+  EXPECT_NEAR(cov, double(inside) / double(n), 1e-12);
+  EXPECT_GT(cov, 0.2);  // neither trivially 0 nor 1 for these widths
+  EXPECT_LT(cov, 0.95);
+  EXPECT_DOUBLE_EQ(metric_bounds_coverage(mean, mean - 100, mean + 100, gt), 1.0);
+  EXPECT_THROW(metric_bounds_coverage(mean, lower, upper.slice(0, 0, 5), gt), ShapeError);
+}
+
 TEST(Metrics, SsimMatchesScikitImage) {
   if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 absent: SSIM interop not run";
   at::Tensor gt = smooth_volume(16, 4);

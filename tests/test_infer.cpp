@@ -1,11 +1,17 @@
-// Tiled restoration: plans, blend windows, and equality with a whole-volume pass.
+// Tiled restoration: plans, blend windows, and equality with a whole-volume pass; the restore
+// job on files (normalisation, tiles, the output in the input's scale and header, its checks).
+#include <filesystem>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
 #include "unwedge/infer/restore.h"
+#include "unwedge/infer/restore_job.h"
 #include "unwedge/infer/tiling.h"
+#include "unwedge/io/mrc.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/model/checkpoint.h"
 
 using namespace unwedge;
 
@@ -69,7 +75,6 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
   RestoreOptions whole;
   whole.tile = 128;  // one tile covers every axis
   whole.overlap = 0;
-  whole.progress = false;
   at::Tensor ref = restore_volume(*m, vol, whole);
   // Reference from the network directly on the zero-padded volume (independent of tiling).
   auto up = [&](int64_t n, int a) { return (n + mult[a] - 1) / mult[a] * mult[a]; };
@@ -83,7 +88,6 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
   tiled.overlap = (rf_max + 1) / 2 * 2 + 2 * mult[0];  // >= receptive field, plus a ramp
   tiled.tile = tiled.overlap + 16;
   tiled.batch = 3;
-  tiled.progress = false;
   TilePlan plan = restore_plan(*m, {44, 57, 70}, tiled);
   ASSERT_GT(plan.num_tiles(), 1) << "the test needs several tiles";
   at::Tensor out = restore_volume(*m, vol, tiled);
@@ -121,9 +125,79 @@ TEST(Restore, PairWithSavedHalvesAveragesThem) {
   o.tile = 16;
   o.overlap = 8;
   o.save_halves = true;
-  o.progress = false;
   restore_stream(*m, {20, 24, 28}, {reader(even), reader(odd)}, sinks, o);
   for (auto& t : outs) EXPECT_FALSE(torch::isnan(t).any().item<bool>()) << "section not written";
   EXPECT_TRUE(torch::allclose(outs[0], (outs[1] + outs[2]) * 0.5, 1e-6, 1e-6));
   for (size_t i = 1; i < order.size(); ++i) EXPECT_GT(order[i], order[i - 1]);
+}
+
+// The restore job on files, against the same restoration done by hand: the input's central-half
+// statistics (computed here), the network on the normalised volume, the result back in the
+// input's scale; the header's voxel size kept and the command's label added. Bad requests fail
+// before anything is written.
+TEST(RestoreFiles, RestoresInTheInputsScaleAndRefusesBadRequests) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    ("unwedge_test_restore_job_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto at_dir = [&](const std::string& f) { return (dir / f).string(); };
+  auto m = tiny_method(8);
+  CheckpointInfo info;
+  info.norm_mode = "central";
+  info.norm_fraction = 0.5;
+  info.train_options = {{"patch", 16}, {"device", "cpu"}};
+  checkpoint_save(at_dir("m.uwm"), *m, nullptr, info, /*overwrite=*/false);
+  torch::manual_seed(13);
+  const at::Tensor vol = 5.0 + 2.0 * torch::randn({20, 24, 28});
+  VolumeMeta meta;
+  meta.voxel_size = {3.5, 3.5, 3.5};
+  mrc_write(at_dir("in.mrc"), Volume{vol, meta}, MrcWriteOptions{});
+
+  RestoreFilesOptions o;
+  o.model = at_dir("m.uwm");
+  o.in = {at_dir("in.mrc")};
+  o.out = {at_dir("out.mrc")};
+  o.restore.tile = 16;
+  o.restore.overlap = 8;
+  o.device = "model";
+  o.label = "restore job test";
+  const RestoreFilesResult r = restore_files(o);
+  EXPECT_EQ(r.method, "n2n");
+  EXPECT_EQ(r.device, "cpu");
+  ASSERT_EQ(r.written, std::vector<std::string>{at_dir("out.mrc")});
+
+  const at::Tensor c = vol.slice(0, 5, 15).slice(1, 6, 18).slice(2, 7, 21).to(torch::kDouble);
+  const double mean = c.mean().item<double>(), sd = c.std(/*unbiased=*/false).item<double>();
+  RestoreOptions ro;
+  ro.tile = 16;
+  ro.overlap = 8;
+  const at::Tensor want = restore_volume(*m, (vol - mean) / sd, ro) * sd + mean;
+  MrcFile f(at_dir("out.mrc"));
+  EXPECT_TRUE(torch::allclose(f.read().data, want, 1e-4, 1e-4));
+  EXPECT_FLOAT_EQ(f.meta().voxel_size[0], 3.5);
+  EXPECT_NE(f.meta().labels.back().find("restore job test"), std::string::npos);
+
+  auto fails = [&](RestoreFilesOptions bad, const std::string& text) {
+    try {
+      restore_files(bad);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  fails(o, "exists");  // out.mrc is there and overwrite is off
+  RestoreFilesOptions two = o;
+  two.in.push_back(at_dir("in.mrc"));
+  two.overwrite = true;
+  fails(two, "--out lists 1 files for 2 inputs");
+  RestoreFilesOptions mixed = o;
+  mixed.even = {at_dir("in.mrc")};
+  fails(mixed, "not both");
+  info.domain = "tilt-series";
+  checkpoint_save(at_dir("ts.uwm"), *m, nullptr, info, false);
+  RestoreFilesOptions ts = o;
+  ts.model = at_dir("ts.uwm");
+  ts.out = {at_dir("ts_out.mrc")};
+  fails(ts, "tilt-series-domain model");
+  EXPECT_FALSE(std::filesystem::exists(at_dir("ts_out.mrc")));
+  std::filesystem::remove_all(dir);
 }

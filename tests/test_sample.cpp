@@ -92,7 +92,6 @@ SampleOptions small_opts(int64_t tile, int64_t overlap, int64_t n) {
   SampleOptions o;
   o.tiling.tile = tile;
   o.tiling.overlap = overlap;
-  o.tiling.progress = false;
   o.posterior.n = n;
   return o;
 }
@@ -375,4 +374,49 @@ TEST(Sample, SlabsEqualTheSameSectionsOfAWholeRun) {
   o.tiling.z_begin = 20;
   o.tiling.z_end = 30;
   EXPECT_THROW(sample_volume(m, vol, o), ValueError);
+}
+
+// The merge of the ranks' statistics, against the numbers worked out by hand: tiles summed, the
+// ESS minimum of the ranks that drew (rank 2 drew nothing), ESS mean and MALA acceptance weighted
+// by tiles (acceptance only over ranks that report one), the slowest rank's seconds, the XZ
+// planes summed; one rank's statistics come back as they are.
+TEST(SampleStats, MergeOfTheRanksAgreesWithTheHandComputation) {
+  auto rank_stats = [](int64_t tiles, double ess_min, double ess_mean, double acc, double s,
+                       float plane) {
+    SampleStats st;
+    st.tiles = tiles;
+    st.draws = 6;
+    st.ess_min = ess_min;
+    st.ess_mean = ess_mean;
+    st.acceptance = acc;
+    st.seconds = s;
+    st.xz = {torch::full({3, 4}, plane), torch::full({3, 4}, 2 * plane)};
+    return st;
+  };
+  const std::vector<SampleStats> ranks{rank_stats(2, 4.0, 5.0, 0.5, 10.0, 1.0f),
+                                       rank_stats(6, 3.0, 4.0, -1.0, 12.5, 0.25f),
+                                       rank_stats(0, 0.0, 0.0, -1.0, 14.0, 0.0f),
+                                       rank_stats(4, 3.5, 6.0, 0.8, 11.0, 2.0f)};
+  const SampleStats m = sample_stats_merge(ranks);
+  EXPECT_EQ(m.tiles, 12);
+  EXPECT_EQ(m.draws, 6);
+  EXPECT_DOUBLE_EQ(m.ess_min, 3.0);
+  EXPECT_DOUBLE_EQ(m.ess_mean, (2 * 5.0 + 6 * 4.0 + 4 * 6.0) / 12);
+  EXPECT_DOUBLE_EQ(m.acceptance, (2 * 0.5 + 4 * 0.8) / 6);
+  EXPECT_DOUBLE_EQ(m.seconds, 14.0);
+  ASSERT_EQ(m.xz.size(), 2u);
+  EXPECT_TRUE(torch::allclose(m.xz[0], torch::full({3, 4}, 3.25f)));
+  EXPECT_TRUE(torch::allclose(m.xz[1], torch::full({3, 4}, 6.5f)));
+  // No rank reports an acceptance: none in the merge.
+  std::vector<SampleStats> no_mala = ranks;
+  for (auto& r : no_mala) r.acceptance = -1;
+  EXPECT_EQ(sample_stats_merge(no_mala).acceptance, -1);
+  const SampleStats one = sample_stats_merge({ranks[1]});
+  EXPECT_EQ(one.tiles, 6);
+  EXPECT_EQ(one.acceptance, -1);
+  EXPECT_EQ(one.ess_mean, 4.0);
+  EXPECT_THROW(sample_stats_merge({}), ValueError);
+  std::vector<SampleStats> odd_planes = ranks;
+  odd_planes[3].xz.pop_back();
+  EXPECT_THROW(sample_stats_merge(odd_planes), ShapeError);
 }

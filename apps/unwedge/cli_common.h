@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "unwedge/model/model.h"
+
 namespace unwedge::cli {
 
 /// Options owned by the root command, valid for every subcommand (given before or after it).
@@ -21,6 +23,15 @@ void add_overwrite_flag(CLI::App& cmd, bool& overwrite);
 void add_permissive_flag(CLI::App& cmd, bool& permissive);
 /// Writes the command's resolved configuration (every flag, given or default) as YAML to `path`.
 void write_resolved_config(const CLI::App& cmd, const std::string& path, bool overwrite);
+/// Where the resolved configuration of a command that wrote `output` goes: OUT.config.yaml
+/// beside a file (the extension replaced: m.uwm -> m.config.yaml), FOLDER/config.yaml in a
+/// folder.
+std::string config_path_beside(const std::string& output);
+/// Writes the resolved configuration next to `output` (config_path_beside), replacing an
+/// earlier one: it describes the run that just wrote the output.
+void write_config_beside(const CLI::App& cmd, const std::string& output);
+/// --norm of restore and sample: input | model (ValueError naming the flag otherwise).
+NormSource norm_flag_parse(const std::string& text);
 /// The label line added to MRC outputs: "unwedge <version> <command>", cut to 80 characters.
 std::string output_label(const GlobalOptions& g);
 

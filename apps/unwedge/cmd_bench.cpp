@@ -1,7 +1,7 @@
 // `unwedge bench`: every listed method on one simulated preset (or a folder with gt/tomo/
 // even/odd) with the same budget, plus the baselines (full tomogram, even/odd average, oracle
 // Gaussian low-pass); evaluates each against the ground truth and writes OUT/bench.json (the
-// report schema of docs/sections/eval.md) and OUT/report.html. Each simulate/train/restore runs
+// report schema of docs/evaluation.md) and OUT/report.html. Each simulate/train/restore runs
 // as a child `unwedge` process, so wall time and peak RSS are measured per method.
 #include <spawn.h>
 #include <sys/resource.h>
@@ -281,7 +281,10 @@ void add_bench_command(CLI::App& root, GlobalOptions& g) {
                 "Continue an interrupted bench in --out with the same options: a method whose "
                 "OUT/METHOD/model.uwm exists is trained on from that checkpoint up to the budget "
                 "instead of from scratch; restorations, bench.json and report.html are rewritten");
-  cmd->callback([p] { run_bench(*p); });
+  cmd->callback([p, cmd] {
+    run_bench(*p);
+    write_config_beside(*cmd, p->out);
+  });
 }
 
 }  // namespace unwedge::cli

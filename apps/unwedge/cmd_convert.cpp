@@ -104,7 +104,10 @@ void add_convert_command(CLI::App& root, GlobalOptions& g) {
                 "Copy the input's extended header (raw bytes) into the output (default: drop it)");
   add_permissive_flag(*cmd, p->permissive);
   add_overwrite_flag(*cmd, p->overwrite);
-  cmd->callback([p, &g] { convert_run(*p, g); });
+  cmd->callback([p, cmd, &g] {
+    convert_run(*p, g);
+    write_config_beside(*cmd, p->out);
+  });
 }
 
 }  // namespace unwedge::cli

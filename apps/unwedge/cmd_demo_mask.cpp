@@ -241,7 +241,10 @@ void add_demo_mask_command(CLI::App& root, GlobalOptions&) {
       ->capture_default_str();
   cmd->add_option("--seed", p->seed, "Seed of masks and training")->capture_default_str();
   add_overwrite_flag(*cmd, p->overwrite);
-  cmd->callback([p] { run_demo(*p); });
+  cmd->callback([p, cmd] {
+    run_demo(*p);
+    write_config_beside(*cmd, p->out);
+  });
 }
 
 }  // namespace unwedge::cli

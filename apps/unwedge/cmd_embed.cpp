@@ -10,7 +10,7 @@
 #include "unwedge/eval/embedding.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/methods/embed.h"
-#include "unwedge/model/checkpoint.h"
+#include "unwedge/model/model.h"
 
 namespace unwedge::cli {
 
@@ -40,22 +40,9 @@ void run_embed(const EmbedParams& p) {
   Volume vol = file.read();
   // The checkpoint's statistics when this tomogram is one it was trained on; otherwise the
   // same robust standardisation (the checkpoint's mode and central fraction) of this tomogram.
-  NormStats stats;
-  bool from_checkpoint = false;
-  const auto& info = ck.info;
-  for (size_t i = 0; i < info.inputs.size() && i < info.norm.size(); ++i) {
-    std::error_code ec;
-    if (std::filesystem::equivalent(info.inputs[i], p.in, ec)) {
-      stats = info.norm[i];
-      from_checkpoint = true;
-    }
-  }
-  if (!from_checkpoint) {
-    stats = norm_stats_compute(vol.data, norm_mode_parse(info.norm_mode, p.model + ": norm_mode"),
-                               info.norm_fraction, p.in);
-  }
-  log_info("normalising {} with {} statistics (mean {:.5g}, std {:.5g})", p.in,
-           from_checkpoint ? "the checkpoint's" : "its own robust", stats.mean, stats.std);
+  const NormStats stats = model_norm_stats(ck.info, NormSource::matching, {&file}, p.model);
+  log_info("normalising {} (mean {:.5g}, std {:.5g}; the checkpoint's statistics when it was "
+           "trained on it)", p.in, stats.mean, stats.std);
   const torch::Device device(p.device);
   ck.method->to(device);
   ck.method->train(false);
@@ -100,7 +87,10 @@ void add_embed_command(CLI::App& root, GlobalOptions&) {
       ->capture_default_str();
   add_overwrite_flag(*cmd, p->overwrite);
   add_permissive_flag(*cmd, p->permissive);
-  cmd->callback([p] { run_embed(*p); });
+  cmd->callback([p, cmd] {
+    run_embed(*p);
+    write_config_beside(*cmd, p->out);
+  });
 }
 
 }  // namespace unwedge::cli

@@ -138,7 +138,10 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--json", p->json, "Write every metric and curve as JSON to this file");
   add_permissive_flag(*cmd, p->permissive);
   add_overwrite_flag(*cmd, p->overwrite);
-  cmd->callback([p] { run_eval(*p); });
+  cmd->callback([p, cmd] {
+    run_eval(*p);
+    if (!p->json.empty()) write_config_beside(*cmd, p->json);
+  });
 }
 
 }  // namespace unwedge::cli

@@ -125,7 +125,12 @@ void add_eval_embed_command(CLI::App& root, GlobalOptions&) {
   cmd->add_option("--folds", p->folds, "Cross-validation folds")->capture_default_str();
   cmd->add_option("--seed", p->seed, "Seed of the fold assignment")->capture_default_str();
   add_overwrite_flag(*cmd, p->overwrite);
-  cmd->callback([p] { run_eval_embed(*p); });
+  cmd->callback([p, cmd] {
+    run_eval_embed(*p);
+    if (!p->json.empty() || !p->svg.empty()) {
+      write_config_beside(*cmd, !p->json.empty() ? p->json : p->svg);
+    }
+  });
 }
 
 }  // namespace unwedge::cli

@@ -151,7 +151,10 @@ void add_reconstruct_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::Range(0.0, 1.0));
   add_overwrite_flag(*cmd, p->overwrite);
   add_permissive_flag(*cmd, p->permissive);
-  cmd->callback([p, &g] { run_reconstruct(*p, g); });
+  cmd->callback([p, cmd, &g] {
+    run_reconstruct(*p, g);
+    write_config_beside(*cmd, p->out);
+  });
 }
 
 }  // namespace unwedge::cli

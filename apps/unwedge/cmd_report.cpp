@@ -1,5 +1,5 @@
 // `unwedge report`: one self-contained HTML page (inline PNG and SVG) from a report JSON
-// (bench output or hand-written; schema in docs/sections/eval.md) or from run folders.
+// (bench output or hand-written; schema in docs/evaluation.md) or from run folders.
 #include <cstdio>
 
 #include "cli_common.h"
@@ -59,7 +59,10 @@ void add_report_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--title", p->title, "Page title, with --runs")->capture_default_str();
   cmd->add_option("--out", p->out, "Output HTML file")->required();
   add_overwrite_flag(*cmd, p->overwrite);
-  cmd->callback([p] { run_report(*p); });
+  cmd->callback([p, cmd] {
+    run_report(*p);
+    write_config_beside(*cmd, p->out);
+  });
 }
 
 }  // namespace unwedge::cli

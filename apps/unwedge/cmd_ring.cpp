@@ -155,7 +155,12 @@ void add_ring_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str();
   add_permissive_flag(*cmd, p->permissive);
   add_overwrite_flag(*cmd, p->overwrite);
-  cmd->callback([p] { run_ring(*p); });
+  cmd->callback([p, cmd] {
+    run_ring(*p);
+    if (!p->json.empty() || !p->png.empty()) {
+      write_config_beside(*cmd, !p->json.empty() ? p->json : p->png);
+    }
+  });
 }
 
 }  // namespace unwedge::cli

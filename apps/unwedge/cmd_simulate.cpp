@@ -99,7 +99,7 @@ void add_simulate_command(CLI::App& root, GlobalOptions& g) {
   add<double>(cmd, s, "--wbp-lowpass", [](SimParams& p) -> double& { return p.wbp_lowpass; }, "Hamming low-pass of the WBP, cycles/pixel (0 = none)");
   add_overwrite_flag(*cmd, c->overwrite);
 
-  cmd->callback([c, &g] {
+  cmd->callback([c, cmd, &g] {
     SimParams p = sim_preset(c->preset);
     for (auto& f : c->apply) f(p);
     p.acquisition.order = tilt_order_parse(c->order);
@@ -113,6 +113,7 @@ void add_simulate_command(CLI::App& root, GlobalOptions& g) {
              "CC(tomo, gt) = {:.3f}, CC(noise-free tomo, gt) = {:.3f}; {:.1f} s; wrote {}",
              r.specimen.particles.size(), r.specimen.n_vesicles, r.specimen.n_microtubules,
              r.specimen.n_actin, r.specimen.n_gold, r.cc_tomo_gt, r.cc_clean_gt, r.seconds, c->out);
+    write_config_beside(*cmd, c->out);
   });
 }
 

@@ -1,5 +1,5 @@
 // The metric sets `unwedge eval` reports: against a ground truth, or between two restored
-// halves (no ground truth). Results are JSON objects (schema in docs/sections/eval.md) with a
+// halves (no ground truth). Results are JSON objects (schema in docs/evaluation.md) with a
 // readable terminal table.
 #pragma once
 #include <string>

@@ -199,6 +199,17 @@ at::Tensor fourier_prepare(const at::Tensor& x, const at::Tensor& mask,
   return d;
 }
 
+double metric_bounds_coverage(const at::Tensor& mean, const at::Tensor& lower,
+                              const at::Tensor& upper, const at::Tensor& gt) {
+  check_same(mean, gt, "bounds coverage");
+  check_same(lower, gt, "bounds coverage");
+  check_same(upper, gt, "bounds coverage");
+  const AffineFit fit = affine_fit(gt, mean);
+  const at::Tensor g = gt.to(torch::kDouble) * fit.scale + fit.offset;
+  const at::Tensor in = (g >= lower.to(torch::kDouble)) & (g <= upper.to(torch::kDouble));
+  return in.to(torch::kDouble).mean().item<double>();
+}
+
 at::Tensor rfft_radius(std::array<int64_t, 3> s) {
   Grid g = rfft_grid(s);
   return torch::sqrt(g.kz * g.kz + g.ky * g.ky + g.kx * g.kx);  // [Z, Y, X/2+1]

@@ -1,7 +1,7 @@
 // Quality metrics of a restored volume: real-space (PSNR, SSIM, Pearson CC) and Fourier-space
 // (FSC by shells, CC and power inside a Fourier band, directional FSC). Pure functions of tensors.
 //
-// Conventions (docs/sections/eval.md):
+// Conventions (docs/evaluation.md):
 // - Volumes are [Z, Y, X] float tensors of the same shape. An optional real-space `mask`
 //   (same shape, > 0.5 means inside) restricts every metric:
 //   real-space metrics use only the voxels inside it; Fourier metrics are computed on the
@@ -76,6 +76,12 @@ at::Tensor rfft_weights(std::array<int64_t, 3> shape);
 at::Tensor rfft_cone_mask(std::array<int64_t, 3> shape, int axis, double half_angle_deg);
 /// Coefficients within `half_angle_deg` of the kx–kz plane (|ky|/|k| ≤ sin(angle)); bool.
 at::Tensor rfft_xz_plane_mask(std::array<int64_t, 3> shape, double half_angle_deg);
+
+/// Fraction of voxels whose ground truth, mapped to the restored scale by the affine fit of
+/// `mean` on `gt` (restored = c gt + d, as eval_add_uncertainty does), lies in [lower, upper]:
+/// the coverage of a posterior's credible bounds.
+double metric_bounds_coverage(const at::Tensor& mean, const at::Tensor& lower,
+                              const at::Tensor& upper, const at::Tensor& gt);
 
 /// Fourier shell correlation curve.
 struct FscCurve {

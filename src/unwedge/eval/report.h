@@ -2,7 +2,7 @@
 // inline, no scripts or styles from the network) showing, for each method, central XY/XZ/YZ
 // slices of gt / input / restored on a common contrast, the error map and (for stochastic
 // methods) the posterior std map, the Fourier amplitude in the kx–kz plane, FSC and loss curves
-// and the metrics table. Input schema: docs/sections/eval.md.
+// and the metrics table. Input schema: docs/evaluation.md.
 #pragma once
 #include <array>
 #include <string>
@@ -39,7 +39,7 @@ struct ReportInput {
   std::vector<ReportSection> sections;  ///< shown after the methods, in order
 };
 
-/// Reads the report JSON (schema in docs/sections/eval.md). Relative paths are resolved against
+/// Reads the report JSON (schema in docs/evaluation.md). Relative paths are resolved against
 /// the JSON file's folder. Throws FormatError naming the file and the key.
 ReportInput report_input_read(const std::string& json_path);
 

@@ -1,7 +1,7 @@
 // Shape of a filament's cross-section, for real data without ground truth: a microtubule (a
 // hollow tube, ~25 nm across) running along Y shows in XZ as a ring, which the missing wedge
 // smears along Z. Restoring the wedge should make the ring rounder (Z/X extent ratio -> 1) and
-// raise the power in the wedge band. Conventions and example commands: docs/sections/eval.md.
+// raise the power in the wedge band. Conventions and example commands: docs/evaluation.md.
 //
 // Measurement (ring_measure):
 // 1. Section: the volume averaged along the filament axis. A filament is rarely exactly parallel

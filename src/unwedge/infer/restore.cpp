@@ -5,6 +5,7 @@
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/progress.h"
+#include "unwedge/io/mrc.h"
 
 namespace unwedge {
 
@@ -16,6 +17,20 @@ struct TileJob {
 };
 
 }  // namespace
+
+TileReader tile_reader_normalised(const MrcFile& file, const NormStats& stats) {
+  const MrcFile* f = &file;
+  return [f, stats](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+    at::Tensor t = f->read_box(z0, z1, y0, y1, x0, x1);
+    check_finite(t, f->path());
+    return norm_apply(t, stats);
+  };
+}
+
+SlabSink slab_sink_to_input_scale(MrcSlabWriter& writer, const NormStats& stats) {
+  MrcSlabWriter* w = &writer;
+  return [w, stats](int64_t z0, const at::Tensor& slab) { w->write_slab(z0, norm_invert(slab, stats)); };
+}
 
 TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
                       const RestoreOptions& opts) {
@@ -38,7 +53,7 @@ TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
 
 void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
                     const std::vector<TileReader>& inputs, const std::vector<SlabSink>& outputs,
-                    const RestoreOptions& opts) {
+                    const RestoreOptions& opts, const ProgressFn& progress) {
   if (inputs.empty() || inputs.size() > 2) throw ValueError("restore: 1 or 2 inputs expected");
   const bool pair = inputs.size() == 2;
   const size_t n_out = pair && opts.save_halves ? 3 : 1;
@@ -99,7 +114,7 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   method.train(false);
   method.to(device);
   const int64_t n_tiles = int64_t(rows.size() * ay.starts.size() * ax.starts.size());
-  Progress bar("restore", n_tiles, "tile", opts.progress);
+  Progress bar("restore", n_tiles, "tile", progress);
   int64_t done = 0;
   // The network in `precision`; its outputs are taken back to float32 before blending.
   auto net = [&](auto&& fn) {
@@ -161,7 +176,8 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   bar.finish();
 }
 
-at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOptions& opts) {
+at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOptions& opts,
+                          const ProgressFn& progress) {
   at::Tensor v = vol.to(torch::kFloat).contiguous();
   at::Tensor out = torch::empty_like(v);
   TileReader rd = [&](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
@@ -170,7 +186,7 @@ at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOp
   SlabSink sink = [&](int64_t z0, const at::Tensor& slab) {
     out.slice(0, z0, z0 + slab.size(0)).copy_(slab);
   };
-  restore_stream(method, {v.size(0), v.size(1), v.size(2)}, {rd}, {sink}, opts);
+  restore_stream(method, {v.size(0), v.size(1), v.size(2)}, {rd}, {sink}, opts, progress);
   return out;
 }
 

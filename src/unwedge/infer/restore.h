@@ -10,10 +10,15 @@
 
 #include <torch/torch.h>
 
+#include "unwedge/core/progress.h"
 #include "unwedge/infer/tiling.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/model/normalize.h"
 
 namespace unwedge {
+
+class MrcFile;
+class MrcSlabWriter;
 
 /// Options of restoration (one source of defaults for the CLI).
 struct RestoreOptions {
@@ -28,7 +33,6 @@ struct RestoreOptions {
   int64_t z_end = -1;      ///< -1: to the end. Tiles touching the slab are restored whole, so
                            ///< the slab equals the same sections of a full restoration.
   bool save_halves = false;  ///< pairs: also write each restored half
-  bool progress = true;
 };
 
 /// Reads the box [z0, z1) x [y0, y1) x [x0, x1) of an input (already normalised), float.
@@ -36,16 +40,24 @@ using TileReader = std::function<at::Tensor(int64_t, int64_t, int64_t, int64_t, 
 /// Receives sections [z0, z0 + slab.size(0)) of an output (normalised scale), float [z, Y, X].
 using SlabSink = std::function<void(int64_t, const at::Tensor&)>;
 
+/// Reads boxes of `file` normalised with `stats` (each box checked for NaN/Inf, naming the
+/// file). `file` must outlive the reader.
+TileReader tile_reader_normalised(const MrcFile& file, const NormStats& stats);
+/// Writes slabs to `writer` back in the input's scale (norm_invert with `stats`). `writer` must
+/// outlive the sink.
+SlabSink slab_sink_to_input_scale(MrcSlabWriter& writer, const NormStats& stats);
+
 /// Restores a volume of `shape` [Z, Y, X]. One reader: outputs[0] = restore(). Two readers
 /// (even, odd): outputs[0] = restore_pair(); with save_halves, outputs = {mean of the restored
 /// halves, restored even, restored odd}. Each output's slabs arrive in ascending z, exactly once,
-/// covering [z_begin, z_end) only.
+/// covering [z_begin, z_end) only. Tiles done are reported to `progress`.
 void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
                     const std::vector<TileReader>& inputs, const std::vector<SlabSink>& outputs,
-                    const RestoreOptions& opts);
+                    const RestoreOptions& opts, const ProgressFn& progress = {});
 
 /// In-memory convenience: restores a normalised volume [Z, Y, X] (single input).
-at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOptions& opts);
+at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOptions& opts,
+                          const ProgressFn& progress = {});
 
 /// The tile plan restore_stream uses for `method` and `shape`.
 TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,

@@ -82,7 +82,7 @@ at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights
 
 SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
                           const std::vector<TileReader>& inputs, const SampleSinks& sinks,
-                          const SampleOptions& opts) {
+                          const SampleOptions& opts, const ProgressFn& progress) {
   PosteriorMethod* posterior = &method_posterior(method);
   if (inputs.empty() || inputs.size() > 2) throw ValueError("sample: 1 or 2 inputs expected");
   const PosteriorOptions& po = opts.posterior;
@@ -190,7 +190,7 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   method.train(false);
   method.to(device);
   Progress bar("sample", int64_t(rows.size() * ay.starts.size() * ax.starts.size()), "tile",
-               opts.tiling.progress);
+               progress);
   int64_t done = 0;
   for (size_t iz : rows) {
     const int64_t z0 = az.starts[iz];
@@ -291,8 +291,71 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   return st;
 }
 
+SampleStats sample_stats_merge(const std::vector<SampleStats>& per_rank) {
+  if (per_rank.empty()) throw ValueError("sample statistics: no rank to merge");
+  if (per_rank.size() == 1) return per_rank[0];
+  SampleStats m;
+  m.draws = per_rank[0].draws;
+  double ess_sum = 0, acc_sum = 0, acc_tiles = 0;
+  bool first = true;
+  for (const SampleStats& r : per_rank) {
+    m.seconds = std::max(m.seconds, r.seconds);
+    if (r.tiles <= 0) continue;  // an empty slab drew nothing
+    m.tiles += r.tiles;
+    m.ess_min = first ? r.ess_min : std::min(m.ess_min, r.ess_min);
+    first = false;
+    ess_sum += double(r.tiles) * r.ess_mean;
+    if (r.acceptance >= 0) {
+      acc_sum += double(r.tiles) * r.acceptance;
+      acc_tiles += double(r.tiles);
+    }
+  }
+  m.ess_mean = m.tiles > 0 ? ess_sum / double(m.tiles) : 0;
+  m.acceptance = acc_tiles > 0 ? acc_sum / acc_tiles : -1;
+  for (size_t k = 0; k < per_rank[0].xz.size(); ++k) {
+    at::Tensor sum = torch::zeros(per_rank[0].xz[k].sizes(), torch::kDouble);
+    for (const SampleStats& r : per_rank) {
+      if (k >= r.xz.size() || r.xz[k].sizes() != per_rank[0].xz[k].sizes()) {
+        throw ShapeError("sample statistics: the ranks' XZ planes differ in count or shape");
+      }
+      sum += r.xz[k].to(torch::kDouble);
+    }
+    m.xz.push_back(sum.to(torch::kFloat));
+  }
+  return m;
+}
+
+std::vector<SampleStats> sample_stats_gather(const SampleStats& st, Distributed& dist) {
+  if (dist.world_size() == 1) return {st};
+  const int world = dist.world_size();
+  const std::vector<double> all = dist.allgather({double(st.tiles), double(st.draws), st.ess_min,
+                                                  st.ess_mean, st.acceptance, st.seconds});
+  std::vector<SampleStats> out(static_cast<size_t>(world));
+  for (int r = 0; r < world; ++r) {
+    const double* v = all.data() + 6 * r;
+    SampleStats& s = out[size_t(r)];
+    s.tiles = int64_t(v[0]);
+    s.draws = int64_t(v[1]);
+    s.ess_min = v[2];
+    s.ess_mean = v[3];
+    s.acceptance = v[4];
+    s.seconds = v[5];
+  }
+  for (const at::Tensor& x : st.xz) {
+    at::Tensor flat = x.to(torch::kDouble).contiguous().view({-1});
+    const std::vector<double> every =
+        dist.allgather(std::vector<double>(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel()));
+    for (int r = 0; r < world; ++r) {
+      out[size_t(r)].xz.push_back(
+          torch::from_blob(const_cast<double*>(every.data()) + r * flat.numel(), x.sizes(), torch::kDouble)
+              .to(torch::kFloat));
+    }
+  }
+  return out;
+}
+
 SampleVolumes sample_volume(Method& method, const at::Tensor& vol, const SampleOptions& opts,
-                            bool keep_samples) {
+                            bool keep_samples, const ProgressFn& progress) {
   at::Tensor v = vol.to(torch::kFloat).contiguous();
   SampleVolumes out;
   out.mean = torch::empty_like(v);
@@ -315,7 +378,7 @@ SampleVolumes sample_volume(Method& method, const at::Tensor& vol, const SampleO
   TileReader rd = [&](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
     return v.slice(0, z0, z0 + (z1 - z0)).slice(1, y0, y1).slice(2, x0, x1);
   };
-  out.stats = sample_stream(method, {v.size(0), v.size(1), v.size(2)}, {rd}, sinks, opts);
+  out.stats = sample_stream(method, {v.size(0), v.size(1), v.size(2)}, {rd}, sinks, opts, progress);
   return out;
 }
 

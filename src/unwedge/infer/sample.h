@@ -22,6 +22,7 @@
 
 #include <torch/torch.h>
 
+#include "unwedge/dist/distributed.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/methods/method.h"
 #include "unwedge/methods/posterior.h"
@@ -30,7 +31,7 @@ namespace unwedge {
 
 /// Options of tiled sampling (one source of defaults for the CLI).
 struct SampleOptions {
-  RestoreOptions tiling;        ///< tile, tile_z, overlap, batch, device, progress, and the
+  RestoreOptions tiling;        ///< tile, tile_z, overlap, batch, device, and the
                                 ///< slab [z_begin, z_end) of sections to produce (a rank's share)
   PosteriorOptions posterior;   ///< n, seed, gamma, Langevin settings
   MethodWedge wedge;            ///< tilt geometry of the input (the model's by default)
@@ -72,9 +73,21 @@ at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights
 /// the odd half (seeds continue), each half's weights self-normalised and pooled in proportion.
 /// Only sections [tiling.z_begin, tiling.z_end) are produced (the tile rows touching them are
 /// drawn whole), so slabs drawn by different ranks equal the same sections of a whole run.
+/// Tiles done are reported to `progress`.
 SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
                           const std::vector<TileReader>& inputs, const SampleSinks& sinks,
-                          const SampleOptions& opts);
+                          const SampleOptions& opts, const ProgressFn& progress = {});
+
+/// The statistics of one run split over ranks, from each rank's (one entry per rank, in rank
+/// order): tiles summed; ESS minimum the smallest of the ranks that drew, ESS mean and MALA
+/// acceptance averaged weighted by tiles (acceptance over the ranks that report one); seconds
+/// the slowest rank's; XZ planes summed (each rank's is zero outside its slab); draws the first
+/// rank's. One entry is returned as it is.
+SampleStats sample_stats_merge(const std::vector<SampleStats>& per_rank);
+
+/// Every rank's statistics in rank order (collective: every rank calls it; XZ planes of equal
+/// shapes on every rank). One rank: {stats}.
+std::vector<SampleStats> sample_stats_gather(const SampleStats& stats, Distributed& dist);
 
 /// In-memory convenience over a normalised volume [Z, Y, X] (single input).
 struct SampleVolumes {
@@ -83,6 +96,6 @@ struct SampleVolumes {
   SampleStats stats;
 };
 SampleVolumes sample_volume(Method& method, const at::Tensor& vol, const SampleOptions& opts,
-                            bool keep_samples = false);
+                            bool keep_samples = false, const ProgressFn& progress = {});
 
 }  // namespace unwedge

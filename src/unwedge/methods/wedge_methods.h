@@ -3,7 +3,7 @@
 //   ddw          DeepDeWedge-style: input T_M(R y_even), target R y_odd, band-split Fourier loss
 //   cryogen-map  CryoGEN-I: generator + data term across halves + adversarial energy prior
 //   cryogen-ot   CryoGEN-II: generator + data term + optimal-transport distribution matching
-// Options and their defaults: `unwedge methods --options NAME`, docs/sections/wedge-methods.md.
+// Options and their defaults: `unwedge methods --options NAME`, docs/wedge-methods.md.
 #pragma once
 #include "unwedge/methods/method.h"
 

@@ -95,10 +95,6 @@ NormStats norm_stats_compute(const std::vector<const MrcFile*>& files, NormMode 
   return norm_stats_of(regions.size() == 1 ? regions[0] : torch::stack(regions), mode, what);
 }
 
-NormStats norm_stats_compute(const MrcFile& file, NormMode mode, double fraction) {
-  return norm_stats_compute(std::vector<const MrcFile*>{&file}, mode, fraction);
-}
-
 at::Tensor norm_apply(const at::Tensor& x, const NormStats& s) {
   return (x - s.mean) / s.std;
 }

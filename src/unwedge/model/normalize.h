@@ -47,7 +47,6 @@ NormStats norm_stats_compute_pair(const at::Tensor& even, const at::Tensor& odd,
 /// or even and odd halves of one shape (one scale for both).
 NormStats norm_stats_compute(const std::vector<const MrcFile*>& files, NormMode mode,
                              double fraction);
-NormStats norm_stats_compute(const MrcFile& file, NormMode mode, double fraction);
 
 /// (x - mean) / std and its inverse.
 at::Tensor norm_apply(const at::Tensor& x, const NormStats& s);
