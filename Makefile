@@ -6,18 +6,27 @@ PREFIX_PATH ?=
 CMAKE_ARGS ?=
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# Paths under this folder are hashed relative to it, so a clone in another folder reuses the cache.
+export CCACHE_BASEDIR := $(CURDIR)
 
-DEB_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas-dev libcli11-dev \
-  nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libstb-dev libpng-dev gemmi-dev \
-  libgloo-dev libgtest-dev libbenchmark-dev pybind11-dev python3-mrcfile python3-numpy python3-skimage \
-  chromium
+# What the build needs: the compiler, CMake and ccache, LibTorch and the libraries the code
+# includes (CLI11, JSON, YAML, spdlog, libpng, gemmi for atomic models, Gloo's headers for the
+# distributed backend, GoogleTest for the test programs), and the BLAS LibTorch runs fastest with.
+BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread libcli11-dev \
+  nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev gemmi-dev libgloo-dev libgtest-dev
+# What only the tests use: an independent MRC reader (mrcfile, numpy), the SSIM reference
+# (scikit-image) and a real browser for the HTML report (Chromium).
+TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps test-deps build test demo bench clean
 
 all: build
 
 deps:
-	@bash scripts/install-deps.sh $(DEB_PACKAGES)
+	@bash scripts/install-deps.sh $(BUILD_PACKAGES)
+
+test-deps:
+	@bash scripts/install-deps.sh $(TEST_PACKAGES)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release \
@@ -26,7 +35,7 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
-test: build
+test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 demo: build

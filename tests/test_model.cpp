@@ -1,7 +1,5 @@
 // model/: what a trained model is for the jobs: the statistics an input is normalised with
 // (input, model, matching; one tomogram or a pair of halves), and the device it runs on.
-#include <filesystem>
-
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -10,19 +8,14 @@
 #include "unwedge/io/mrc.h"
 #include "unwedge/model/model.h"
 
+#include "temp_dir.h"
+
 using namespace unwedge;
-namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("unwedge_test_model_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("unwedge_test_model") {}
 };
 
 // Mean and (population) standard deviation of the central half of each axis of the volumes

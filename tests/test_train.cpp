@@ -20,24 +20,15 @@
 #include "unwedge/train/train_log.h"
 #include "unwedge/train/trainer.h"
 
+#include "temp_dir.h"
+
 using namespace unwedge;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("unwedge_test_train_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("unwedge_test_train") {}
 };
 
 std::string read_bytes(const std::string& p) {

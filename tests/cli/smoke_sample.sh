@@ -34,6 +34,7 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
     check sample-summary 0 '"ess_min".*' -- cat "$WORK/s3/summary.json"
     check sample-summary-coverage 0 '"coverage_90"' -- cat "$WORK/s3/summary.json"
     check sample-report 0 "flipbook|XZ slices" -- cat "$WORK/s3/report.html"
+    check sample-config-written 0 "^n: 4" -- cat "$WORK/s3/config.yaml"
     check sample-exists-real 1 "exists" -- "$BIN" sample --model "$WORK/s_mc.uwm" \
       --even "$SS/even.mrc" --odd "$SS/odd.mrc" --out-dir "$WORK/s3" --n 4 --no-progress
     check sample-overwrite 0 "wrote" -- "$BIN" sample --model "$WORK/s_mc.uwm" \

@@ -24,6 +24,7 @@ if "$BIN" -q simulate --preset tiny --out "$TS" > /dev/null 2>&1 && [[ -f "$TS/e
     --odd "$TS/odd.mrc" --out "$WORK/r.mrc" --save-halves --tile 32 --overlap 8 --no-progress
   check restore-shape 0 "64 x 64 x 32" -- "$BIN" info "$WORK/r.mrc"
   check restore-halves 0 "64 x 64 x 32" -- "$BIN" info "$WORK/r_even.mrc"
+  check restore-config-written 0 "^save-halves: true" -- cat "$WORK/r.config.yaml"
   check restore-exists 1 "exists" -- "$BIN" restore --model "$WORK/m.uwm" --in "$TS/tomo.mrc" \
     --out "$WORK/r.mrc"
   head -c 2000 "$WORK/m.uwm" > "$WORK/trunc.uwm"
