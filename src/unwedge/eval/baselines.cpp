@@ -6,6 +6,7 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/eval/metrics.h"
+#include "unwedge/ops/fourier.h"
 
 namespace unwedge {
 
@@ -13,9 +14,9 @@ at::Tensor lowpass_gaussian(const at::Tensor& v, double sigma) {
   if (v.dim() != 3) throw ShapeError("low-pass: expected a [Z, Y, X] volume");
   if (!(sigma > 0)) throw ValueError("low-pass: sigma " + std::to_string(sigma) + " must be > 0");
   at::Tensor r = rfft_radius({v.size(0), v.size(1), v.size(2)});  // [Z, Y, X/2+1]
-  at::Tensor f = torch::fft::rfftn(v.to(torch::kDouble), c10::nullopt, {-3, -2, -1}, "ortho");
+  at::Tensor f = fourier_rfft3(v.to(torch::kDouble));
   f = f * torch::exp(-r * r / (2 * sigma * sigma));
-  return torch::fft::irfftn(f, v.sizes(), {-3, -2, -1}, "ortho").to(torch::kFloat);
+  return fourier_irfft3(f, {v.size(0), v.size(1), v.size(2)}).to(torch::kFloat);
 }
 
 OracleLowpass lowpass_oracle(const at::Tensor& input, const at::Tensor& gt,

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
+#include "unwedge/ops/fourier.h"
 
 namespace unwedge {
 
@@ -48,14 +49,9 @@ at::Tensor select(const at::Tensor& x, const at::Tensor& m) {
 
 std::array<int64_t, 3> shape3(const at::Tensor& t) { return {t.size(0), t.size(1), t.size(2)}; }
 
-struct Grid {
-  at::Tensor kz, ky, kx;  // broadcastable, cycles per voxel, float64
-};
-Grid rfft_grid(std::array<int64_t, 3> s) {
-  auto o = torch::TensorOptions().dtype(torch::kDouble);
-  return {torch::fft::fftfreq(s[0], 1.0, o).view({-1, 1, 1}),
-          torch::fft::fftfreq(s[1], 1.0, o).view({1, -1, 1}),
-          torch::fft::rfftfreq(s[2], 1.0, o).view({1, 1, -1})};
+// Frequencies of the rfft half-grid, cycles per voxel, float64, broadcastable.
+FreqGrid rfft_grid(std::array<int64_t, 3> s) {
+  return fourier_freq_rfft(s, torch::TensorOptions().dtype(torch::kDouble));
 }
 
 // Coefficients that take part in Fourier metrics: not DC, inside the Nyquist sphere, in `region`.
@@ -73,9 +69,7 @@ at::Tensor fourier_support(std::array<int64_t, 3> s, const at::Tensor& region) {
   return keep;
 }
 
-at::Tensor rfft(const at::Tensor& x) {
-  return torch::fft::rfftn(x.to(torch::kDouble), c10::nullopt, {-3, -2, -1}, "ortho");
-}
+at::Tensor rfft(const at::Tensor& x) { return fourier_rfft3(x.to(torch::kDouble)); }
 
 // Gaussian taps as scipy.ndimage.gaussian_filter1d: radius int(truncate σ + 0.5), normalised.
 at::Tensor gaussian_taps(double sigma, double truncate) {
@@ -211,21 +205,19 @@ double metric_bounds_coverage(const at::Tensor& mean, const at::Tensor& lower,
 }
 
 at::Tensor rfft_radius(std::array<int64_t, 3> s) {
-  Grid g = rfft_grid(s);
+  FreqGrid g = rfft_grid(s);
   return torch::sqrt(g.kz * g.kz + g.ky * g.ky + g.kx * g.kx);  // [Z, Y, X/2+1]
 }
 
 at::Tensor rfft_weights(std::array<int64_t, 3> s) {
-  int64_t nh = s[2] / 2 + 1;
-  at::Tensor w = torch::full({nh}, 2.0, torch::kDouble);
-  w[0] = 1.0;
-  if (s[2] % 2 == 0) w[nh - 1] = 1.0;  // the Nyquist column is its own mirror
-  return w.view({1, 1, nh}).expand({s[0], s[1], nh});
+  const int64_t nh = s[2] / 2 + 1;
+  return fourier_half_multiplicity(s[2], torch::kCPU).to(torch::kDouble).view({1, 1, nh})
+      .expand({s[0], s[1], nh});
 }
 
 at::Tensor rfft_cone_mask(std::array<int64_t, 3> s, int axis, double half_angle_deg) {
   if (axis < 0 || axis > 2) throw ValueError("cone axis " + std::to_string(axis) + " not 0..2");
-  Grid g = rfft_grid(s);
+  FreqGrid g = rfft_grid(s);
   at::Tensor r = rfft_radius(s);
   at::Tensor along = (axis == 0 ? g.kz : axis == 1 ? g.ky : g.kx).abs().expand_as(r);
   double c = std::cos(half_angle_deg * M_PI / 180.0);
@@ -233,7 +225,7 @@ at::Tensor rfft_cone_mask(std::array<int64_t, 3> s, int axis, double half_angle_
 }
 
 at::Tensor rfft_xz_plane_mask(std::array<int64_t, 3> s, double half_angle_deg) {
-  Grid g = rfft_grid(s);
+  FreqGrid g = rfft_grid(s);
   at::Tensor r = rfft_radius(s);
   double sn = std::sin(half_angle_deg * M_PI / 180.0);
   return g.ky.abs().expand_as(r).le(sn * r + 1e-12);

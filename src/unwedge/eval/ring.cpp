@@ -8,6 +8,7 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/eval/metrics.h"
+#include "unwedge/ops/fourier.h"
 
 namespace unwedge {
 
@@ -187,7 +188,7 @@ double wedge_power_fraction(const at::Tensor& v, const at::Tensor& band) {
   if (v.dim() != 3) throw ShapeError("wedge power fraction: expected a 3-D volume");
   at::Tensor d = v.to(torch::kDouble);
   d = d - d.mean();
-  at::Tensor f = torch::fft::rfftn(d, c10::nullopt, {-3, -2, -1}, "ortho");  // [Z, Y, X/2+1]
+  at::Tensor f = fourier_rfft3(d);  // [Z, Y, X/2+1]
   at::Tensor p = rfft_weights({v.size(0), v.size(1), v.size(2)}) * f.abs().pow(2);
   p.index_put_({0, 0, 0}, 0.0);  // DC
   if (band.sizes() != p.sizes()) throw ShapeError("wedge power fraction: band shape mismatch");

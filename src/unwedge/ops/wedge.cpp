@@ -155,9 +155,9 @@ at::Tensor wedge_apply(const at::Tensor& v, const at::Tensor& mask) {
                      "] for a volume [.., " + std::to_string(Z) + ", " + std::to_string(Y) +
                      ", " + std::to_string(X) + "]");
   }
-  auto F = torch::fft::rfftn(v, c10::nullopt, {-3, -2, -1}, "ortho");  // [..., Z, Y, X/2+1]
+  auto F = fourier_rfft3(v);  // [..., Z, Y, X/2+1]
   F = F * mask.to(v.device(), F.is_complex() ? torch::kFloat : mask.scalar_type());
-  auto out = torch::fft::irfftn(F, std::vector<int64_t>{Z, Y, X}, {-3, -2, -1}, "ortho");
+  auto out = fourier_irfft3(F, {Z, Y, X});
   return out.to(v.scalar_type());
 }
 

@@ -10,6 +10,7 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
+#include "unwedge/ops/fourier.h"
 #include "unwedge/ops/rotate.h"
 
 namespace unwedge {
@@ -254,12 +255,10 @@ Specimen specimen_make(const SpecimenParams& p, const std::vector<SimTemplate>& 
   if (p.ice_noise > 0) {
     at::Tensor n = torch::randn({Z, Y, X}, tgen, torch::kFloat32);
     double sigma = p.ice_noise_scale_A / vs;
-    auto o64 = torch::TensorOptions().dtype(torch::kFloat64);
-    at::Tensor kz = torch::fft::fftfreq(Z, o64).view({-1, 1, 1});
-    at::Tensor ky = torch::fft::fftfreq(Y, o64).view({1, -1, 1});
-    at::Tensor kx = torch::fft::rfftfreq(X, o64).view({1, 1, -1});
-    at::Tensor g = torch::exp(-2.0 * M_PI * M_PI * sigma * sigma * (kz * kz + ky * ky + kx * kx))
-                       .to(torch::kFloat32);
+    FreqGrid k = fourier_freq_rfft({Z, Y, X}, torch::TensorOptions().dtype(torch::kFloat64));
+    at::Tensor g =
+        torch::exp(-2.0 * M_PI * M_PI * sigma * sigma * (k.kz * k.kz + k.ky * k.ky + k.kx * k.kx))
+            .to(torch::kFloat32);
     n = torch::fft::irfftn(torch::fft::rfftn(n, c10::nullopt, std::vector<int64_t>{0, 1, 2}) * g,
                            std::vector<int64_t>{Z, Y, X}, std::vector<int64_t>{0, 1, 2});
     n = n / n.std().clamp_min(1e-12) * p.ice_noise;

@@ -11,6 +11,7 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/ops/fourier.h"
 
 #ifdef UNWEDGE_HAVE_GEMMI
 #include <gemmi/c4322.hpp>
@@ -26,11 +27,9 @@ namespace {
 /// Gaussian blur of a [z, y, x] volume with sigma in voxels, in Fourier space (periodic).
 at::Tensor blur_gaussian(const at::Tensor& v, double sigma) {
   if (sigma <= 0) return v;
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  at::Tensor kz = torch::fft::fftfreq(v.size(0), opts).view({-1, 1, 1});
-  at::Tensor ky = torch::fft::fftfreq(v.size(1), opts).view({1, -1, 1});
-  at::Tensor kx = torch::fft::rfftfreq(v.size(2), opts).view({1, 1, -1});
-  at::Tensor k2 = kz * kz + ky * ky + kx * kx;                          // [z, y, x/2+1]
+  FreqGrid k = fourier_freq_rfft({v.size(0), v.size(1), v.size(2)},
+                                 torch::TensorOptions().dtype(torch::kFloat64));
+  at::Tensor k2 = k.kz * k.kz + k.ky * k.ky + k.kx * k.kx;              // [z, y, x/2+1]
   at::Tensor g = torch::exp(-2.0 * M_PI * M_PI * sigma * sigma * k2).to(torch::kFloat32);
   at::Tensor f = torch::fft::rfftn(v, c10::nullopt, std::vector<int64_t>{0, 1, 2});
   return torch::fft::irfftn(f * g, std::vector<int64_t>{v.size(0), v.size(1), v.size(2)},
