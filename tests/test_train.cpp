@@ -17,6 +17,7 @@
 #include "unwedge/train/budget.h"
 #include "unwedge/train/sampler.h"
 #include "unwedge/train/schedule.h"
+#include "unwedge/train/train_job.h"
 #include "unwedge/train/train_log.h"
 #include "unwedge/train/trainer.h"
 
@@ -510,4 +511,65 @@ TEST(Trainer, ValidateIsPureStepTrainsAndSaveWritesTheStepsDone) {
   EXPECT_EQ(ck.info.step, 2);
   EXPECT_FALSE(ck.info.finished);
   EXPECT_TRUE(same(ck.method->parameters(), t.method().parameters()));
+}
+
+// The training job's checks, before any output is touched: the tilt-series domain needs a method
+// that trains on tilt images (named from the registry), its angles, and no tomograms; it forces
+// the 2D network and depth-1 patches and, without a tilt range, a wedge spanning the angles; the
+// angles and the sections must agree.
+TEST(TrainFiles, TiltSeriesDomainIsCheckedAndSetUp) {
+  TempDir dir;
+  Volume series;
+  series.data = torch::randn({5, 24, 20});
+  mrc_write(dir / "ts.mrc", series, MrcWriteOptions{});
+  {
+    std::ofstream f(dir / "ts.tlt");
+    f << "-50\n-25\n0\n25\n55\n";
+  }
+  {
+    std::ofstream f(dir / "short.tlt");
+    f << "-50\n0\n50\n";
+  }
+  TrainFilesOptions f;
+  f.train.domain = "tilt-series";
+  f.train.method = "n2v";
+  f.tilt_series = dir / "ts.mrc";
+  f.angles = dir / "ts.tlt";
+  f.wedge_from_angles = true;
+  f.model = dir / "m.uwm";
+  const TrainFilesPlan plan = train_files_prepare(f);
+  EXPECT_EQ(plan.train.method_options.at("planar"), true);
+  EXPECT_EQ(plan.train.sampler.patch_z, 1);
+  EXPECT_EQ(plan.train.wedge.tilt_min_deg, -50);
+  EXPECT_EQ(plan.train.wedge.tilt_max_deg, 55);
+  EXPECT_EQ(plan.outputs.log, dir / "m.train.jsonl");
+  ASSERT_EQ(plan.inputs.size(), 1u);
+  EXPECT_EQ(plan.inputs[0].a.nz(), 5);
+  EXPECT_FALSE(fs::exists(dir / "m.uwm"));
+  EXPECT_FALSE(fs::exists(dir / "m.train.jsonl"));
+
+  auto message = [](const TrainFilesOptions& bad) {
+    try {
+      train_files_prepare(bad);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  TrainFilesOptions n2n = f;
+  n2n.train.method = "n2n";
+  EXPECT_NE(message(n2n).find("does not train on tilt images (methods that do: n2v)"),
+            std::string::npos) << message(n2n);
+  TrainFilesOptions short_angles = f;
+  short_angles.angles = dir / "short.tlt";
+  EXPECT_NE(message(short_angles).find("has 3 angles but"), std::string::npos);
+  TrainFilesOptions with_tomogram = f;
+  with_tomogram.in = {dir / "ts.mrc"};
+  EXPECT_NE(message(with_tomogram).find("not --in"), std::string::npos);
+  TrainFilesOptions tomogram;
+  tomogram.train.method = "n2v";
+  tomogram.angles = dir / "ts.tlt";
+  tomogram.in = {dir / "ts.mrc"};
+  tomogram.model = dir / "t.uwm";
+  EXPECT_NE(message(tomogram).find("need --domain tilt-series"), std::string::npos);
 }

@@ -1,49 +1,33 @@
-// `unwedge train`: trains a restoration method on half tomograms (--even/--odd) or a single
-// tomogram (--in) and writes one self-describing model file.
-#include <algorithm>
-#include <filesystem>
-
-#include <torch/torch.h>
-
+// `unwedge train`: maps the flags onto the training job (train/train_job.h): a method trained on
+// half tomograms (--even/--odd), single tomograms (--in) or a tilt series, written as one
+// self-describing model file with its log and resolved configuration beside it.
 #include "cli_common.h"
 #include "unwedge/core/atomic_file.h"
+#include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
-#include "unwedge/io/tilt.h"
-#include "unwedge/methods/method.h"
-#include "unwedge/core/device.h"
 #include "unwedge/dist/distributed.h"
-#include "unwedge/train/trainer.h"
+#include "unwedge/methods/method.h"
+#include "unwedge/train/train_job.h"
 
 namespace unwedge::cli {
 
 namespace {
 
-/// Every option of `unwedge train` with its default (TrainOptions holds the trainer's).
+/// Every option of `unwedge train` with its default (TrainFilesOptions / TrainOptions hold the
+/// job's and the trainer's).
 struct TrainParams {
-  TrainOptions train;
-  std::vector<std::string> even, odd, in, masks, opts;
-  std::string domain = "tomogram";  ///< tomogram | tilt-series
-  std::string tilt_series, angles;  ///< --domain tilt-series: aligned stack and its .tlt
-  bool auto_mask = false;
-  double auto_mask_quantile = 0.3;
-  std::string out;
+  TrainFilesOptions job;
+  std::vector<std::string> opts;   ///< --opt KEY=VALUE
   std::string norm = "central";
   std::vector<double> tilt_range{-60.0, 60.0};
   bool wedge_sign = false;
-  bool resume = false, overwrite = false, permissive = false, no_progress = false;
+  bool no_progress = false;
   static constexpr int64_t kDefaultSteps = 1000;
 };
 
-/// MODEL.uwm -> MODEL.<suffix>
-std::string beside(const std::string& model, const std::string& suffix) {
-  std::filesystem::path p(model);
-  if (p.extension() == ".uwm") p.replace_extension();
-  return p.string() + suffix;
-}
-
 void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
-  TrainOptions& o = p.train;
+  TrainOptions& o = p.job.train;
   if (o.steps == 0 && o.epochs == 0 && o.minutes == 0) o.steps = TrainParams::kDefaultSteps;
   o.method_options = method_options_parse(o.method, p.opts);
   o.norm_mode = norm_mode_parse(p.norm, "--norm");
@@ -51,96 +35,48 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
     throw ValueError("--tilt-range: expected MIN MAX degrees with MIN < MAX");
   }
   o.wedge = {p.tilt_range[0], p.tilt_range[1], p.wedge_sign};
-  o.domain = p.domain;
-  const bool tilt = p.domain == "tilt-series";
-  if (tilt) {
-    if (!method_registry().get(o.method).can.tilt_series) {
-      throw ValueError("--domain tilt-series: method " + o.method +
-                       " does not train on tilt images (methods that do: " +
-                       method_registry().names_with(&MethodCapabilities::tilt_series) + ")");
-    }
-    if (p.tilt_series.empty() || p.angles.empty()) {
-      throw ValueError("--domain tilt-series needs --tilt-series TS.mrc and --angles TS.tlt");
-    }
-    if (!p.in.empty() || !p.even.empty() || !p.odd.empty() || !p.masks.empty() || p.auto_mask) {
-      throw ValueError("--domain tilt-series takes --tilt-series and --angles, not "
-                       "--in/--even/--odd/--mask/--auto-mask");
-    }
-    if (o.method_options.contains("planar") && !o.method_options["planar"].get<bool>()) {
-      throw ValueError("--domain tilt-series: --opt planar=false (tilt images need the 2D "
-                       "network, planar=true)");
-    }
-    o.method_options["planar"] = true;  // 2D network on [B, 1, 1, Y, X]
-    o.sampler.patch_z = 1;              // patches are pieces of single tilt images
-    o.angles_deg = tilt_read(p.angles);
-    if (cmd.count("--tilt-range") == 0) {
-      auto mm = std::minmax_element(o.angles_deg.begin(), o.angles_deg.end());
-      o.wedge.tilt_min_deg = *mm.first;
-      o.wedge.tilt_max_deg = *mm.second;
-    }
-    p.in = {p.tilt_series};
-  } else if (p.domain != "tomogram") {
-    throw ValueError("--domain: '" + p.domain + "' is not tomogram or tilt-series");
-  } else if (!p.tilt_series.empty() || !p.angles.empty() || o.thickness != 0) {
-    throw ValueError("--tilt-series, --angles and --thickness need --domain tilt-series");
-  }
-  if (o.thickness < 0) {
-    throw ValueError("--thickness: " + std::to_string(o.thickness) + " voxels is negative");
-  }
-  const std::string config = beside(p.out, ".config.yaml");
-  const std::string log = beside(p.out, ".train.jsonl");
-  if (!p.resume) {
-    output_check_writable(p.out, p.overwrite);
-    output_check_writable(config, p.overwrite);
-    output_check_writable(log, p.overwrite);
-  }
-  std::vector<TrainInput> inputs = train_inputs_read(p.even, p.odd, p.in, p.masks, p.auto_mask,
-                                                     p.auto_mask_quantile, p.permissive);
-  if (tilt && inputs.front().a.nz() != int64_t(o.angles_deg.size())) {
-    throw ValueError("--domain tilt-series: " + p.angles + " has " +
-                     std::to_string(o.angles_deg.size()) + " angles but " + p.tilt_series +
-                     " has " + std::to_string(inputs.front().a.nz()) + " sections (tilts)");
-  }
+  p.job.wedge_from_angles = cmd.count("--tilt-range") == 0;
+  const std::string config = config_path_beside(p.job.model);
+  if (!p.job.resume) output_check_writable(config, p.job.overwrite);
+  const TrainFilesPlan plan = train_files_prepare(p.job);
   // Several ranks when started by `unwedge launch`, torchrun or SLURM (RANK/WORLD_SIZE...).
   DistConfig dc = dist_config_from_environ();
   dc.backend = dist_backend_for(device_parse(o.device));  // NCCL for CUDA when built with it
   Distributed dist(dc);
   if (!dist.is_main()) log_set_level(LogLevel::quiet);
   if (dist.is_main()) write_resolved_config(cmd, config, /*overwrite=*/true);
-  log_info("training {} on {} {}; model {}, log {}{}", o.method, inputs.size(),
-           tilt ? "tilt series" : "tomogram(s)", p.out, log,
-           dist.world_size() > 1 ? fmt::format(" ({} ranks)", dist.world_size()) : "");
-  TrainResult r = train_run(o, inputs, p.out, log, p.resume, p.overwrite, &dist,
-                            p.no_progress || g.quiet ? ProgressFn{} : progress_to_stderr());
+  const TrainResult r = train_files_run(
+      plan, &dist, p.no_progress || g.quiet ? ProgressFn{} : progress_to_stderr());
   log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
            r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",
-           p.out);
+           p.job.model);
 }
 
 }  // namespace
 
 void add_train_command(CLI::App& root, GlobalOptions& g) {
   auto p = std::make_shared<TrainParams>();
-  TrainOptions& o = p->train;
+  TrainFilesOptions& f = p->job;
+  TrainOptions& o = f.train;
   CLI::App* cmd = root.add_subcommand(
       "train", "Train a restoration method (see `unwedge methods`) on half tomograms or one "
                "tomogram; writes MODEL.uwm, MODEL.config.yaml and MODEL.train.jsonl");
   cmd->add_option("--method", o.method, "Registered method name (n2n, n2v, ...)")
       ->capture_default_str();
-  cmd->add_option("--even", p->even, "Even half tomogram(s), MRC; paired with --odd by position");
-  cmd->add_option("--odd", p->odd, "Odd half tomogram(s), MRC");
-  cmd->add_option("--in", p->in, "Tomogram(s) for single-tomogram methods (n2v), MRC");
-  cmd->add_option("--out", p->out, "Model file to write (.uwm)")->required();
-  cmd->add_option("--domain", p->domain,
+  cmd->add_option("--even", f.even, "Even half tomogram(s), MRC; paired with --odd by position");
+  cmd->add_option("--odd", f.odd, "Odd half tomogram(s), MRC");
+  cmd->add_option("--in", f.in, "Tomogram(s) for single-tomogram methods (n2v), MRC");
+  cmd->add_option("--out", f.model, "Model file to write (.uwm)")->required();
+  cmd->add_option("--domain", o.domain,
                   "tomogram, or tilt-series: n2v denoises the aligned tilt images (2D patches "
                   "--patch x --patch of single tilts; pixel-independent shot noise) and restore "
                   "back-projects them")
       ->capture_default_str()
       ->check(CLI::IsMember({"tomogram", "tilt-series"}));
-  cmd->add_option("--tilt-series", p->tilt_series,
+  cmd->add_option("--tilt-series", f.tilt_series,
                   "--domain tilt-series: aligned tilt series, MRC stack (one section per tilt)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--angles", p->angles,
+  cmd->add_option("--angles", f.angles,
                   "--domain tilt-series: tilt angles in degrees, one per section (.tlt/.rawtlt); "
                   "stored with the model (and the wedge, unless --tilt-range is given)")
       ->check(CLI::ExistingFile);
@@ -148,12 +84,12 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "--domain tilt-series: tomogram thickness Z in voxels stored for restore "
                   "(0 = give it to restore)")
       ->capture_default_str();
-  cmd->add_option("--mask", p->masks,
+  cmd->add_option("--mask", f.masks,
                   "Specimen mask(s), MRC (nonzero = specimen), one per tomogram; patches are "
                   "centred inside it");
-  cmd->add_flag("--auto-mask", p->auto_mask,
+  cmd->add_flag("--auto-mask", f.auto_mask,
                 "Mask from local variance (16^3 cells; the quietest cells are skipped)");
-  cmd->add_option("--auto-mask-quantile", p->auto_mask_quantile,
+  cmd->add_option("--auto-mask-quantile", f.auto_mask_quantile,
                   "Fraction of cells --auto-mask treats as empty")
       ->capture_default_str();
   cmd->add_option("--opt", p->opts,
@@ -218,11 +154,11 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
       ->expected(2)
       ->capture_default_str();
   cmd->add_flag("--wedge-sign", p->wedge_sign, "Mirrored wedge convention (default: off)");
-  cmd->add_flag("--resume", p->resume,
+  cmd->add_flag("--resume", f.resume,
                 "Continue from --out (same inputs and options; same result as one run)");
   cmd->add_flag("--no-progress", p->no_progress, "No progress bar");
-  add_overwrite_flag(*cmd, p->overwrite);
-  add_permissive_flag(*cmd, p->permissive);
+  add_overwrite_flag(*cmd, f.overwrite);
+  add_permissive_flag(*cmd, f.permissive);
   cmd->callback([p, cmd, &g] { run_train(*p, *cmd, g); });
 }
 

@@ -1,0 +1,84 @@
+#include "unwedge/train/train_job.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "unwedge/core/atomic_file.h"
+#include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
+#include "unwedge/io/tilt.h"
+
+namespace unwedge {
+
+std::string train_log_path(const std::string& model) {
+  std::filesystem::path p(model);
+  if (p.extension() == ".uwm") p.replace_extension();
+  return p.string() + ".train.jsonl";
+}
+
+TrainFilesPlan train_files_prepare(const TrainFilesOptions& f) {
+  TrainFilesPlan plan;
+  TrainOptions& o = plan.train;
+  o = f.train;
+  std::vector<std::string> in = f.in;
+  const bool tilt = o.domain == "tilt-series";
+  if (tilt) {
+    if (!method_registry().get(o.method).can.tilt_series) {
+      throw ValueError("--domain tilt-series: method " + o.method +
+                       " does not train on tilt images (methods that do: " +
+                       method_registry().names_with(&MethodCapabilities::tilt_series) + ")");
+    }
+    if (f.tilt_series.empty() || f.angles.empty()) {
+      throw ValueError("--domain tilt-series needs --tilt-series TS.mrc and --angles TS.tlt");
+    }
+    if (!f.in.empty() || !f.even.empty() || !f.odd.empty() || !f.masks.empty() || f.auto_mask) {
+      throw ValueError("--domain tilt-series takes --tilt-series and --angles, not "
+                       "--in/--even/--odd/--mask/--auto-mask");
+    }
+    if (o.method_options.contains("planar") && !o.method_options["planar"].get<bool>()) {
+      throw ValueError("--domain tilt-series: --opt planar=false (tilt images need the 2D "
+                       "network, planar=true)");
+    }
+    o.method_options["planar"] = true;  // 2D network on [B, 1, 1, Y, X]
+    o.sampler.patch_z = 1;              // patches are pieces of single tilt images
+    o.angles_deg = tilt_read(f.angles);
+    if (f.wedge_from_angles) {
+      auto mm = std::minmax_element(o.angles_deg.begin(), o.angles_deg.end());
+      o.wedge.tilt_min_deg = *mm.first;
+      o.wedge.tilt_max_deg = *mm.second;
+    }
+    in = {f.tilt_series};
+  } else if (o.domain != "tomogram") {
+    throw ValueError("--domain: '" + o.domain + "' is not tomogram or tilt-series");
+  } else if (!f.tilt_series.empty() || !f.angles.empty() || o.thickness != 0) {
+    throw ValueError("--tilt-series, --angles and --thickness need --domain tilt-series");
+  }
+  if (o.thickness < 0) {
+    throw ValueError("--thickness: " + std::to_string(o.thickness) + " voxels is negative");
+  }
+  plan.outputs = TrainOutputs{f.model, train_log_path(f.model), f.resume, f.overwrite};
+  if (!f.resume) {
+    output_check_writable(plan.outputs.model, f.overwrite);
+    output_check_writable(plan.outputs.log, f.overwrite);
+  }
+  plan.inputs = train_inputs_read(f.even, f.odd, in, f.masks, f.auto_mask, f.auto_mask_quantile,
+                                  f.permissive);
+  if (tilt && plan.inputs.front().a.nz() != int64_t(o.angles_deg.size())) {
+    throw ValueError("--domain tilt-series: " + f.angles + " has " +
+                     std::to_string(o.angles_deg.size()) + " angles but " + f.tilt_series +
+                     " has " + std::to_string(plan.inputs.front().a.nz()) + " sections (tilts)");
+  }
+  return plan;
+}
+
+TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist, ProgressFn progress) {
+  const bool several = dist && dist->world_size() > 1;
+  log_info("training {} on {} {}; model {}, log {}{}", plan.train.method, plan.inputs.size(),
+           plan.train.domain == "tilt-series" ? "tilt series" : "tomogram(s)",
+           plan.outputs.model, plan.outputs.log,
+           several ? fmt::format(" ({} ranks)", dist->world_size()) : "");
+  Trainer trainer(plan.train, plan.inputs, plan.outputs, dist, std::move(progress));
+  return trainer.run();
+}
+
+}  // namespace unwedge

@@ -1,0 +1,55 @@
+// Training from files, the job behind `unwedge train` (and the Python API): checks what is asked
+// (inputs, domain, outputs), reads the tomograms (or the tilt series), then trains. In two steps,
+// so that a caller can act between a request that is known to be good and the training (the CLI
+// writes the resolved configuration there): train_files_prepare throws before any output is
+// touched; train_files_run trains and writes the model and its log.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "unwedge/core/progress.h"
+#include "unwedge/dist/distributed.h"
+#include "unwedge/train/trainer.h"
+
+namespace unwedge {
+
+/// Every input and output of a training run from files (TrainOptions holds the trainer's own).
+struct TrainFilesOptions {
+  TrainOptions train;                      ///< method, budget, sampler, wedge, domain, ...
+  std::vector<std::string> even, odd;      ///< half tomograms, paired by position
+  std::vector<std::string> in;             ///< or single tomograms
+  std::vector<std::string> masks;          ///< specimen masks, one per tomogram (optional)
+  bool auto_mask = false;                  ///< masks from local variance instead
+  double auto_mask_quantile = 0.3;         ///< fraction of 16^3 cells auto_mask treats as empty
+  std::string tilt_series, angles;         ///< train.domain "tilt-series": the aligned stack
+                                           ///< [n_tilts, Y, X] and its angles (.tlt)
+  bool wedge_from_angles = false;          ///< tilt series: the wedge spans the angles (the
+                                           ///< caller gave no tilt range)
+  std::string model;                       ///< the model to write (.uwm)
+  bool resume = false;                     ///< continue from `model`
+  bool overwrite = false;                  ///< replace an existing model and log
+  bool permissive = false;                 ///< accept MRC quirks with a warning
+};
+
+/// A checked request: the trainer's resolved options and the inputs, read.
+struct TrainFilesPlan {
+  TrainOptions train;
+  std::vector<TrainInput> inputs;
+  TrainOutputs outputs;  ///< the model and its log, MODEL.train.jsonl
+};
+
+/// MODEL.uwm -> MODEL.train.jsonl (the training log beside the model).
+std::string train_log_path(const std::string& model);
+
+/// Checks the request and reads the inputs: the domain (a tilt series needs a method that trains
+/// on tilt images, its angles, and no tomograms or masks; the 2D network and depth-1 patches are
+/// set), the outputs (refused when they exist, unless resume or overwrite) and the inputs
+/// (counts, shapes, finiteness; angles and sections agree). Throws before touching any output.
+TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts);
+
+/// Trains (train_run) and writes the model and the log. With `dist` of several ranks, every rank
+/// calls it with the same plan (checked).
+TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist = nullptr,
+                            ProgressFn progress = {});
+
+}  // namespace unwedge
