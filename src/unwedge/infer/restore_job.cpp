@@ -33,11 +33,7 @@ struct RestoreItem {
 };
 
 MrcWriteOptions write_options(const RestoreFilesOptions& o) {
-  MrcWriteOptions wo;
-  wo.mode = o.mode;
-  wo.overwrite = o.overwrite;
-  wo.label = o.label;
-  return wo;
+  return MrcWriteOptions{o.mode, o.overwrite, /*keep_ext_header=*/false, o.label};
 }
 
 std::string trained_on(const CheckpointInfo& info) {

@@ -249,10 +249,7 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
   for (const auto& f : files) readers.push_back(tile_reader_normalised(*f, stats));
   fs::create_directories(dir);
   if (o.save_samples) fs::create_directories(dir / "samples");
-  MrcWriteOptions wo;
-  wo.mode = o.mode;
-  wo.overwrite = o.overwrite;
-  wo.label = o.label;
+  const MrcWriteOptions wo{o.mode, o.overwrite, /*keep_ext_header=*/false, o.label};
   const WorkSlab slab = partition_for_rank({shape}, dist.rank(), dist.world_size()).at(0);
   const bool shared = !slab.whole;
   std::vector<std::unique_ptr<MrcSlabWriter>> writers =
