@@ -42,10 +42,7 @@ std::string sim_default_maps_dir() {
   if (const char* env = std::getenv("UNWEDGE_DATA")) {
     return (fs::path(env) / "templates_10A").string();
   }
-  // This file is src/unwedge/sim/templates.cpp of the source tree.
-  return (fs::path(__FILE__).parent_path() / ".." / ".." / ".." / "data" / "templates_10A")
-      .lexically_normal()
-      .string();
+  return (fs::path(UNWEDGE_DATA_DIR) / "templates_10A").lexically_normal().string();
 }
 
 at::Tensor template_resample(const at::Tensor& map, double from_A, double to_A) {
