@@ -92,7 +92,10 @@ int main(int argc, char** argv) {
     check_command_name(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version are "errors" with exit code 0; every real error is one line, rc 1.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "unwedge: error: %s (see --help)\n", e.what());
+    return 1;
   } catch (const Error& e) {
     std::fprintf(stderr, "unwedge: error: %s\n", e.what());
     return 1;

@@ -3,7 +3,7 @@
 # check, $BIN, $WORK, $SHARED).
 check help 0 "info" -- "$BIN" --help
 check version 0 "unwedge [0-9]+\.[0-9]+" -- "$BIN" --version
-check no-command 106 "subcommand" -- "$BIN"
+check no-command 1 "subcommand" -- "$BIN"
 check unknown-command 1 "unknown command .frobnicate.*known: simulate" -- "$BIN" frobnicate
 if [[ -d "$SHARED" ]]; then
   check info-sample 0 "20 x 20 x 20" -- "$BIN" info --permissive "$SHARED/mrc_samples/EMD-3197.map"

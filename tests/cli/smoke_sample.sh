@@ -1,7 +1,7 @@
 # Smoke tests of `unwedge sample` (sourced by smoke.sh: $BIN, $WORK, check).
 check sample-help 0 "--n.*16" -- "$BIN" sample --help
 check sample-help-interval 0 "--interval.*0\.9" -- "$BIN" sample --help
-check sample-missing-model 105 "nope.uwm" -- "$BIN" sample --model "$WORK/nope.uwm" \
+check sample-missing-model 1 "nope.uwm" -- "$BIN" sample --model "$WORK/nope.uwm" \
   --in "$WORK/nope.mrc" --out-dir "$WORK/s0"
 SS="$WORK/sample_sim"
 mkdir -p "$SS"
