@@ -75,7 +75,56 @@ TEST(ConfigYaml, KeysMirrorFlagsAndUnknownKeysAreRejected) {
   std::ofstream(d / "bad.yaml") << "stepz: 5\n";
   std::string bad = (d / "bad.yaml").string();
   const char* argv2[] = {"t", "--config", bad.c_str()};
-  EXPECT_THROW(app2.parse(3, const_cast<char**>(argv2)), CLI::ConfigError);
+  EXPECT_THROW(app2.parse(3, const_cast<char**>(argv2)), ValueError);
+}
+
+// A command is a subcommand: its --config must fill its options (CLI11 reads config files for
+// the root app only), a required option may come from the file, and the command line wins.
+TEST(ConfigYaml, SubcommandConfigFillsUnsetOptionsAndTheCommandLineWins) {
+  fs::path d = temp_dir("config_sub");
+  CLI::App root("t");
+  CLI::App* cmd = root.add_subcommand("train");
+  int steps = 10, patch = 64;
+  std::string out;
+  bool resume = false;
+  cmd->add_option("--steps", steps)->capture_default_str();
+  cmd->add_option("--patch", patch)->capture_default_str();
+  cmd->add_option("--out", out)->required();
+  cmd->add_flag("--resume", resume);
+  config_attach(*cmd);
+  int seen_patch = 0;
+  cmd->callback([&] { seen_patch = patch; });
+  std::ofstream(d / "s.yaml") << "steps: 3\npatch: 16\nout: m.uwm\nresume: true\n";
+  std::string cfg = (d / "s.yaml").string();
+  const char* argv[] = {"t", "train", "--config", cfg.c_str(), "--steps", "7"};
+  root.parse(6, const_cast<char**>(argv));
+  EXPECT_EQ(steps, 7);        // the command line wins
+  EXPECT_EQ(patch, 16);       // the file fills what the command line left
+  EXPECT_EQ(seen_patch, 16);  // before the command runs
+  EXPECT_EQ(out, "m.uwm");    // a required option from the file counts
+  EXPECT_TRUE(resume);
+  EXPECT_NE(config_resolved_yaml(*cmd).find("patch: 16"), std::string::npos);
+}
+
+TEST(ConfigYaml, BrokenYamlAndBadValuesAreErrorsNamingTheFile) {
+  fs::path d = temp_dir("config_bad");
+  std::ofstream(d / "broken.yaml") << "steps: [3\n";
+  std::ofstream(d / "word.yaml") << "steps: many\n";
+  for (const char* name : {"broken.yaml", "word.yaml"}) {
+    CLI::App root("t");
+    CLI::App* cmd = root.add_subcommand("eval");
+    int steps = 1;
+    cmd->add_option("--steps", steps);
+    config_attach(*cmd);
+    std::string cfg = (d / name).string();
+    const char* argv[] = {"t", "eval", "--config", cfg.c_str()};
+    try {
+      root.parse(4, const_cast<char**>(argv));
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Progress, FormatsDurations) {

@@ -15,7 +15,8 @@ namespace unwedge::cli {
 namespace {
 
 /// The command's state: values as parsed (defaults from the tiny preset, shown in --help), and
-/// for each option a step copying its value onto the chosen preset when it was given.
+/// for each option a step copying its value onto the chosen preset when it was given (or, when
+/// it was not, recording the preset's value as the default the resolved configuration shows).
 struct SimulateCli {
   SimParams given = sim_preset("tiny");
   std::vector<std::function<void(SimParams&)>> apply;
@@ -32,7 +33,11 @@ void add(CLI::App* cmd, SimulateCli& c, const std::string& name, std::function<T
   CLI::Option* o = cmd->add_option(name, f(c.given), help)->capture_default_str();
   SimParams* given = &c.given;
   c.apply.push_back([o, f, given](SimParams& p) {
-    if (o->count() > 0) f(p) = f(*given);
+    if (o->count() > 0) {
+      f(p) = f(*given);
+    } else {  // the resolved configuration shows the chosen preset's value
+      o->default_str(CLI::detail::to_string(f(p)));
+    }
   });
 }
 

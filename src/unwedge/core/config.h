@@ -15,7 +15,12 @@ class ConfigYaml : public CLI::Config {
   std::vector<CLI::ConfigItem> from_config(std::istream& input) const override;
 };
 
-/// Adds `--config FILE.yaml` to `app` (keys mirror the flags; unknown keys are an error).
+/// Applies the YAML file `path` to `app`'s options that have no value yet (keys mirror the long
+/// flags; an unknown key, a bad value or broken YAML is an error naming the file).
+void config_apply_file(CLI::App& app, const std::string& path);
+
+/// Adds `--config FILE.yaml` to `app` (keys mirror the flags; unknown keys are an error; flags
+/// given on the command line win).
 void config_attach(CLI::App& app);
 
 /// Every option of `app` with its resolved value (given or default), as YAML text.
