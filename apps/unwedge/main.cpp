@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli_common.h"
+#include "unwedge/core/atomic_file.h"
 #include "unwedge/core/config.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
@@ -68,6 +69,8 @@ int main(int argc, char** argv) {
   // 16: 4.8 s system of 15 s; 0.3-1.0 s with the threshold raised). Freed blocks are now kept
   // for reuse. A user's MALLOC_MMAP_THRESHOLD_ wins.
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, INT_MAX);
+  // SIGINT, SIGTERM (what SLURM sends) and SIGHUP remove the outputs' temporaries first.
+  temporaries_remove_on_signals();
   cli::GlobalOptions g;
   g.command_line = join_args(argc, argv);
   CLI::App app{"unwedge: self-supervised denoising and missing-wedge restoration of "

@@ -1,11 +1,17 @@
 // Outputs written to a temporary name in the same folder and renamed when complete,
 // so a failed run never leaves a partial file or clobbers an earlier output.
+//
+// A temporary is named `.NAME.HOST.PID.RAND.tmp` beside NAME. Live temporaries are removed when
+// the process is stopped by SIGINT, SIGTERM or SIGHUP (temporaries_remove_on_signals), and
+// those a killed run left (its PID no longer alive on this host) are swept when the same output
+// is next written.
 #pragma once
 #include <string>
 
 namespace unwedge {
 
-/// Throws ExistsError when `path` exists and `overwrite` is false.
+/// Throws ExistsError when `path` exists and `overwrite` is false. Sweeps the stale temporaries
+/// of `path` (temporaries_sweep_stale).
 void output_check_writable(const std::string& path, bool overwrite);
 
 /// A temporary path beside the final one. Call commit() once the file is complete;
@@ -24,10 +30,50 @@ class AtomicOutput {
 
  private:
   std::string final_, tmp_;
+  int live_slot_ = -1;  ///< its entry in the list the signal handler removes
   bool committed_ = false;
 };
 
+/// A temporary folder beside the final one (`.NAME.HOST.PID.RAND.tmp/`), for a set of outputs
+/// that appear together or not at all. commit() renames it onto the final folder (or, when
+/// that exists, moves each file into it); otherwise the destructor removes it with its files.
+class AtomicFolder {
+ public:
+  explicit AtomicFolder(std::string final_dir);
+  ~AtomicFolder();
+  AtomicFolder(const AtomicFolder&) = delete;
+  AtomicFolder& operator=(const AtomicFolder&) = delete;
+
+  const std::string& tmp_path() const { return tmp_; }
+  void commit();
+
+ private:
+  std::string final_, tmp_;
+  int live_slot_ = -1;
+  bool committed_ = false;
+};
+
+/// Writes `bytes` to `path` atomically; a failed write (full disk, file-size limit) is an
+/// IoError naming `path` and the reason, and leaves no temporary behind.
+void write_file_atomic(const std::string& path, const std::string& bytes, bool overwrite);
+
 /// Writes `text` to `path` atomically.
 void write_text_file_atomic(const std::string& path, const std::string& text, bool overwrite);
+
+/// The temporary name pattern's parts of `tmp_name` (a file name, no folder) when it is a
+/// temporary of the output named `final_name`: the host and PID that wrote it.
+struct TempOwner {
+  std::string host;
+  long pid = 0;
+};
+bool temp_owner_parse(const std::string& tmp_name, const std::string& final_name, TempOwner& owner);
+
+/// Removes the temporaries of `final_path` (files or folders) left by processes of this host
+/// that are no longer running; returns how many were removed (each logged as a warning).
+int temporaries_sweep_stale(const std::string& final_path);
+
+/// Installs SIGINT, SIGTERM and SIGHUP handlers that remove the live temporaries and then end
+/// the process by the same signal (its exit status says so). Call once, from `main`.
+void temporaries_remove_on_signals();
 
 }  // namespace unwedge

@@ -87,12 +87,7 @@ Image png_decode(const std::vector<uint8_t>& bytes) {
 
 void png_write(const std::string& path, const Image& img, bool overwrite) {
   std::vector<uint8_t> bytes = png_encode(img);
-  AtomicOutput out(path, overwrite);
-  FILE* f = std::fopen(out.tmp_path().c_str(), "wb");
-  if (!f) throw IoError(path + ": cannot open for writing");
-  size_t n = std::fwrite(bytes.data(), 1, bytes.size(), f);
-  if (std::fclose(f) != 0 || n != bytes.size()) throw IoError(path + ": write failed");
-  out.commit();
+  write_file_atomic(path, std::string(bytes.begin(), bytes.end()), overwrite);
 }
 
 Contrast contrast_percentile(const at::Tensor& t, double q_lo, double q_hi) {

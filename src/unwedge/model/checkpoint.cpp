@@ -1,6 +1,7 @@
 #include "unwedge/model/checkpoint.h"
 
 #include <filesystem>
+#include <sstream>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
@@ -91,13 +92,15 @@ void checkpoint_save(const std::string& path, const Method& method,
     optimizer->save(os);
     ar.write("optimizer", os);
   }
-  AtomicOutput out(path, overwrite);
+  // Serialised in memory, then written by us: LibTorch's file writer throws from its destructor
+  // when a write fails (a full disk), which ends the process instead of reaching `main`.
+  std::ostringstream bytes;
   try {
-    ar.save_to(out.tmp_path());
+    ar.save_to(bytes);
   } catch (const c10::Error& e) {
-    throw IoError(path + ": cannot write checkpoint: " + e.what_without_backtrace());
+    throw IoError(path + ": cannot serialise the checkpoint: " + e.what_without_backtrace());
   }
-  out.commit();
+  write_file_atomic(path, bytes.str(), overwrite);
 }
 
 namespace {

@@ -156,11 +156,12 @@ void simulate_check_outputs(const std::string& dir, bool overwrite) {
 
 void simulate_write(const std::string& dir, const SimParams& p, const SimResult& r,
                     bool overwrite, const std::string& label) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw IoError("output folder " + dir + ": " + ec.message());
   simulate_check_outputs(dir, overwrite);
-  auto path = [&](const std::string& f) { return (fs::path(dir) / f).string(); };
+  // The set is written into a temporary folder beside `dir` and moved into place when complete:
+  // a failed run (full disk, a signal) leaves neither part of a set nor a reason to refuse the
+  // rerun.
+  AtomicFolder staging(dir);
+  auto path = [&](const std::string& f) { return (fs::path(staging.tmp_path()) / f).string(); };
   const double vs = p.specimen.voxel_A;
   MrcWriteOptions wo;
   wo.overwrite = overwrite;
@@ -249,6 +250,7 @@ void simulate_write(const std::string& dir, const SimParams& p, const SimResult&
   j["seconds"] = r.seconds;
   j["files"] = sim_output_files();
   write_text_file_atomic(path("meta.json"), j.dump(2) + "\n", overwrite);
+  staging.commit();
 }
 
 }  // namespace unwedge
