@@ -1,6 +1,8 @@
 // `unwedge train`: maps the flags onto the training job (train/train_job.h): a method trained on
 // half tomograms (--even/--odd), single tomograms (--in) or a tilt series, written as one
 // self-describing model file with its log and resolved configuration beside it.
+#include <filesystem>
+
 #include "cli_common.h"
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/device.h"
@@ -44,9 +46,25 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   dc.backend = dist_backend_for(device_parse(o.device));  // NCCL for CUDA when built with it
   Distributed dist(dc);
   if (!dist.is_main()) log_set_level(LogLevel::quiet);
-  if (dist.is_main()) write_resolved_config(cmd, config, /*overwrite=*/true);
-  const TrainResult r = train_files_run(
-      plan, &dist, p.no_progress || g.quiet ? ProgressFn{} : progress_to_stderr());
+  bool wrote_config = false;
+  auto write_config = [&] {
+    if (dist.is_main()) write_resolved_config(cmd, config, /*overwrite=*/true);
+    wrote_config = true;
+  };
+  TrainResult r;
+  try {
+    r = train_files_run(plan, &dist,
+                        p.no_progress || g.quiet ? ProgressFn{} : progress_to_stderr(),
+                        write_config);
+  } catch (...) {
+    // As the log: a first run that wrote no model leaves no configuration.
+    if (wrote_config && dist.is_main() && !p.job.resume &&
+        !std::filesystem::exists(p.job.model)) {
+      std::error_code ec;
+      std::filesystem::remove(config, ec);
+    }
+    throw;
+  }
   log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
            r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",
            p.job.model);

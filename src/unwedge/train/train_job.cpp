@@ -71,14 +71,27 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& f) {
   return plan;
 }
 
-TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist, ProgressFn progress) {
+TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist, ProgressFn progress,
+                            const std::function<void()>& ready) {
   const bool several = dist && dist->world_size() > 1;
   log_info("training {} on {} {}; model {}, log {}{}", plan.train.method, plan.inputs.size(),
            plan.train.domain == "tilt-series" ? "tilt series" : "tomogram(s)",
            plan.outputs.model, plan.outputs.log,
            several ? fmt::format(" ({} ranks)", dist->world_size()) : "");
   Trainer trainer(plan.train, plan.inputs, plan.outputs, dist, std::move(progress));
-  return trainer.run();
+  if (ready) ready();
+  try {
+    return trainer.run();
+  } catch (...) {
+    // A first run that failed before its first checkpoint (a full disk) leaves no log either:
+    // the rerun is not refused. A model on disk keeps its log (continue with --resume).
+    if (!plan.outputs.resume && (!dist || dist->is_main()) &&
+        !std::filesystem::exists(plan.outputs.model)) {
+      std::error_code ec;
+      std::filesystem::remove(plan.outputs.log, ec);
+    }
+    throw;
+  }
 }
 
 }  // namespace unwedge

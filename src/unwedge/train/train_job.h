@@ -1,9 +1,10 @@
 // Training from files, the job behind `unwedge train` (and the Python API): checks what is asked
-// (inputs, domain, outputs), reads the tomograms (or the tilt series), then trains. In two steps,
-// so that a caller can act between a request that is known to be good and the training (the CLI
-// writes the resolved configuration there): train_files_prepare throws before any output is
-// touched; train_files_run trains and writes the model and its log.
+// (inputs, domain, outputs), reads the tomograms (or the tilt series), then trains:
+// train_files_prepare throws before any output is touched; train_files_run builds the trainer
+// (which checks the rest), calls back once everything is known to be good (the CLI writes the
+// resolved configuration there), trains and writes the model and its log.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,8 +49,11 @@ std::string train_log_path(const std::string& model);
 TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts);
 
 /// Trains (train_run) and writes the model and the log. With `dist` of several ranks, every rank
-/// calls it with the same plan (checked).
+/// calls it with the same plan (checked). `ready`, when given, runs once the trainer has checked
+/// everything (options, method options, patch against the volumes) and before any output is
+/// written: the CLI writes the resolved configuration there, so a refused run leaves nothing.
+/// A first run that fails before its first checkpoint removes its log.
 TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist = nullptr,
-                            ProgressFn progress = {});
+                            ProgressFn progress = {}, const std::function<void()>& ready = {});
 
 }  // namespace unwedge

@@ -1,5 +1,8 @@
 #include "unwedge/train/train_log.h"
 
+#include <filesystem>
+
+#include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 
 namespace unwedge {
@@ -13,6 +16,20 @@ void TrainLog::write(const TrainLogRecord& record) {
   if (!out_.is_open()) return;
   out_ << train_log_record_to_json(record).dump() << "\n" << std::flush;
   if (!out_) throw IoError(path_ + ": cannot write the training log");
+}
+
+void train_log_drop_after(const std::string& path, int64_t step) {
+  if (!std::filesystem::exists(path)) return;
+  std::string kept;
+  bool dropped = false;
+  for (const TrainLogRecord& r : train_log_read(path)) {
+    if (r.step > step) {
+      dropped = true;
+    } else {
+      kept += train_log_record_to_json(r).dump() + "\n";
+    }
+  }
+  if (dropped) write_text_file_atomic(path, kept, /*overwrite=*/true);
 }
 
 std::vector<TrainLogRecord> TrainLog::read(const std::string& path) { return train_log_read(path); }

@@ -29,4 +29,8 @@ class TrainLog {
   std::ofstream out_;
 };
 
+/// Removes from the log at `path` the lines of steps after `step` (what a resumed run does
+/// again); nothing when the file does not exist.
+void train_log_drop_after(const std::string& path, int64_t step);
+
 }  // namespace unwedge

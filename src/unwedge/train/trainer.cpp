@@ -8,6 +8,7 @@
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/ops/wedge.h"
 #include "unwedge/train/dist_method.h"
 
 namespace unwedge {
@@ -38,13 +39,22 @@ std::string fmt(const char* f, double v) {
 }
 
 void check_options(const TrainOptions& o) {
+  budget_clock_parse(o.budget_clock, "budget-clock");
+  if (o.steps < 0 || o.epochs < 0 || o.minutes < 0 || o.stop_after < 0) {
+    throw ValueError("budget: --steps " + std::to_string(o.steps) + ", --epochs " +
+                     std::to_string(o.epochs) + ", --minutes " + fmt("%g", o.minutes) +
+                     ", --stop-after " + std::to_string(o.stop_after) + ": none may be negative");
+  }
+  if (o.checkpoint_every < 0) {
+    throw ValueError("checkpoint-every: " + std::to_string(o.checkpoint_every) + " is negative");
+  }
   int budgets = (o.steps > 0) + (o.epochs > 0) + (o.minutes > 0);
   if (budgets != 1) {
     throw ValueError("budget: give exactly one of --steps, --epochs, --minutes (got steps " +
                      std::to_string(o.steps) + ", epochs " + std::to_string(o.epochs) +
                      ", minutes " + fmt("%g", o.minutes) + ")");
   }
-  budget_clock_parse(o.budget_clock, "budget-clock");
+  wedge_check(WedgeGeometry{o.wedge.tilt_min_deg, o.wedge.tilt_max_deg, o.wedge.flip_sign});
   if (o.batch < 1) throw ValueError("batch: " + std::to_string(o.batch) + " is not positive");
   if (!(o.schedule.lr > 0)) throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not positive");
   if (o.clip < 0) throw ValueError("clip: " + fmt("%g", o.clip) + " is negative");
@@ -163,6 +173,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
 
   // Method: fresh, or recreated from the checkpoint being resumed.
   if (out_.resume) {
+    if (main_rank) temporaries_sweep_stale(out_.model);  // what a killed session left
     ck_ = checkpoint_load(out_.model);
     if (ck_.method->name() != o.method) {
       throw ValueError(out_.model + ": checkpoint holds method '" + ck_.method->name() +
@@ -237,6 +248,8 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     if (info_.finished && budget_.spent(info_.step)) {
       log_info("{}: already trained {} of {} steps; nothing to do", out_.model, info_.step,
                budget_.planned_steps());
+    } else {
+      log_info("{}: resuming at step {} of {}", out_.model, info_.step, budget_.planned_steps());
     }
   } else {
     info_ = CheckpointInfo{};
@@ -262,11 +275,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
       val_set_.push_back(sampler_->extract(sampler_->draw(o.batch, Split::val, vgen)));
     }
   }
-  // The log is appended to on resume, started afresh otherwise; rank 0 writes it.
-  if (main_rank) {
-    log_ = TrainLog(out_.log, out_.resume);
-    if (!out_.resume) output_check_writable(out_.model, out_.overwrite);
-  }
+  if (main_rank && !out_.resume) output_check_writable(out_.model, out_.overwrite);
 }
 
 Trainer::~Trainer() = default;
@@ -386,8 +395,16 @@ TrainLogRecord Trainer::log_window(double now_s, bool last) {
   return r;
 }
 
+void Trainer::open_log() {
+  // Appended to on resume, without the lines of steps after the checkpoint (a run killed
+  // between two checkpoints logged steps the resumed run does again); started afresh otherwise.
+  if (out_.resume) train_log_drop_after(out_.log, info_.step);
+  log_ = TrainLog(out_.log, out_.resume);
+}
+
 TrainResult Trainer::run() {
   const bool main_rank = !dist_ || dist_->is_main();
+  if (main_rank) open_log();
   const bool timed = budget_.timed();
   // A time budget shows elapsed seconds against the budget; a step budget shows steps.
   Progress bar("train " + o_.method,
@@ -421,6 +438,9 @@ TrainResult Trainer::run() {
     }
     if (o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 && !last) save(false);
   }
+  // A time budget ends between log lines: the steps since the last one get theirs (the log and
+  // the last loss are never empty when a step was taken).
+  if (loss_n_ > 0) log_window(budget_.session_s(), /*last=*/true);
   if (timed) budget_.set_planned_steps(step_);
   save(step_ >= budget_.planned_steps());
   bar.finish("loss " + fmt("%.4g", result_.last_loss));

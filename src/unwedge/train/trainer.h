@@ -131,6 +131,8 @@ class Trainer {
   const CheckpointInfo& info() const { return info_; }
 
  private:
+  /// Opens the training log (rank 0, at the start of run(): the constructor writes nothing).
+  void open_log();
   Batch make_batch(const PatchBatch& pb, int64_t step) const;
   /// Closes the log window at `now_s` (session seconds): the log line and history point, with
   /// the validation loss when due (or `last`).
