@@ -1,5 +1,7 @@
 // `unwedge eval`: quality of a restoration against a ground truth (--in/--truth), or of two
 // restored halves without one (--half1/--half2). Table on the terminal, JSON with --json.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <torch/torch.h>
@@ -38,6 +40,21 @@ void same_shape(const Volume& a, const std::string& pa, const Volume& b, const s
   }
 }
 
+/// The metrics of `a` against `b`; an error of a metric (a volume too small for SSIM's window)
+/// names the files.
+nlohmann::json evaluate_files(bool truth_mode, const Volume& a, const std::string& pa,
+                              const Volume& b, const std::string& pb, const at::Tensor& mask,
+                              const EvalOptions& o) {
+  try {
+    return truth_mode ? eval_against_truth(a.data, b.data, mask, o)
+                      : eval_halves(a.data, b.data, mask, o);
+  } catch (const ShapeError& e) {
+    throw ShapeError(pa + " and " + pb + ": " + e.what());
+  } catch (const ValueError& e) {
+    throw ValueError(pa + " and " + pb + ": " + e.what());
+  }
+}
+
 void run_eval(const EvalParams& p) {
   bool truth_mode = !p.in.empty() || !p.truth.empty();
   bool half_mode = !p.half1.empty() || !p.half2.empty();
@@ -53,11 +70,11 @@ void run_eval(const EvalParams& p) {
   if (!p.json.empty()) output_check_writable(p.json, p.overwrite);
   MrcReadOptions ro{p.permissive};
   std::string pa = truth_mode ? p.in : p.half1, pb = truth_mode ? p.truth : p.half2;
-  Volume a = mrc_read(pa, ro), b = mrc_read(pb, ro);
+  Volume a = mrc_read_finite(pa, ro), b = mrc_read_finite(pb, ro);
   same_shape(a, pa, b, pb);
   at::Tensor mask;
   if (!p.mask.empty()) {
-    Volume m = mrc_read(p.mask, ro);
+    Volume m = mrc_read_finite(p.mask, ro);
     same_shape(a, pa, m, p.mask);
     mask = m.data;
   }
@@ -70,14 +87,18 @@ void run_eval(const EvalParams& p) {
   o.mask_soft_sigma = p.mask_soft;
   o.voxel_size = p.voxel_size > 0 ? p.voxel_size : b.meta.voxel_size[0];
   const auto& vs = b.meta.voxel_size;
-  if (p.voxel_size <= 0 && (vs[0] != vs[1] || vs[0] != vs[2])) {
+  // Headers store cell lengths, so 3.7 A comes back as 3.6999998 or 3.7000001: a relative
+  // tolerance of 1e-4 separates rounding from real anisotropy.
+  auto differ = [](double x, double y) {
+    return std::abs(x - y) > 1e-4 * std::max(std::abs(x), std::abs(y));
+  };
+  if (p.voxel_size <= 0 && (differ(vs[0], vs[1]) || differ(vs[0], vs[2]))) {
     log_warn("{}: anisotropic voxel size {} x {} x {} A; FSC uses X's", pb, vs[0], vs[1], vs[2]);
   }
-  nlohmann::json r = truth_mode ? eval_against_truth(a.data, b.data, mask, o)
-                                : eval_halves(a.data, b.data, mask, o);
+  nlohmann::json r = evaluate_files(truth_mode, a, pa, b, pb, mask, o);
   if (!p.std_map.empty()) {
     if (!truth_mode) throw ValueError("eval: --std needs --in and --truth");
-    Volume sd = mrc_read(p.std_map, ro);
+    Volume sd = mrc_read_finite(p.std_map, ro);
     same_shape(a, pa, sd, p.std_map);
     eval_add_uncertainty(r, a.data, sd.data, b.data, mask);
   }

@@ -70,7 +70,7 @@ void run_ring(const RingParams& p) {
   out["volumes"] = nlohmann::json::array();
   std::vector<at::Tensor> vols;
   for (size_t i = 0; i < p.in.size(); ++i) {
-    Volume v = mrc_read(p.in[i], MrcReadOptions{p.permissive});
+    Volume v = mrc_read_finite(p.in[i], MrcReadOptions{p.permissive});
     at::Tensor d = p.dark ? -v.data.to(torch::kDouble) : v.data.to(torch::kDouble);
     RingMeasure m;
     try {

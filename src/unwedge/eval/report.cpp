@@ -121,7 +121,7 @@ std::string loss_components_html(const std::string& method, const LossLog& log) 
 }
 
 at::Tensor read_volume(const std::string& path) {
-  return mrc_read(path).data.to(torch::kDouble);
+  return mrc_read_finite(path).data.to(torch::kDouble);
 }
 
 void check_shape(const at::Tensor& a, const std::string& pa, const at::Tensor& b,

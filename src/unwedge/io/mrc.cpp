@@ -262,6 +262,11 @@ MrcFile::MrcFile(std::string path, MrcReadOptions opts) : path_(std::move(path))
     } else {
       bool native_ok = mode_dims_sane(header_parse(buf, false));
       bool swapped_ok = mode_dims_sane(header_parse(buf, true));
+      if (!native_ok && !swapped_ok) {  // no --permissive can help: say what it is
+        throw FormatError(p + ": not an MRC file (machine stamp " + hex_byte(st0) + " " +
+                          hex_byte(st1) + ", and no known mode with positive dimensions in "
+                          "either byte order)");
+      }
       swap_ = !native_ok && swapped_ok;
       quirk("machine stamp " + hex_byte(st0) + " " + hex_byte(st1) +
             " is neither 0x44 0x44 (little-endian) nor 0x11 0x11 (big-endian); guessed " +
@@ -363,6 +368,14 @@ MrcFile::MrcFile(std::string path, MrcReadOptions opts) : path_(std::move(path))
     if (h.mode == 0 && get_i32(buf, 152, swap_) == kImodStamp &&
         (get_i32(buf, 156, swap_) & 1) == 0) {
       unsigned_bytes_ = true;
+    }
+
+    // A volume stack (space groups 401-630: nz / mz volumes of mz sections) is not a volume.
+    if (h.ispg >= 401 && h.ispg <= 630 && h.mz > 0 && h.mz != h.nz) {
+      throw FormatError(p + ": MRC header: ispg " + std::to_string(h.ispg) + " with mz " +
+                        std::to_string(h.mz) + " and nz " + std::to_string(h.nz) +
+                        " is a stack of volumes; unwedge reads one volume (split the stack "
+                        "first, e.g. with IMOD's newstack)");
     }
 
     // Metadata.
@@ -796,6 +809,12 @@ void check_finite(const at::Tensor& t, const std::string& what) {
   int64_t inf = t.numel() - finite.sum().item<int64_t>() - nan;
   throw FormatError(what + ": " + std::to_string(nan) + " NaN and " + std::to_string(inf) +
                     " Inf values");
+}
+
+Volume mrc_read_finite(const std::string& path, MrcReadOptions opts) {
+  Volume v = mrc_read(path, opts);
+  check_finite(v.data, path);
+  return v;
 }
 
 }  // namespace unwedge

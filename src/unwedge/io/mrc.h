@@ -160,5 +160,8 @@ class MrcSlabWriter {
 
 /// Checks that a tensor has no NaN/Inf; throws FormatError "<what>: N NaN and M Inf values".
 void check_finite(const at::Tensor& t, const std::string& what);
+/// mrc_read, then check_finite: a volume with NaN or Inf values is a FormatError naming `path`
+/// (metrics of such a volume would read as perfect or undefined).
+Volume mrc_read_finite(const std::string& path, MrcReadOptions opts = {});
 
 }  // namespace unwedge
