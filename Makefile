@@ -1,8 +1,9 @@
-# unwedge: the two commands are `make demo` and `make test`.
+# unwedge: the two commands are `make demo` and `make test` (`make install PREFIX=DIR` installs).
 SHELL := /bin/bash
 BUILD ?= build
 JOBS ?= 2
 PREFIX_PATH ?=
+PREFIX ?= /usr/local
 CMAKE_ARGS ?=
 export CCACHE_SLOPPINESS := pch_defines,time_macros,include_file_mtime,include_file_ctime
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
@@ -18,7 +19,7 @@ BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread
 # (scikit-image) and a real browser for the HTML report (Chromium).
 TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium
 
-.PHONY: all deps test-deps build test demo bench clean
+.PHONY: all deps test-deps build cli test demo install bench clean
 
 all: build
 
@@ -38,8 +39,16 @@ build: deps $(BUILD)/CMakeCache.txt
 test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
-demo: build
+# Only the program: the demo and an installation need no test or benchmark program.
+cli: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS) --target unwedge_cli
+
+demo: cli
 	bash scripts/demo.sh $(BUILD)/unwedge
+
+# Installs bin/unwedge and share/unwedge/ (the shipped maps) under PREFIX (default /usr/local).
+install: cli
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 bench: build
 	bash scripts/bench.sh $(BUILD)

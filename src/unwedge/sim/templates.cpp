@@ -42,6 +42,13 @@ std::string sim_default_maps_dir() {
   if (const char* env = std::getenv("UNWEDGE_DATA")) {
     return (fs::path(env) / "templates_10A").string();
   }
+  // An installed program (PREFIX/bin/unwedge) finds them in PREFIX/share/unwedge.
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = exe.parent_path().parent_path() / "share/unwedge/templates_10A";
+    if (fs::is_directory(installed, ec)) return installed.string();
+  }
   return (fs::path(UNWEDGE_DATA_DIR) / "templates_10A").lexically_normal().string();
 }
 
