@@ -573,3 +573,94 @@ TEST(TrainFiles, TiltSeriesDomainIsCheckedAndSetUp) {
   tomogram.model = dir / "t.uwm";
   EXPECT_NE(message(tomogram).find("need --domain tilt-series"), std::string::npos);
 }
+
+// Per-tomogram tilt ranges (issue 21): each sample of a batch carries its own tomogram's range;
+// one shared entry when every tomogram has the run's.
+TEST(Trainer, BatchWedgesFollowEachPatchsTomogram) {
+  const MethodWedge run{-60, 60, false}, a{-50, 65, false}, b{-40, 40, false};
+  const std::vector<MethodWedge> shared = batch_wedges(run, {}, {1, 0, 1});
+  ASSERT_EQ(shared.size(), 1u);
+  EXPECT_EQ(shared[0].tilt_min_deg, -60);
+  const std::vector<MethodWedge> own = batch_wedges(run, {a, b}, {1, 0, 1});
+  ASSERT_EQ(own.size(), 3u);
+  EXPECT_EQ(own[0].tilt_min_deg, -40);
+  EXPECT_EQ(own[1].tilt_max_deg, 65);
+  EXPECT_EQ(own[2].tilt_max_deg, 40);
+}
+
+// The trainer keeps each input's range (stored with the model) and refuses an impossible one,
+// naming the tomogram.
+TEST(Trainer, PerTomogramTiltRangesAreStoredAndChecked) {
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 9), train_pair(32, 10)};
+  in[0].wedge = MethodWedge{-50, 65, false};
+  in[1].name = "second";
+  TrainOptions o = tiny_train_options();
+  o.wedge = {-50, 65, false};
+  {
+    Trainer t(o, in, TrainOutputs{dir / "m.uwm", dir / "m.jsonl"});
+    EXPECT_TRUE(std::isfinite(t.step()));
+    t.save(/*finished=*/false);
+  }
+  LoadedCheckpoint ck = checkpoint_load(dir / "m.uwm");
+  EXPECT_TRUE(ck.info.input_wedges.empty());  // the second's unset: the run's, the same for all
+  in[1].wedge = MethodWedge{-30, 60, false};
+  {
+    Trainer t(o, in, TrainOutputs{dir / "m2.uwm", dir / "m2.jsonl"});
+    t.save(/*finished=*/false);
+  }
+  ck = checkpoint_load(dir / "m2.uwm");
+  ASSERT_EQ(ck.info.input_wedges.size(), 2u);
+  EXPECT_EQ(ck.info.input_wedges[1].tilt_min_deg, -30);
+  EXPECT_EQ(ck.info.input_wedges[1].tilt_max_deg, 60);
+  in[1].wedge = MethodWedge{-95, 60, false};
+  try {
+    Trainer t(o, in, TrainOutputs{dir / "m3.uwm", dir / "m3.jsonl"});
+    ADD_FAILURE() << "a tilt range of -95 degrees was accepted";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("second"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "m3.uwm"));
+}
+
+// Where each tomogram's range comes from: one --tilt-range pair each, or the .tlt beside it
+// (tomo.tlt for tomo.mrc, and for the halves tomo_even.mrc / tomo_odd.mrc).
+TEST(TrainFiles, TiltRangePerTomogramFromTltBesideOrList) {
+  TempDir dir;
+  Volume v;
+  v.data = torch::randn({16, 24, 24});
+  for (const char* name : {"a_even.mrc", "a_odd.mrc", "b_even.mrc", "b_odd.mrc"}) {
+    mrc_write(dir / name, v, MrcWriteOptions{});
+  }
+  {
+    std::ofstream f(dir / "a.tlt");
+    f << "-50.0\n0\n65.0\n";
+  }
+  EXPECT_EQ(train_tilt_file_beside(dir / "a_even.mrc"), dir / "a.tlt");
+  EXPECT_EQ(train_tilt_file_beside(dir / "a_odd.mrc"), dir / "a.tlt");
+  EXPECT_EQ(train_tilt_file_beside(dir / "b_even.mrc"), "");
+  TrainFilesOptions f;
+  f.train.method = "ddw";
+  f.even = {dir / "a_even.mrc", dir / "b_even.mrc"};
+  f.odd = {dir / "a_odd.mrc", dir / "b_odd.mrc"};
+  f.model = dir / "m.uwm";
+  f.tilt_from_files = true;
+  TrainFilesPlan plan = train_files_prepare(f);
+  ASSERT_EQ(plan.inputs.size(), 2u);
+  ASSERT_TRUE(plan.inputs[0].wedge.has_value());
+  EXPECT_EQ(plan.inputs[0].wedge->tilt_min_deg, -50);
+  EXPECT_EQ(plan.inputs[0].wedge->tilt_max_deg, 65);
+  EXPECT_FALSE(plan.inputs[1].wedge.has_value());
+  EXPECT_EQ(plan.train.wedge.tilt_max_deg, 65);  // the model's: the first tomogram's
+
+  f.tilt_from_files = false;  // a tilt range given: no .tlt is read
+  plan = train_files_prepare(f);
+  EXPECT_FALSE(plan.inputs[0].wedge.has_value());
+  f.tilt_ranges = {-40, 40, -30, 60};
+  plan = train_files_prepare(f);
+  ASSERT_TRUE(plan.inputs[1].wedge.has_value());
+  EXPECT_EQ(plan.inputs[1].wedge->tilt_min_deg, -30);
+  EXPECT_EQ(plan.inputs[1].wedge->tilt_max_deg, 60);
+  f.tilt_ranges = {-40, 40, -30, 60, 0, 1};
+  EXPECT_THROW(train_files_prepare(f), ValueError);
+}

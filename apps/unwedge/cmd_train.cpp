@@ -33,11 +33,16 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   if (o.steps == 0 && o.epochs == 0 && o.minutes == 0) o.steps = TrainParams::kDefaultSteps;
   o.method_options = method_options_parse(o.method, p.opts);
   o.norm_mode = norm_mode_parse(p.norm, "--norm");
-  if (p.tilt_range.size() != 2 || !(p.tilt_range[0] < p.tilt_range[1])) {
-    throw ValueError("--tilt-range: expected MIN MAX degrees with MIN < MAX");
+  const std::vector<double>& tr = p.tilt_range;
+  if (tr.size() < 2 || tr.size() % 2 != 0) {
+    throw ValueError("--tilt-range: expected MIN MAX degrees, or one MIN MAX pair per tomogram");
   }
-  o.wedge = {p.tilt_range[0], p.tilt_range[1], p.wedge_sign};
-  p.job.wedge_from_angles = cmd.count("--tilt-range") == 0;
+  for (size_t i = 0; i < tr.size(); i += 2) {
+    if (!(tr[i] < tr[i + 1])) throw ValueError("--tilt-range: expected MIN < MAX in each pair");
+  }
+  o.wedge = {tr[0], tr[1], p.wedge_sign};
+  if (tr.size() > 2) p.job.tilt_ranges = tr;
+  p.job.wedge_from_angles = p.job.tilt_from_files = cmd.count("--tilt-range") == 0;
   const std::string config = config_path_beside(p.job.model);
   if (!p.job.resume) output_check_writable(config, p.job.overwrite);
   const TrainFilesPlan plan = train_files_prepare(p.job);
@@ -168,8 +173,10 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "Central fraction of each axis used for the statistics")
       ->capture_default_str();
   cmd->add_option("--tilt-range", p->tilt_range,
-                  "Measured tilt range MIN MAX, degrees (stored with the model)")
-      ->expected(2)
+                  "Measured tilt range MIN MAX, degrees (stored with the model), or one MIN MAX "
+                  "pair per tomogram; not given: each tomogram's from a .tlt beside it "
+                  "(tomo.tlt for tomo.mrc or tomo_even.mrc) where there is one")
+      ->expected(2, 2 * 4096)
       ->capture_default_str();
   cmd->add_flag("--wedge-sign", p->wedge_sign, "Mirrored wedge convention (default: off)");
   cmd->add_flag("--resume", f.resume,

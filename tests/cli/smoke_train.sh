@@ -33,3 +33,20 @@ if "$BIN" -q simulate --preset tiny --out "$TS" > /dev/null 2>&1 && [[ -f "$TS/e
 else
   echo "skip: simulate unavailable, train/restore smoke tests not run"
 fi
+# Per-tomogram tilt ranges (issue 21): the .tlt beside a tomogram, or one --tilt-range pair each.
+if [[ -f "$TS/even.mrc" ]]; then
+  PT="$WORK/per_tomo"
+  mkdir -p "$PT"
+  for h in even odd; do cp "$TS/$h.mrc" "$PT/a_$h.mrc"; cp "$TS/$h.mrc" "$PT/b_$h.mrc"; done
+  printf -- '-50.0\n0.0\n65.0\n' > "$PT/a.tlt"
+  HALVES=(--method ddw --even "$PT/a_even.mrc" "$PT/b_even.mrc" --odd "$PT/a_odd.mrc" "$PT/b_odd.mrc")
+  check tilt-range-from-tlt 0 "a_even.mrc: tilt range -50 .. 65 degrees from .*a.tlt" -- "$BIN" \
+    train "${HALVES[@]}" --out "$PT/t1.uwm" --steps 1 "${TINY[@]}"
+  check tilt-range-given-wins 1 "" -- bash -c "'$BIN' train ${HALVES[*]} \
+    --out '$PT/t2.uwm' --steps 1 --tilt-range -60 60 ${TINY[*]} 2>&1 | grep 'tilt range .* from'"
+  check tilt-range-per-tomogram 0 "wrote" -- "$BIN" train "${HALVES[@]}" --out "$PT/t3.uwm" \
+    --steps 1 --tilt-range -40 40 -30 60 "${TINY[@]}"
+  check tilt-range-per-tomogram-written 0 "^tilt-range: \[-40, 40, -30, 60\]" -- cat "$PT/t3.config.yaml"
+  check tilt-range-count 1 "6 values for 2 tomograms" -- "$BIN" train "${HALVES[@]}" \
+    --out "$PT/t4.uwm" --steps 1 --tilt-range -40 40 -30 60 -20 20 "${TINY[@]}"
+fi

@@ -21,6 +21,12 @@ nlohmann::json checkpoint_info_to_json(const CheckpointInfo& info) {
   j["wedge"] = {{"tilt_min_deg", info.wedge.tilt_min_deg},
                 {"tilt_max_deg", info.wedge.tilt_max_deg},
                 {"flip_sign", info.wedge.flip_sign}};
+  if (!info.input_wedges.empty()) {
+    j["input_wedges"] = nlohmann::json::array();
+    for (const auto& w : info.input_wedges) {
+      j["input_wedges"].push_back({w.tilt_min_deg, w.tilt_max_deg});
+    }
+  }
   j["voxel_size_A"] = info.voxel_size;
   j["train_options"] = info.train_options;
   j["history"] = nlohmann::json::array();
@@ -50,6 +56,10 @@ CheckpointInfo checkpoint_info_from_json(const nlohmann::json& j, const std::str
     const auto& w = j.at("wedge");
     info.wedge = {w.at("tilt_min_deg").get<double>(), w.at("tilt_max_deg").get<double>(),
                   w.at("flip_sign").get<bool>()};
+    for (const auto& r : j.value("input_wedges", nlohmann::json::array())) {
+      info.input_wedges.push_back({r.at(0).get<double>(), r.at(1).get<double>(),
+                                   info.wedge.flip_sign});
+    }
     info.voxel_size = j.at("voxel_size_A").get<std::array<double, 3>>();
     info.train_options = j.at("train_options");
     for (const auto& p : j.at("history")) {

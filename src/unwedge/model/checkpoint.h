@@ -42,7 +42,9 @@ struct CheckpointInfo {
   std::vector<std::string> inputs;  ///< training input files, in order
   std::string norm_mode = "central";
   double norm_fraction = 0.5;
-  MethodWedge wedge;
+  MethodWedge wedge;  ///< the run's tilt range (the first input's when each had its own)
+  /// Each training input's own tilt range, in input order; empty when `wedge` held for all.
+  std::vector<MethodWedge> input_wedges;
   std::array<double, 3> voxel_size{1, 1, 1};  ///< Å (x, y, z) of the first training input
   nlohmann::json train_options = nlohmann::json::object();  ///< the trainer's resolved options
   std::vector<HistoryPoint> history;

@@ -139,7 +139,9 @@ PatchBatch SubtomoSampler::extract(const std::vector<PatchPos>& pos) const {
   const int64_t p = opts_.patch, pz = pz_;
   std::vector<at::Tensor> a, b;
   a.reserve(pos.size());
+  PatchBatch out;
   for (const auto& q : pos) {
+    out.tomo.push_back(q.tomo);
     const auto& s = sources_.at(size_t(q.tomo));
     auto cut = [&](const at::Tensor& v) {
       return v.slice(0, q.z, q.z + pz).slice(1, q.y, q.y + p).slice(2, q.x, q.x + p);
@@ -147,7 +149,6 @@ PatchBatch SubtomoSampler::extract(const std::vector<PatchPos>& pos) const {
     a.push_back(cut(s.a));
     if (s.b.defined()) b.push_back(cut(s.b));
   }
-  PatchBatch out;
   out.a = torch::stack(a, 0).unsqueeze(1);  // [B, 1, Pz, P, P]
   if (!b.empty()) out.b = torch::stack(b, 0).unsqueeze(1);
   return out;

@@ -38,6 +38,7 @@ struct PatchPos {
 /// Patches stacked along the batch axis: a and (for pairs) b, each [B, 1, Pz, P, P].
 struct PatchBatch {
   at::Tensor a, b;
+  std::vector<int64_t> tomo;  ///< the source (tomogram index) of each patch, in batch order
 };
 
 /// The validation band of a tomogram: rows [y0, y1) of Y (y0 == y1 when there is none).

@@ -16,6 +16,61 @@ std::string train_log_path(const std::string& model) {
   return p.string() + ".train.jsonl";
 }
 
+std::string train_tilt_file_beside(const std::string& tomogram) {
+  namespace fs = std::filesystem;
+  const fs::path p(tomogram);
+  std::vector<fs::path> candidates{fs::path(p).replace_extension(".tlt")};
+  const std::string stem = p.stem().string();
+  for (const char* half : {"even", "odd", "EVN", "ODD"}) {
+    for (const char* sep : {"_", ".", "-"}) {
+      const std::string suffix = std::string(sep) + half;
+      if (stem.size() > suffix.size() &&
+          stem.compare(stem.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        candidates.push_back(p.parent_path() /
+                             (stem.substr(0, stem.size() - suffix.size()) + ".tlt"));
+      }
+    }
+  }
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c)) return c.string();
+  }
+  return "";
+}
+
+namespace {
+
+/// Each input's own tilt range: one --tilt-range pair each, or the .tlt beside it (the even
+/// half's, else the odd's); unset where neither applies.
+std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(const TrainFilesOptions& f,
+                                                              const std::vector<std::string>& first,
+                                                              const std::vector<std::string>& second) {
+  std::vector<std::optional<MethodWedge>> out(first.size());
+  if (!f.tilt_ranges.empty()) {
+    if (f.tilt_ranges.size() != 2 * first.size()) {
+      throw ValueError("--tilt-range: " + std::to_string(f.tilt_ranges.size()) + " values for " +
+                       std::to_string(first.size()) + " tomograms (give MIN MAX, or one MIN MAX "
+                       "pair per tomogram)");
+    }
+    for (size_t i = 0; i < first.size(); ++i) {
+      out[i] = MethodWedge{f.tilt_ranges[2 * i], f.tilt_ranges[2 * i + 1], f.train.wedge.flip_sign};
+    }
+    return out;
+  }
+  if (!f.tilt_from_files) return out;
+  for (size_t i = 0; i < first.size(); ++i) {
+    std::string tlt = train_tilt_file_beside(first[i]);
+    if (tlt.empty() && i < second.size()) tlt = train_tilt_file_beside(second[i]);
+    if (tlt.empty()) continue;
+    const std::vector<double> a = tilt_read(tlt);
+    const auto mm = std::minmax_element(a.begin(), a.end());
+    out[i] = MethodWedge{*mm.first, *mm.second, f.train.wedge.flip_sign};
+    log_info("{}: tilt range {} .. {} degrees from {}", first[i], *mm.first, *mm.second, tlt);
+  }
+  return out;
+}
+
+}  // namespace
+
 TrainFilesPlan train_files_prepare(const TrainFilesOptions& f) {
   TrainFilesPlan plan;
   TrainOptions& o = plan.train;
@@ -47,6 +102,9 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& f) {
       o.wedge.tilt_min_deg = *mm.first;
       o.wedge.tilt_max_deg = *mm.second;
     }
+    if (!f.tilt_ranges.empty()) {
+      throw ValueError("--domain tilt-series: one --tilt-range MIN MAX (there is one series)");
+    }
     in = {f.tilt_series};
   } else if (o.domain != "tomogram") {
     throw ValueError("--domain: '" + o.domain + "' is not tomogram or tilt-series");
@@ -61,8 +119,15 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& f) {
     output_check_writable(plan.outputs.model, f.overwrite);
     output_check_writable(plan.outputs.log, f.overwrite);
   }
+  std::vector<std::optional<MethodWedge>> wedges;
+  if (!tilt) wedges = tilt_ranges_per_input(f, f.even.empty() ? in : f.even, f.odd);
   plan.inputs = train_inputs_read(f.even, f.odd, in, f.masks, f.auto_mask, f.auto_mask_quantile,
                                   f.permissive);
+  for (size_t i = 0; i < wedges.size() && i < plan.inputs.size(); ++i) {
+    plan.inputs[i].wedge = wedges[i];
+  }
+  // The run's range (stored as the model's) is the first tomogram's own when it has one.
+  if (!wedges.empty() && wedges.front()) o.wedge = *wedges.front();
   if (tilt && plan.inputs.front().a.nz() != int64_t(o.angles_deg.size())) {
     throw ValueError("--domain tilt-series: " + f.angles + " has " +
                      std::to_string(o.angles_deg.size()) + " angles but " + f.tilt_series +

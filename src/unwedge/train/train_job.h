@@ -26,6 +26,12 @@ struct TrainFilesOptions {
                                            ///< [n_tilts, Y, X] and its angles (.tlt)
   bool wedge_from_angles = false;          ///< tilt series: the wedge spans the angles (the
                                            ///< caller gave no tilt range)
+  /// One tilt range per tomogram, MIN MAX each (2 x the inputs, in input order); empty: the
+  /// run's range (train.wedge) or, with tilt_from_files, a .tlt beside each tomogram.
+  std::vector<double> tilt_ranges;
+  /// Each tomogram's tilt range from a `.tlt` beside it (train_tilt_file_beside) where there is
+  /// one (the caller gave no tilt range); the others keep train.wedge.
+  bool tilt_from_files = false;
   std::string model;                       ///< the model to write (.uwm)
   bool resume = false;                     ///< continue from `model`
   bool overwrite = false;                  ///< replace an existing model and log
@@ -41,6 +47,11 @@ struct TrainFilesPlan {
 
 /// MODEL.uwm -> MODEL.train.jsonl (the training log beside the model).
 std::string train_log_path(const std::string& model);
+
+/// The tilt-angle file of a tomogram, beside it: `tomo.tlt` for `tomo.mrc`, and for a half
+/// (`tomo_even.mrc`, `tomo.odd.mrc`, `tomo-even.mrc`, ...) also the whole's `tomo.tlt`; empty
+/// when there is none.
+std::string train_tilt_file_beside(const std::string& tomogram);
 
 /// Checks the request and reads the inputs: the domain (a tilt series needs a method that trains
 /// on tilt images, its angles, and no tomograms or masks; the 2D network and depth-1 patches are

@@ -1,5 +1,6 @@
 #include "unwedge/train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -38,6 +39,15 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+/// A tilt range must be a valid wedge (wedge_check); the error names where it came from.
+void check_options_wedge(const MethodWedge& w, const std::string& what) {
+  try {
+    wedge_check(WedgeGeometry{w.tilt_min_deg, w.tilt_max_deg, w.flip_sign});
+  } catch (const ValueError& e) {
+    throw ValueError(what + ": " + e.what());
+  }
+}
+
 void check_options(const TrainOptions& o) {
   budget_clock_parse(o.budget_clock, "budget-clock");
   if (o.steps < 0 || o.epochs < 0 || o.minutes < 0 || o.stop_after < 0) {
@@ -54,7 +64,7 @@ void check_options(const TrainOptions& o) {
                      std::to_string(o.steps) + ", epochs " + std::to_string(o.epochs) +
                      ", minutes " + fmt("%g", o.minutes) + ")");
   }
-  wedge_check(WedgeGeometry{o.wedge.tilt_min_deg, o.wedge.tilt_max_deg, o.wedge.flip_sign});
+  check_options_wedge(o.wedge, "--tilt-range");
   if (o.batch < 1) throw ValueError("batch: " + std::to_string(o.batch) + " is not positive");
   if (!(o.schedule.lr > 0)) throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not positive");
   if (o.clip < 0) throw ValueError("clip: " + fmt("%g", o.clip) + " is negative");
@@ -66,6 +76,16 @@ void check_options(const TrainOptions& o) {
 }
 
 }  // namespace
+
+std::vector<MethodWedge> batch_wedges(const MethodWedge& run,
+                                      const std::vector<MethodWedge>& per_tomo,
+                                      const std::vector<int64_t>& tomo) {
+  if (per_tomo.empty()) return {run};
+  std::vector<MethodWedge> out;
+  out.reserve(tomo.size());
+  for (int64_t t : tomo) out.push_back(per_tomo.at(size_t(t)));
+  return out;
+}
 
 uint64_t train_step_seed(uint64_t seed, int64_t step) {
   uint64_t z = seed + 0x9E3779B97F4A7C15ULL * uint64_t(step + 1);
@@ -261,6 +281,22 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   info_.norm_mode = norm_mode_name(o.norm_mode);
   info_.norm_fraction = o.norm_fraction;
   info_.wedge = o.wedge;
+  // Each tomogram's own tilt range (a .tlt beside it, or one --tilt-range pair each), kept only
+  // when they differ from the run's; the sign convention is the run's.
+  for (const auto& t : inputs) {
+    MethodWedge w = t.wedge.value_or(o.wedge);
+    w.flip_sign = o.wedge.flip_sign;
+    check_options_wedge(w, t.name);
+    tomo_wedges_.push_back(w);
+  }
+  const auto same = [](const MethodWedge& a, const MethodWedge& b) {
+    return a.tilt_min_deg == b.tilt_min_deg && a.tilt_max_deg == b.tilt_max_deg;
+  };
+  if (std::all_of(tomo_wedges_.begin(), tomo_wedges_.end(),
+                  [&](const MethodWedge& w) { return same(w, o.wedge); })) {
+    tomo_wedges_.clear();
+  }
+  info_.input_wedges = tomo_wedges_;
   info_.domain = o.domain;
   info_.angles_deg = o.angles_deg;
   info_.thickness = o.thickness;
@@ -284,7 +320,7 @@ Batch Trainer::make_batch(const PatchBatch& pb, int64_t step) const {
   Batch b;
   b.input = pb.a.to(device_);
   if (pb.b.defined()) b.target = pb.b.to(device_);
-  b.wedge = {o_.wedge};
+  b.wedge = batch_wedges(o_.wedge, tomo_wedges_, pb.tomo);
   b.step = step;
   return b;
 }

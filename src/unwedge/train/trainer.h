@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,7 +68,15 @@ struct TrainInput {
   Volume b;           ///< odd half (data undefined for single-tomogram methods)
   at::Tensor mask;    ///< specimen mask [Z, Y, X] or undefined
   std::string name;   ///< file name(s) for messages and the checkpoint
+  /// This tomogram's own tilt range (unset: the run's, TrainOptions::wedge).
+  std::optional<MethodWedge> wedge;
 };
+
+/// The tilt geometry of a batch (Batch::wedge): `run` shared by every sample when
+/// `per_tomo` is empty, else each sample's tomogram's range (`tomo`: the patches' sources).
+std::vector<MethodWedge> batch_wedges(const MethodWedge& run,
+                                      const std::vector<MethodWedge>& per_tomo,
+                                      const std::vector<int64_t>& tomo);
 
 /// Reads the training inputs: `even`/`odd` paired by position (or `in` alone), masks
 /// (`masks` paired by position, or `auto_mask`), checking counts, shapes and finiteness.
@@ -153,6 +162,7 @@ class Trainer {
   Budget budget_;
   StepContext step_ctx_;
   std::vector<PatchBatch> val_set_;
+  std::vector<MethodWedge> tomo_wedges_;  ///< per input when they differ, else empty
   TrainLog log_;
   at::Generator gen_;
   int64_t step_ = 0;
