@@ -41,9 +41,9 @@ namespace {
 
 /// Each input's own tilt range: one --tilt-range pair each, or the .tlt beside it (the even
 /// half's, else the odd's); unset where neither applies.
-std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(const TrainFilesOptions& f,
-                                                              const std::vector<std::string>& first,
-                                                              const std::vector<std::string>& second) {
+std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(
+    const TrainFilesOptions& f, const std::vector<std::string>& first,
+    const std::vector<std::string>& second) {
   std::vector<std::optional<MethodWedge>> out(first.size());
   if (!f.tilt_ranges.empty()) {
     if (f.tilt_ranges.size() != 2 * first.size()) {
@@ -52,7 +52,8 @@ std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(const TrainFilesOp
                        "pair per tomogram)");
     }
     for (size_t i = 0; i < first.size(); ++i) {
-      out[i] = MethodWedge{f.tilt_ranges[2 * i], f.tilt_ranges[2 * i + 1], f.train.wedge.flip_sign};
+      out[i] = MethodWedge{f.tilt_ranges[2 * i], f.tilt_ranges[2 * i + 1],
+                           f.train.wedge.flip_sign};
     }
     return out;
   }
