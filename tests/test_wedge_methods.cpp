@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "unwedge/core/error.h"
+#include "unwedge/methods/cryogen_common.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/methods/ot.h"
 #include "unwedge/methods/wedge_common.h"
 #include "unwedge/ops/fourier.h"
 #include "unwedge/ops/rotate.h"
@@ -204,9 +208,14 @@ INSTANTIATE_TEST_SUITE_P(
         MethodCase{"isonet", {{"refill_every", 2}, {"noise_level", 0.1}}},
         MethodCase{"isonet", {{"random_rotations", true}, {"refill_every", 0}}},
         MethodCase{"ddw", {{"refill_every", 2}}},
-        MethodCase{"cryogen-map", {{"rot_weight", 0.5}}},
-        MethodCase{"cryogen-ot", nlohmann::json::object()},
-        MethodCase{"cryogen-ot", {{"ot", "sinkhorn"}, {"features", "voxels"}, {"ot_points", 64}}}),
+        MethodCase{"ei", nlohmann::json::object()},
+        MethodCase{"ei", {{"rotations", "haar"}}},
+        MethodCase{"cryogen-map", {{"prior_start", 0}}},
+        MethodCase{"cryogen-map", {{"prior_start", 0}, {"rotations", "mix"}, {"proxy_noise", "white"}}},
+        MethodCase{"cryogen-ot", {{"prior_start", 0}}},
+        MethodCase{"cryogen-ot", {{"prior_start", 0}, {"symmetric", true}, {"ddw_weight", 1.0}}},
+        MethodCase{"cryogen-ot", {{"prior_start", 0}, {"ot", "sinkhorn"}, {"features", "voxels"},
+                                  {"ot_points", 64}, {"rotations", "haar"}}}),
     [](const ::testing::TestParamInfo<MethodCase>& info) {
       std::string s = info.param.name + "_" + std::to_string(info.index);
       for (auto& ch : s) if (ch == '-') ch = '_';
@@ -214,11 +223,12 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // loss() is a pure function: it moves no weight of any network (main or auxiliary) and, with
-// the same seed, gives the same value twice; aux_step() trains the auxiliary network only.
+// the same seed, gives the same value twice; aux_step() trains the auxiliary network only, and
+// only once the prior is on (prior_start).
 TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
   torch::set_num_threads(1);
   for (const char* name : {"cryogen-map", "cryogen-ot"}) {
-    auto m = method_create(name, {{"depth", 2}, {"base_channels", 4}});
+    auto m = method_create(name, {{"depth", 2}, {"base_channels", 4}, {"prior_start", 1}});
     ASSERT_EQ(m->aux_optimizers().size(), 1u) << name;
     auto aux = [&] { return optimizer_parameters(*m->aux_optimizers()[0]); };
     auto copy = [](const std::vector<torch::Tensor>& ts) {
@@ -238,6 +248,10 @@ TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
     b.target = x + 0.3 * torch::randn_like(x);
     b.wedge = {MethodWedge{-60, 60, false}};
     const auto main0 = copy(m->parameters()), aux0 = copy(aux());
+    b.step = 0;  // before prior_start: the auxiliary network rests
+    m->aux_step(b, StepContext{});
+    EXPECT_EQ(max_change(aux0, aux()), 0.0) << name << ": aux_step() before prior_start";
+    b.step = 1;
     torch::manual_seed(4);
     const double l1 = m->loss(b).item<double>();
     torch::manual_seed(4);
@@ -252,7 +266,7 @@ TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
 }
 
 TEST(WedgeMethods, RegisteredWithOptions) {
-  for (const char* n : {"isonet", "ddw", "cryogen-map", "cryogen-ot"}) {
+  for (const char* n : {"isonet", "ddw", "ei", "cryogen-map", "cryogen-ot"}) {
     const auto& info = method_registry().get(n);
     EXPECT_FALSE(info.description.empty());
     EXPECT_EQ(info.needs_halves(), std::string(n) != "isonet") << n;
@@ -260,6 +274,182 @@ TEST(WedgeMethods, RegisteredWithOptions) {
   EXPECT_DOUBLE_EQ(method_create("ddw")->options_json()["lambda"].get<double>(), 2.0);
   EXPECT_THROW(method_create("cryogen-ot", {{"ot", "emd"}}), ValueError);
   EXPECT_THROW(method_create("ddw", {{"lambda", -1.0}}), ValueError);
+  EXPECT_THROW(method_create("ei", {{"rotations", "octahedral"}}), ValueError);
+  EXPECT_THROW(method_create("cryogen-ot", {{"proxy_noise", "pink"}}), ValueError);
+  EXPECT_THROW(method_create("cryogen-map", {{"prior_share", 1.0}}), ValueError);
+}
+
+namespace {
+
+// Brute force, per frequency of the full FFT grid: is (kz, ky, kx) measured for [a, b] about Y?
+// (DESIGN §1: phi = atan2(kz, kx) folded into (-90, 90]; the kz = 0 plane is always measured.)
+bool measured_brute(double kz, double kx, double a, double b) {
+  if (std::abs(kz) < 1e-12) return true;
+  double phi = std::atan2(kz, kx) * 180.0 / M_PI;
+  if (phi > 90.0) phi -= 180.0;
+  if (phi <= -90.0) phi += 180.0;
+  return phi >= a - 1e-9 && phi <= b + 1e-9;
+}
+
+// Fraction of the missing region that R moves into the rotated measured region, by a loop over
+// every frequency k of an n³ grid: missing(k) and measured(R^T k).
+double moved_fraction_brute(int64_t n, double a, double b, const torch::Tensor& R) {
+  auto r = R.to(torch::kDouble).contiguous();
+  double rm[3][3];  // rows/cols over (x, y, z)
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) rm[i][j] = r[i][j].item<double>();
+  auto at = [&](int i, int j) { return rm[i][j]; };
+  int64_t missing = 0, moved = 0;
+  for (int64_t iz = 0; iz < n; ++iz)
+    for (int64_t iy = 0; iy < n; ++iy)
+      for (int64_t ix = 0; ix < n; ++ix) {
+        auto f = [&](int64_t i) { return double(i < (n + 1) / 2 ? i : i - n) / double(n); };
+        const double kx = f(ix), ky = f(iy), kz = f(iz);
+        if (measured_brute(kz, kx, a, b)) continue;
+        // Nyquist samples stand for both signs: skip them (the mask code treats them specially).
+        if (2 * ix == n || 2 * iy == n || 2 * iz == n) continue;
+        ++missing;
+        // R^T k with k = (x, y, z).
+        const double sx = at(0, 0) * kx + at(1, 0) * ky + at(2, 0) * kz;
+        const double sz = at(0, 2) * kx + at(1, 2) * ky + at(2, 2) * kz;
+        if (measured_brute(sz, sx, a, b)) ++moved;
+      }
+  return double(moved) / double(missing);
+}
+
+}  // namespace
+
+TEST(WedgeRotations, MovedFractionAgreesWithBruteForceCount) {
+  // Odd grid (no Nyquist samples): the library's half-grid count and the brute-force loop over
+  // the full grid must agree exactly for every cube rotation; ±60° and an asymmetric range.
+  for (auto range : {std::pair<double, double>{-60, 60}, {-50, 65}}) {
+    WedgeGeometry g{range.first, range.second, false};
+    std::vector<double> fracs;
+    for (const auto& r : cube_rotations()) {
+      const double lib = wedge_moved_fraction({15, 15, 15}, g, r.matrix());
+      const double ref = moved_fraction_brute(15, range.first, range.second, r.matrix());
+      EXPECT_NEAR(lib, ref, 1e-9) << r.name();
+      fracs.push_back(ref);
+    }
+    // The filter keeps exactly the rotations the brute-force count puts at or above the threshold
+    // (on its own 32³ grid: compare against the brute force on 32³ without Nyquist samples,
+    // whose fractions differ from 15³ by < 0.05, far from the threshold's neighbours).
+    auto kept = wedge_moving_cube_rotations({16, 16, 16}, g, 0.5);
+    int64_t expect = 0;
+    for (const auto& r : cube_rotations()) {
+      const bool in = std::find(kept.begin(), kept.end(), r) != kept.end();
+      const double ref = moved_fraction_brute(32, range.first, range.second, r.matrix());
+      EXPECT_EQ(in, ref >= 0.5) << r.name() << " fraction " << ref;
+      expect += ref >= 0.5;
+    }
+    EXPECT_EQ(int64_t(kept.size()), expect);
+    EXPECT_GT(expect, 0);
+    EXPECT_LT(expect, 24);  // the identity never moves the wedge
+  }
+  // Haar draws of the sampler's cube set are exact rotations of the set, applied without
+  // interpolation: a cube-rotated volume equals cube_rotate of it.
+  torch::manual_seed(5);
+  WedgeRotationSampler s(WedgeRotations::cube, 0.5);
+  WedgeGeometry g{-60, 60, false};
+  auto d = s.draw({8, 8, 8}, {g, g, g}, torch::kCPU);
+  auto x = torch::randn({3, 1, 8, 8, 8});
+  auto rx = wedge_rotate(x, d, 0);
+  for (int64_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(d.cube[size_t(i)].has_value());
+    EXPECT_TRUE(torch::equal(rx[i], cube_rotate(x[i], *d.cube[size_t(i)])));
+    EXPECT_GE(wedge_moved_fraction({32, 32, 32}, g, d.R[i]), 0.5);
+  }
+}
+
+TEST(WedgeRotations, RotatedMeasuredMaskHoldsTheRotatedData) {
+  // For every cube rotation and Haar draws: a volume with data only in M, rotated as the methods
+  // rotate it (wedge_rotate), has data only in M_R (wedge_mask_rfft_rotated of the same R).
+  torch::manual_seed(9);
+  const int64_t n = 16;
+  WedgeGeometry g{-50, 65, false};
+  auto m = wedge_mask_rfft({n, n, n}, g, torch::kCPU);
+  auto v = wedge_apply(torch::randn({1, 1, n, n, n}), m);
+  for (const auto& r : cube_rotations()) {
+    WedgeRotationDraw d;
+    d.R = r.matrix().to(torch::kFloat).unsqueeze(0);
+    d.cube = {r};
+    auto rv = wedge_rotate(v, d, 0);
+    auto m_rot = wedge_mask_rfft_rotated({n, n, n}, g, d.R)[0];
+    auto s = torch::fft::rfftn(rv, c10::nullopt, kDims, "ortho").abs().square();
+    const double outside = (s * (1 - m_rot)).sum().item<double>();
+    const double inside = (s * m_rot).sum().item<double>();
+    EXPECT_LT(outside, 1e-9 * inside) << r.name();
+  }
+}
+
+TEST(ProxyCore, ZeroForIdentityOnIsotropicVolumesWhenTheRotationKeepsTheWedge) {
+  // G = identity, x_a = x_b = x band-limited and isotropic: T_M(R x) equals R x wherever the
+  // rotated target has data (M_R = M for a wedge-keeping R), so the proxy term vanishes; a
+  // wedge-moving rotation leaves the band M_R·(1−M) unexplained and the term is positive.
+  torch::manual_seed(7);
+  const int64_t n = 16;
+  auto x = torch::randn({2, 1, n, n, n});
+  auto f = fourier_freq_rfft({n, n, n}, torch::TensorOptions().dtype(torch::kFloat));
+  auto r2 = (f.kz.square() + f.ky.square() + f.kx.square());
+  auto low = r2.le(0.2 * 0.2).to(torch::kFloat);  // isotropic band limit
+  x = torch::fft::irfftn(torch::fft::rfftn(x, c10::nullopt, kDims, "ortho") * low,
+                         std::vector<int64_t>{n, n, n}, kDims, "ortho");
+  WedgeGeometry g{-60, 60, false};
+  auto identity = [](const torch::Tensor& v) { return v; };
+  auto m = wedge_mask_rfft({n, n, n}, g, torch::kCPU).view({1, 1, n, n, n / 2 + 1}).expand({2, 1, n, n, n / 2 + 1});
+  auto term = [&](const CubeRotation& r) {
+    WedgeRotationDraw d;
+    d.R = torch::stack({r.matrix(), r.matrix()}).to(torch::kFloat);
+    d.cube = {r, r};
+    auto m_rot = wedge_mask_rfft_rotated({n, n, n}, g, d.R).unsqueeze(1);
+    return wedge_proxy_term(identity, x, x, d, 0, m, m_rot, {}, 2.0).item<double>();
+  };
+  auto keep = cube_rotations_keeping_wedge(g);
+  ASSERT_GE(keep.size(), 2u);
+  const double power = x.square().mean().item<double>();
+  for (const auto& r : keep) EXPECT_LT(term(r), 1e-10 * power) << r.name();
+  auto moving = wedge_moving_cube_rotations({n, n, n}, g, 0.5);
+  ASSERT_FALSE(moving.empty());
+  EXPECT_GT(term(moving.front()), 1e-3 * power);
+}
+
+TEST(ProxyCore, PriorGradientOnlyReachesTheWedgeComponent) {
+  // The priors see x̂' = M·sg(x̂) + (1−M)·x̂: the gradient of anything computed from x̂' with
+  // respect to x̂ has no measured-band component (autograd check on a rotated, re-wedged,
+  // feature-matched pseudo-observation, as cryogen-ot builds it).
+  torch::manual_seed(8);
+  const int64_t n = 16;
+  WedgeGeometry g{-50, 65, false};
+  auto m = wedge_mask_rfft({n, n, n}, g, torch::kCPU).view({1, 1, n, n, n / 2 + 1});
+  auto x = torch::randn({2, 1, n, n, n}).requires_grad_(true);
+  auto xp = wedge_component_only(x, m);
+  EXPECT_LT((xp - x).abs().max().item<double>(), 1e-5);  // same values
+  WedgeRotationSampler s(WedgeRotations::haar, 0.5);
+  auto d = s.draw({n, n, n}, {g, g}, torch::kCPU);
+  auto pseudo = wedge_apply(wedge_rotate(xp, d, 8), wedge_mask_rfft({8, 8, 8}, g, torch::kCPU));
+  auto real = torch::randn({2, 1, 8, 8, 8});
+  auto ot = sliced_wasserstein2_normalised(pseudo.reshape({-1, 8}), real.reshape({-1, 8}), 16);
+  ot.backward();
+  auto gs = torch::fft::rfftn(x.grad(), c10::nullopt, kDims, "ortho");
+  const double measured = (gs * m).abs().square().sum().item<double>();
+  const double wedge = (gs * (1 - m)).abs().square().sum().item<double>();
+  EXPECT_GT(wedge, 0.0);
+  EXPECT_LT(measured, 1e-10 * wedge);
+}
+
+TEST(ProxyCore, AdaptiveWeightGivesThePriorItsShare) {
+  // For losses whose gradients on p are c·u and q·v: w = share/(1−share)·|c u|/|q v|, so that
+  // |w ∇prior| / (|∇core| + |w ∇prior|) = share.
+  auto p = torch::randn({5}).requires_grad_(true);
+  auto core = 3.0 * (p * torch::arange(5.0)).sum();
+  auto prior = 0.5 * p.square().sum();
+  const double share = 0.2;
+  const double w = adaptive_prior_weight(core, prior, p, share, 1e9);
+  const double nc = 3.0 * torch::arange(5.0).norm().item<double>();
+  const double np = (p.detach()).norm().item<double>();
+  EXPECT_NEAR(w, share / (1 - share) * nc / np, 1e-5 * w);
+  EXPECT_NEAR(w * np / (nc + w * np), share, 1e-6);
+  EXPECT_DOUBLE_EQ(adaptive_prior_weight(core, prior, p, share, 0.1), 0.1);  // clamped
 }
 
 TEST(WedgeMethods, SignFlagMirrorsTheTiltRange) {

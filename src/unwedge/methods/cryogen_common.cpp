@@ -1,72 +1,203 @@
-// CryoGenBase (see cryogen_common.h).
+// The proxy core of ei and the CryoGEN methods (see cryogen_common.h).
 #include "unwedge/methods/cryogen_common.h"
 
+#include <cmath>
+
 #include "unwedge/core/error.h"
+#include "unwedge/ops/fourier.h"
 
 namespace unwedge {
 
-std::vector<MethodOption> cryogen_common_options() {
+namespace {
+
+// Band mean of e with the loss weight w1 on M_R·M and w2 on M_R·(1−M) (weights enter squared
+// in fourier_band_mean_sq, so their square roots are passed).
+torch::Tensor two_band(const torch::Tensor& e, const torch::Tensor& m_rot, const torch::Tensor& m,
+                       double wedge_weight) {
+  auto w = m_rot * (m + std::sqrt(wedge_weight) * (1.0 - m));
+  return fourier_band_mean_sq(fourier_rfft3(e), w.to(e.dtype()), e.size(-1));
+}
+
+}  // namespace
+
+std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d) {
   return {
-      {"data_weight", 1.0, "weight of the measured-band data term (across halves, / noise variance)"},
-      {"swap", true, "swap the halves per sample at random"},
+      {"data_weight", d.data_weight, "weight of the cross-half measured-band term |M(y_b - G(y_a))|^2"},
+      {"eq_weight", d.eq_weight,
+       "weight of the proxy term |W(R G(y_b) - G(T_M(R G(y_a)) + noise))|^2 (the T_M o R target)"},
+      {"wedge_weight", d.wedge_weight,
+       "inside the proxy term: weight of the band only the target has (M_R(1-M)) vs the band both have"},
+      {"proxy_noise", d.noise,
+       "noise added to pseudo-observations: halves (another sample's (y_a-y_b)/sqrt2: the data's level "
+       "and spectrum) | white (wedge-filtered, same variance) | none"},
+      {"symmetric", d.symmetric,
+       "both directions a->b and b->a every step (4 passes); false: one, halves swapped at random (3)"},
+      {"detach", d.detach, "no gradient through the proxy's targets and pseudo-inputs (G as its own teacher)"},
+      {"rotations", d.rotations,
+       "cube (exact cube rotations that move the wedge) | haar (SO(3), trilinear, centre crop) | mix"},
+      {"min_fraction", 0.5,
+       "cube rotations used: those moving at least this fraction of the missing region into measured territory"},
       {"crop", true,
-       "centre-crop rotated volumes to the largest size-multiple <= patch/sqrt(2) (no empty corners)"},
+       "centre-crop rotated volumes to the largest size-multiple <= patch/sqrt(2) (needed for haar/mix; "
+       "cube rotations never crop)"},
+      {"ddw_weight", d.ddw_weight, "weight of a DeepDeWedge term T_M(R y_a) -> R y_b (0: off)"},
+      {"target", d.target,
+       "target of the proxy term: restoration (R G(y_b), one more forward pass) | data (R y_b, the other "
+       "half itself: Noise2Noise-style, no extra pass)"},
   };
 }
 
-CryoGenBase::CryoGenBase(const nlohmann::json& r)
+ProxyCoreBase::ProxyCoreBase(const nlohmann::json& r)
     : UNetMethod(r),
       data_weight_(r.at("data_weight").get<double>()),
-      swap_(r.at("swap").get<bool>()),
-      crop_(r.at("crop").get<bool>()) {
-  if (data_weight_ < 0) {
-    throw ValueError("cryogen: data_weight = " + std::to_string(data_weight_) + " (need >= 0)");
+      eq_weight_(r.at("eq_weight").get<double>()),
+      wedge_weight_(r.at("wedge_weight").get<double>()),
+      ddw_weight_(r.at("ddw_weight").get<double>()),
+      noise_(r.at("proxy_noise").get<std::string>()),
+      target_(r.at("target").get<std::string>()),
+      symmetric_(r.at("symmetric").get<bool>()),
+      detach_(r.at("detach").get<bool>()),
+      crop_(r.at("crop").get<bool>()),
+      rotations_(wedge_rotations_parse(r.at("rotations").get<std::string>(), "proxy core"),
+                 r.at("min_fraction").get<double>()) {
+  if (data_weight_ < 0 || eq_weight_ < 0 || wedge_weight_ < 0 || ddw_weight_ < 0) {
+    throw ValueError("data_weight, eq_weight, wedge_weight and ddw_weight must be >= 0; got " +
+                     r.dump());
+  }
+  if (target_ != "restoration" && target_ != "data") {
+    throw ValueError("target = '" + target_ + "' (restoration | data)");
+  }
+  if (noise_ != "halves" && noise_ != "white" && noise_ != "none") {
+    throw ValueError("proxy_noise = '" + noise_ + "' (halves | white | none)");
   }
 }
 
-std::pair<torch::Tensor, torch::Tensor> CryoGenBase::halves(const Batch& batch) {
+ProxyStep ProxyCoreBase::proxy_setup(const Batch& batch) {
   method_check_batch_tensor(name(), "input (even half)", batch.input);
   method_check_batch_tensor(name(), "target (odd half)", batch.target);
   if (batch.input.sizes() != batch.target.sizes()) {
     throw ShapeError("method " + name() + ": halves differ in shape: " +
                      c10::str(batch.input.sizes()) + " vs " + c10::str(batch.target.sizes()));
   }
-  const int64_t b = batch.input.size(0);
-  torch::Tensor ya = batch.input, yb = batch.target;  // [B, 1, P, P, P]
-  if (swap_) {
-    auto s = torch::randint(2, {b, 1, 1, 1, 1}, torch::kLong).to(batch.device()).to(torch::kBool);
-    auto t = torch::where(s, yb, ya);
-    yb = torch::where(s, ya, yb);
-    ya = t;
-  }
-  return {ya, yb};
-}
-
-torch::Tensor CryoGenBase::real_observations(const torch::Tensor& ya) const {
-  const std::array<int64_t, 3> patch{ya.size(2), ya.size(3), ya.size(4)};
-  const int64_t n = crop_ ? rotation_crop_size(patch, size_multiple()[0]) : 0;
-  return center_crop3(ya, crop_ ? std::array<int64_t, 3>{n, n, n} : patch).detach();
-}
-
-CryoGenStep CryoGenBase::generator_step(const Batch& batch) {
-  auto [ya, yb] = halves(batch);  // [B, 1, P, P, P]
   const auto dev = batch.device();
   const int64_t b = batch.input.size(0);
   const std::array<int64_t, 3> patch{batch.input.size(2), batch.input.size(3), batch.input.size(4)};
   auto geoms = wedge_batch_geometries(batch, b);
-  CryoGenStep st;
-  st.sigma2 = noise_variance_from_halves(ya, yb);                // [B]
-  auto m_patch = wedge_batch_masks(patch, geoms, masks_, dev);   // [B, 1, P, P, P/2+1]
-  st.x_hat = forward_padded(ya);
-  st.data = wedge_data_term(st.x_hat, yb, m_patch, st.sigma2);
-  const int64_t n = crop_ ? rotation_crop_size(patch, size_multiple()[0]) : 0;
-  const std::array<int64_t, 3> shape = crop_ ? std::array<int64_t, 3>{n, n, n} : patch;
+  ProxyStep st;
+  st.y_a = batch.input;
+  st.y_b = batch.target;  // [B, 1, P, P, P]
+  if (!symmetric_) {
+    auto s = torch::randint(2, {b, 1, 1, 1, 1}, torch::kLong).to(dev).to(torch::kBool);
+    auto t = torch::where(s, st.y_b, st.y_a);
+    st.y_b = torch::where(s, st.y_a, st.y_b);
+    st.y_a = t;
+  }
+  st.sigma2 = noise_variance_from_halves(st.y_a, st.y_b);       // [B]
+  st.m_patch = wedge_batch_masks(patch, geoms, masks_, dev);     // [B, 1, P, P, P/2+1]
+  st.rot = rotations_.draw(patch, geoms, dev);
+  st.crop = proxy_crop(patch);
+  const std::array<int64_t, 3> shape{st.crop, st.crop, st.crop};
   st.m = wedge_batch_masks(shape, geoms, masks_, dev);
-  st.R = wedge_random_rotations(b, dev);
-  std::tie(st.rx, st.pseudo_clean) = wedge_proxy_degrade(st.x_hat, st.R, n, st.m);
-  st.pseudo = st.pseudo_clean + wedge_matched_noise(st.pseudo_clean, st.m, st.sigma2);
-  st.real = real_observations(ya);
+  st.m_rot = wedge_batch_masks_rotated(shape, geoms, st.rot.R).to(st.y_a.dtype());
+  torch::NoGradGuard no_grad;
+  if (noise_ == "halves") {
+    auto d = (st.y_a - st.y_b) / std::sqrt(2.0);  // the data's noise, level and spectrum
+    if (b > 1) d = torch::roll(d, {1}, {0});       // another sample's: independent of this one
+    st.noise = center_crop3(d, shape);
+  } else if (noise_ == "white") {
+    st.noise = wedge_matched_noise(center_crop3(st.y_a, shape), st.m, st.sigma2);
+  } else {
+    st.noise = torch::zeros({b, 1, st.crop, st.crop, st.crop}, st.y_a.options());
+  }
   return st;
+}
+
+ProxyStep ProxyCoreBase::core_step(const Batch& batch) {
+  ProxyStep st = proxy_setup(batch);
+  st.x_hat = forward_padded(st.y_a);
+  torch::Tensor xb;
+  if (target_ == "data") {
+    xb = st.y_b;  // the proxy's target is the other half itself
+    if (symmetric_) xb = forward_padded(st.y_b);
+  } else if (symmetric_) {
+    xb = forward_padded(st.y_b);
+  } else {
+    torch::NoGradGuard no_grad;
+    xb = forward_padded(st.y_b);
+  }
+  direction(st.y_a, st.y_b, st.x_hat, xb, st, /*first=*/true);
+  if (symmetric_) direction(st.y_b, st.y_a, xb, st.x_hat, st, /*first=*/false);
+  st.total = data_weight_ * st.data + eq_weight_ * st.proxy;
+  if (st.ddw.defined()) st.total = st.total + ddw_weight_ * st.ddw;
+  return st;
+}
+
+void ProxyCoreBase::direction(const torch::Tensor& ya, const torch::Tensor& yb,
+                              const torch::Tensor& xa, const torch::Tensor& xb, ProxyStep& st,
+                              bool first) {
+  auto data = wedge_data_term(xa, yb, st.m_patch, /*sigma2=*/{});
+  torch::Tensor proxy;
+  if (eq_weight_ > 0) {
+    const torch::Tensor& target = target_ == "data" ? yb : xb;
+    proxy = wedge_proxy_term([this](const torch::Tensor& v) { return forward_padded(v); },
+                             detach_ ? xa.detach() : xa, detach_ ? target.detach() : target, st.rot,
+                             st.crop, st.m, st.m_rot, st.noise, wedge_weight_);
+  } else {
+    proxy = torch::zeros({}, data.options());
+  }
+  st.data = first ? data : st.data + data;
+  st.proxy = first ? proxy : st.proxy + proxy;
+  if (first && ddw_weight_ > 0) {
+    auto in = wedge_apply(wedge_rotate(ya, st.rot, st.crop), st.m);  // T_M(R y_a)
+    auto target = wedge_rotate(yb, st.rot, st.crop);                 // R y_b
+    st.ddw = ddw_loss(forward_padded(in), target, st.m_rot, st.m, /*lambda=*/2.0).total;
+  }
+}
+
+torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Tensor&)>& g,
+                               const torch::Tensor& x_a, const torch::Tensor& x_b,
+                               const WedgeRotationDraw& rot, int64_t crop, const torch::Tensor& m,
+                               const torch::Tensor& m_rot, const torch::Tensor& noise,
+                               double wedge_weight) {
+  auto rxa = wedge_rotate(x_a, rot, crop);  // R x̂_a [B, 1, n, n, n]
+  auto rxb = wedge_rotate(x_b, rot, crop);  // R x̂_b
+  auto in = wedge_apply(rxa, m);            // T_M(R x̂_a)
+  if (noise.defined()) in = in + noise;
+  return two_band(g(in) - rxb, m_rot, m, wedge_weight);
+}
+
+torch::Tensor ProxyCoreBase::pseudo_observation(const torch::Tensor& v, const ProxyStep& st) const {
+  return wedge_apply(wedge_rotate(v, st.rot, st.crop), st.m) + st.noise;
+}
+
+torch::Tensor ProxyCoreBase::real_observation(const ProxyStep& st) const {
+  return center_crop3(st.y_a, {st.crop, st.crop, st.crop}).detach();
+}
+
+int64_t ProxyCoreBase::proxy_crop(std::array<int64_t, 3> patch) const {
+  const bool crop = crop_ && rotations_.set() != WedgeRotations::cube;
+  if (!crop && (patch[1] != patch[0] || patch[2] != patch[0])) {
+    throw ShapeError("method " + name() + ": rotations need cubic patches, got " +
+                     c10::str(patch[0]) + "x" + c10::str(patch[1]) + "x" + c10::str(patch[2]));
+  }
+  return crop ? rotation_crop_size(patch, size_multiple()[0]) : patch[0];
+}
+
+torch::Tensor wedge_component_only(const torch::Tensor& x, const torch::Tensor& m) {
+  return wedge_refill(x.detach(), x, m);
+}
+
+double adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& prior,
+                             const torch::Tensor& param, double share, double max_weight) {
+  if (!torch::GradMode::is_enabled() || !core.requires_grad() || !prior.requires_grad()) return -1.0;
+  auto gc = torch::autograd::grad({core}, {param}, {}, /*retain_graph=*/true,
+                                  /*create_graph=*/false, /*allow_unused=*/true)[0];
+  auto gp = torch::autograd::grad({prior}, {param}, {}, /*retain_graph=*/true,
+                                  /*create_graph=*/false, /*allow_unused=*/true)[0];
+  if (!gc.defined() || !gp.defined()) return 0.0;
+  const double nc = gc.norm().item<double>(), np = gp.norm().item<double>();
+  if (!(np > 0) || !std::isfinite(np) || !std::isfinite(nc)) return 0.0;
+  return std::clamp(share / (1.0 - share) * nc / np, 0.0, max_weight);
 }
 
 void cryogen_step_scaled(torch::optim::Optimizer& opt, double ratio, const StepContext& ctx) {

@@ -1,12 +1,26 @@
-// CryoGenBase: the generator shared by cryogen-map and cryogen-ot (and reusable by the posterior
-// methods): a residual U-Net G with x̂ = G(y), the measured-band data term taken across halves
-// (G(y_a) against y_b on M, divided by the noise variance estimated from the halves), and the
-// pseudo-observations ỹ = T_M(crop(R x̂)) + ñ (Haar R, ñ wedge-filtered noise of the estimated
-// level) next to real observations (centre crops of y_a of the same size).
+// The proxy core shared by ei (the equivariant-imaging baseline) and the CryoGEN methods
+// (cryogen-ot, cryogen-map, and through cryogen-ot the posterior methods), DESIGN §4:
+//
+//   x̂_a = G(y_a), x̂_b = G(y_b)                                        (halves a, b)
+//   data  = ‖M·(y_b − x̂_a)‖² (+ ‖M·(y_a − x̂_b)‖²)                    cross-half, measured band
+//   proxy = ‖W·(R x̂_b − G(T_M(R x̂_a) + ñ))‖² (+ a↔b)                  the T_M∘R target
+//   W     = M_R·M + wedge_weight·M_R·(1−M)                             where the target has data
+//   loss  = data_weight·data + eq_weight·proxy (+ ddw_weight·ddw)
+//
+// R is a rotation per sample from the method's rotation set (wedge_common.h: exact cube rotations
+// that move the wedge, Haar, or a mix), M_R the rotated target's measured region, ñ noise like
+// the data's (the half difference (y_a − y_b)/√2 of another sample of the batch: the data's own
+// level and spectrum; or wedge-filtered white noise of the same variance; or none). With
+// `detach` the targets R x̂_b and the pseudo-inputs T_M(R x̂_a) carry no gradient (G learns from
+// its own outputs as a teacher; the data term trains x̂ directly). With symmetric = false only the
+// a → b direction is taken (halves swapped at random per sample), saving two of four passes.
+// The optional DDW term is DeepDeWedge's: input T_M(R y_a), target R y_b on the same bands.
+// Norms are band means of orthonormal spectra (wedge_common.h: fourier_band_mean_sq).
 #pragma once
 #include <array>
 #include <cstdint>
-#include <utility>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "unwedge/methods/unet_method.h"
@@ -14,40 +28,92 @@
 
 namespace unwedge {
 
-/// Options every CryoGEN method accepts (besides the network's).
-std::vector<MethodOption> cryogen_common_options();
-
-/// One generator pass over a batch and what the priors need.
-struct CryoGenStep {
-  torch::Tensor x_hat;    ///< G(y_a) [B, 1, P, P, P]
-  torch::Tensor data;     ///< data term (scalar)
-  torch::Tensor sigma2;   ///< noise variance per sample [B]
-  torch::Tensor R;        ///< rotations [B, 3, 3]
-  torch::Tensor rx;       ///< crop(R x̂) [B, 1, n, n, n]
-  torch::Tensor pseudo;   ///< T_M(crop(R x̂)) + ñ [B, 1, n, n, n]
-  torch::Tensor pseudo_clean;  ///< T_M(crop(R x̂)) without noise
-  torch::Tensor real;     ///< centre crop of y_a [B, 1, n, n, n] (detached)
-  torch::Tensor m;        ///< measured masks of the crop [B, 1, n, n, n/2+1]
+/// Defaults of the core's options (one method's choice; ei and cryogen differ).
+struct ProxyCoreDefaults {
+  double data_weight = 1.0;
+  double eq_weight = 2.0;
+  double wedge_weight = 1.0;
+  std::string noise = "halves";
+  bool symmetric = false;
+  bool detach = true;
+  std::string rotations = "cube";
+  double ddw_weight = 0.0;
+  std::string target = "restoration";
 };
 
-class CryoGenBase : public UNetMethod {
+/// The core's method options with these defaults (data_weight, eq_weight, wedge_weight, proxy_noise,
+/// symmetric, detach, rotations, min_fraction, crop, ddw_weight).
+std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d);
+
+/// What one core pass computed, for the priors built on it (direction a → b).
+struct ProxyStep {
+  torch::Tensor total;   ///< data_weight·data + eq_weight·proxy (+ ddw_weight·ddw), scalar
+  torch::Tensor data;    ///< cross-half measured-band term
+  torch::Tensor proxy;   ///< the T_M∘R term
+  torch::Tensor ddw;     ///< DDW term (undefined when off)
+  torch::Tensor y_a, y_b;        ///< the halves after the random swap [B, 1, P, P, P]
+  torch::Tensor x_hat;   ///< G(y_a) with its graph [B, 1, P, P, P]
+  torch::Tensor m_patch; ///< measured masks of the patch [B, 1, P, P, P/2+1]
+  WedgeRotationDraw rot; ///< the rotations
+  int64_t crop = 0;      ///< edge of the rotated volumes (P when not cropped)
+  torch::Tensor m;       ///< measured masks of the crop [B, 1, n, n, n/2+1]
+  torch::Tensor m_rot;   ///< rotated targets' measured masks [B, 1, n, n, n/2+1]
+  torch::Tensor noise;   ///< ñ for the pseudo-observations [B, 1, n, n, n] (zeros for "none")
+  torch::Tensor sigma2;  ///< noise variance per voxel of one half [B]
+};
+
+class ProxyCoreBase : public UNetMethod {
  public:
-  explicit CryoGenBase(const nlohmann::json& resolved);
+  explicit ProxyCoreBase(const nlohmann::json& resolved);
   bool needs_halves() const override { return true; }
 
  protected:
-  /// Checks the batch and swaps the halves per sample (option swap): {y_a, y_b}.
-  std::pair<torch::Tensor, torch::Tensor> halves(const Batch& batch);
-  /// Real observations: centre crops of y_a [B, 1, P, P, P] of the pseudo-observations' size
-  /// (detached).
-  torch::Tensor real_observations(const torch::Tensor& ya) const;
-  /// Checks the batch, swaps halves (option swap), runs G and builds the step.
-  CryoGenStep generator_step(const Batch& batch);
+  /// Checks the batch, swaps halves (one-directional mode), runs the core (both directions in
+  /// symmetric mode: `total` then holds both).
+  ProxyStep core_step(const Batch& batch);
+  /// What core_step draws before any network pass: checked and swapped halves, noise variance,
+  /// masks, rotations, crop and ñ (x_hat and the terms stay undefined).
+  ProxyStep proxy_setup(const Batch& batch);
+  /// Pseudo-observation T_M(R v) + noise of a [B, 1, P, P, P] volume with the step's rotations.
+  torch::Tensor pseudo_observation(const torch::Tensor& v, const ProxyStep& st) const;
+  /// Real observations to compare pseudo-observations with: centre crops of y_a [B,1,n,n,n].
+  torch::Tensor real_observation(const ProxyStep& st) const;
+  /// Edge of the rotated volumes for a patch: the rotation crop (haar/mix with crop) or the
+  /// patch's edge (cube rotations; ShapeError unless the patch is cubic).
+  int64_t proxy_crop(std::array<int64_t, 3> patch) const;
 
-  double data_weight_;
-  bool swap_, crop_;
+  double data_weight_, eq_weight_, wedge_weight_, ddw_weight_;
+  std::string noise_, target_;
+  bool symmetric_, detach_, crop_;
+  WedgeRotationSampler rotations_;
   WedgeMaskCache masks_;
+
+ private:
+  // One direction: data and proxy terms for G(y_a) against y_b.
+  void direction(const torch::Tensor& ya, const torch::Tensor& yb, const torch::Tensor& xa,
+                 const torch::Tensor& xb, ProxyStep& st, bool first);
 };
+
+/// The proxy term of one direction: band mean of W·(R x_b − g(T_M(R x_a) + noise)) with
+/// W = M_R·M + √wedge_weight·M_R·(1−M) (so wedge_weight weighs the squared error), R and the
+/// crop from `rot`/`crop`, m / m_rot the crop's measured and rotated-measured masks
+/// [B, 1, n, n, n/2+1], noise [B, 1, n, n, n] (or undefined). g is the network (with padding).
+torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Tensor&)>& g,
+                               const torch::Tensor& x_a, const torch::Tensor& x_b,
+                               const WedgeRotationDraw& rot, int64_t crop, const torch::Tensor& m,
+                               const torch::Tensor& m_rot, const torch::Tensor& noise,
+                               double wedge_weight);
+
+/// x̂' = M·sg(x̂) + (1−M)·x̂: the same values as x̂, with gradients only through the missing-wedge
+/// component (the prior may act only where the data are silent). x [B,1,Z,Y,X], m its masks.
+torch::Tensor wedge_component_only(const torch::Tensor& x, const torch::Tensor& m);
+
+/// The weight that gives a prior a `share` of the gradient on `param` (the generator's last
+/// layer): share/(1−share) · ‖∇ core‖ / ‖∇ prior‖, detached, clamped to [0, max_weight]. Both
+/// losses must still have their graphs (retain_graph is used). 0 when the prior has no gradient;
+/// -1 when gradients are off (validation): the caller then uses the weight of its last step.
+double adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& prior,
+                             const torch::Tensor& param, double share, double max_weight);
 
 /// Runs opt.step() with its learning rate scaled by `ratio` (the trainer sets aux optimizers'
 /// rates to its own each step: this gives them a fixed ratio, TTUR), restoring it afterwards.

@@ -1,10 +1,19 @@
-// cryogen-ot (CryoGEN-II): generator G with the measured-band data term across halves, plus an
-// optimal-transport discrepancy between the distribution of pseudo-observations T_M(R G(y)) + ñ
-// and that of real observations: sliced Wasserstein (default) or Sinkhorn divergence, on points
-// that are the local feature vectors of an autoencoder trained on real observations in aux_step()
-// (features = "encoder", WAE style) or non-overlapping 4³ voxel blocks (features = "voxels").
-// Points are divided by √D (costs per feature dimension) and subsampled to ot_points per cloud.
-// One deterministic restoration per input: restore() = G(y), no min–max game.
+// cryogen-ot (CryoGEN-II): the proxy core (cryogen_common.h: the T_M∘R target on G's own outputs,
+// with noise of the data's level, and the cross-half measured-band data term) plus an
+// optimal-transport prior that acts only along what the operator cannot see:
+//
+//   x̂'     = M·sg(x̂) + (1−M)·x̂                  gradient only through the missing-wedge component
+//   ỹ'     = T_M(R x̂') + ñ                      pseudo-observations (the step's rotations and noise)
+//   y      = centre crops of the real half      real observations
+//   ot     = SW2²(φ(ỹ'), φ(y)) / Var_θ(φ(y))    sliced Wasserstein on encoder features φ (every
+//                                               spatial position a point), z-scored on the real
+//                                               side, normalised by the real side's projected
+//                                               variance (Sinkhorn divergence as an option)
+//   loss   = core + w·ot,  w = share/(1−share)·‖∇core‖/‖∇ot‖ on G's last layer (adaptive: the
+//            prior carries `prior_share` of that gradient), from step `prior_start` on.
+//
+// The encoder φ is the encoder of a small autoencoder trained on real observations (WAE style)
+// with its own Adam, stepped in aux_step(). One deterministic answer per input: restore() = G(y).
 #include <cmath>
 
 #include "unwedge/core/error.h"
@@ -26,13 +35,15 @@ torch::Tensor voxel_block_points(const torch::Tensor& v) {
   return v.reshape({b, z, 4, y, 4, x, 4}).permute({0, 1, 3, 5, 2, 4, 6}).reshape({-1, 64});
 }
 
-class CryoGenOt : public CryoGenBase {
+class CryoGenOt : public ProxyCoreBase {
  public:
   explicit CryoGenOt(const nlohmann::json& r)
-      : CryoGenBase(r),
+      : ProxyCoreBase(r),
+        share_(r.at("prior_share").get<double>()),
+        prior_start_(r.at("prior_start").get<int64_t>()),
+        max_weight_(r.at("max_prior_weight").get<double>()),
         ot_(r.at("ot").get<std::string>()),
         features_(r.at("features").get<std::string>()),
-        ot_weight_(r.at("ot_weight").get<double>()),
         projections_(r.at("projections").get<int64_t>()),
         epsilon_(r.at("epsilon").get<double>()),
         iters_(r.at("sinkhorn_iters").get<int64_t>()),
@@ -44,9 +55,11 @@ class CryoGenOt : public CryoGenBase {
     if (features_ != "encoder" && features_ != "voxels") {
       throw ValueError("method cryogen-ot: features = '" + features_ + "' (encoder | voxels)");
     }
-    if (projections_ < 1 || iters_ < 1 || points_ < 2 || !(epsilon_ > 0) || ot_weight_ < 0) {
+    if (projections_ < 1 || iters_ < 1 || points_ < 2 || !(epsilon_ > 0) || !(share_ >= 0 && share_ < 1) ||
+        prior_start_ < 0 || !(max_weight_ >= 0)) {
       throw ValueError("method cryogen-ot: need projections >= 1, sinkhorn_iters >= 1, ot_points >= 2, "
-                       "epsilon > 0, ot_weight >= 0; got " + r.dump());
+                       "epsilon > 0, 0 <= prior_share < 1, prior_start >= 0, max_prior_weight >= 0; got " +
+                       r.dump());
     }
     enc_ = Encoder3d(Encoder3dOptions()
                          .channels(r.at("encoder_channels").get<int64_t>())
@@ -56,45 +69,45 @@ class CryoGenOt : public CryoGenBase {
 
   std::string name() const override { return "cryogen-ot"; }
 
-  /// Autoencoder step on real observations (its own optimizer, WAE style); nothing for voxel
-  /// features.
+  /// Autoencoder step on real observations (centre crops of the even half; its own optimizer,
+  /// WAE style), from prior_start on; nothing for voxel features.
   void aux_step(const Batch& batch, const StepContext& ctx) override {
-    if (features_ != "encoder") return;
-    auto real = real_observations(halves(batch).first);  // [B, 1, n, n, n]
-    auto recon = enc_->decode(enc_->encode(real));
-    auto l = (recon - real).square().mean();
+    if (features_ != "encoder" || share_ <= 0 || batch.step < prior_start_) return;
+    method_check_batch_tensor(name(), "input (even half)", batch.input);
+    const int64_t n = proxy_crop({batch.input.size(2), batch.input.size(3), batch.input.size(4)});
+    auto real = center_crop3(batch.input, {n, n, n}).detach();  // [B, 1, n, n, n]
+    auto l = (enc_->decode(enc_->encode(real)) - real).square().mean();
     enc_opt_->zero_grad();
     l.backward();
     cryogen_step_scaled(*enc_opt_, enc_lr_ratio_, ctx);
+    enc_opt_->zero_grad();
     ae_loss_ = l.item<double>();
   }
 
   torch::Tensor loss(const Batch& batch) override {
-    CryoGenStep st = generator_step(batch);
-    torch::Tensor pa, pb;  // points of pseudo and real observations [N, D]
-    if (features_ == "encoder") {
-      pa = encoder_points(enc_->encode(st.pseudo));
-      pb = encoder_points(enc_->encode(st.real)).detach();
-    } else {
-      pa = voxel_block_points(st.pseudo);
-      pb = voxel_block_points(st.real);
-    }
-    pa = subsample(pa) / std::sqrt(static_cast<double>(pa.size(1)));
-    pb = subsample(pb) / std::sqrt(static_cast<double>(pb.size(1)));
-    auto ot = ot_ == "sliced" ? sliced_wasserstein2(pa, pb, projections_)
-                              : sinkhorn_divergence(pa, pb, epsilon_, iters_);
-    stats_ = {{"data", st.data.item<double>()}, {"ot", ot.item<double>()}};
+    ProxyStep st = core_step(batch);
+    stats_ = {{"data", st.data.item<double>()}, {"proxy", st.proxy.item<double>()}};
+    if (st.ddw.defined()) stats_.emplace_back("ddw", st.ddw.item<double>());
+    if (share_ <= 0 || batch.step < prior_start_) return st.total;
+    auto real = real_observation(st);                                          // [B, 1, n, n, n]
+    auto pseudo = pseudo_observation(wedge_component_only(st.x_hat, st.m_patch), st);
+    auto ot = ot_discrepancy(pseudo, real);
+    const double w = adaptive_prior_weight(st.total, ot, net_->named_parameters()["head.weight"],
+                                           share_, max_weight_);
+    if (w >= 0) weight_ = w;  // validation (no gradients) uses the last step's weight
+    stats_.emplace_back("ot", ot.item<double>());
+    stats_.emplace_back("ot_weight", weight_);
     if (ae_loss_ >= 0) stats_.emplace_back("autoencoder", ae_loss_);
-    return data_weight_ * st.data + ot_weight_ * ot;
+    return st.total + weight_ * ot;
   }
 
-  /// data (measured-band term), ot (the OT discrepancy), autoencoder (its reconstruction loss).
+  /// data, proxy (the T_M∘R term), ot (normalised discrepancy), ot_weight (adaptive weight),
+  /// autoencoder (its reconstruction loss).
   std::vector<std::pair<std::string, double>> step_stats() const override { return stats_; }
   std::vector<torch::optim::Optimizer*> aux_optimizers() override {
     if (features_ != "encoder") return {};
     return {enc_opt_.get()};
   }
-  std::vector<torch::Tensor> parameters() override { return net_->parameters(); }
   void train(bool on) override {
     net_->train(on);
     enc_->train(on);
@@ -121,25 +134,44 @@ class CryoGenOt : public CryoGenBase {
     enc_opt_->load(o);
   }
 
-  /// Autoencoder reconstruction loss of the last aux_step (-1: none yet).
-  double last_autoencoder_loss() const { return ae_loss_; }
-
  private:
+  // The normalised OT discrepancy between pseudo [B,1,n,n,n] (with its graph) and real ones.
+  torch::Tensor ot_discrepancy(const torch::Tensor& pseudo, const torch::Tensor& real) {
+    torch::Tensor pa, pb;  // points [N, D]
+    if (features_ == "encoder") {
+      pa = encoder_points(enc_->encode(pseudo));
+      pb = encoder_points(enc_->encode(real)).detach();
+    } else {
+      pa = voxel_block_points(pseudo);
+      pb = voxel_block_points(real);
+    }
+    auto mu = pb.mean(0, /*keepdim=*/true);
+    auto sd = pb.std(0, /*unbiased=*/true, /*keepdim=*/true).clamp_min(1e-6);
+    pa = subsample((pa - mu) / sd);  // z-scored on the real side
+    pb = subsample((pb - mu) / sd);
+    if (ot_ == "sliced") return sliced_wasserstein2_normalised(pa, pb, projections_);
+    const double d = static_cast<double>(pa.size(1));
+    return sinkhorn_divergence(pa / std::sqrt(d), pb / std::sqrt(d), epsilon_, iters_);
+  }
+
   torch::Tensor subsample(const torch::Tensor& p) const {
     if (p.size(0) <= points_) return p;
     auto idx = torch::randperm(p.size(0), torch::TensorOptions().dtype(torch::kLong)).narrow(0, 0, points_);
     return p.index_select(0, idx.to(p.device()));
   }
 
+  double share_;
+  int64_t prior_start_;
+  double max_weight_;
   std::string ot_, features_;
-  double ot_weight_;
   int64_t projections_;
   double epsilon_;
   int64_t iters_, points_;
   double enc_lr_ratio_;
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
-  double ae_loss_ = -1;
+  double ae_loss_ = -1;  // the autoencoder's loss of the last aux_step (-1: none yet)
+  double weight_ = 0.0;  // the prior's adaptive weight of the last training step
   std::vector<std::pair<std::string, double>> stats_;
 };
 
@@ -149,25 +181,28 @@ MethodInfo cryogen_ot_method_info() {
   MethodInfo info;
   info.name = "cryogen-ot";
   info.description =
-      "CryoGEN-II: generator + measured-band data term + OT matching of T_M(R G(y)) to observations";
+      "CryoGEN-II: T_M o R target on its own outputs + cross-half data term + OT prior on the wedge";
   info.can.halves = true;
-  info.options = cryogen_common_options();
+  info.options = proxy_core_options(ProxyCoreDefaults{});
   for (MethodOption o : std::vector<MethodOption>{
-           {"ot", "sliced", "sliced (sliced Wasserstein) | sinkhorn (debiased Sinkhorn divergence)"},
-           {"ot_weight", 1.0, "weight of the OT discrepancy"},
+           {"prior_share", 0.1,
+            "share of the gradient on G's last layer carried by the OT prior (adaptive weight; 0: off)"},
+           {"prior_start", int64_t{200}, "step from which the OT prior is on (warm-up)"},
+           {"max_prior_weight", 100.0, "upper bound of the adaptive prior weight"},
+           {"ot", "sliced", "sliced (normalised sliced Wasserstein) | sinkhorn (debiased Sinkhorn divergence)"},
            {"features", "encoder",
             "encoder (autoencoder features trained on real observations) | voxels (4^3 blocks)"},
-           {"projections", int64_t{64}, "sliced Wasserstein: random 1D projections per step"},
+           {"projections", int64_t{128}, "sliced Wasserstein: random 1D projections per step"},
            {"epsilon", 0.05, "Sinkhorn: entropic regularisation (cost per feature dimension)"},
            {"sinkhorn_iters", int64_t{50}, "Sinkhorn: log-domain iterations"},
-           {"ot_points", int64_t{1024}, "points per cloud (random subsample of blocks/locations)"},
+           {"ot_points", int64_t{2048}, "points per cloud (random subsample of locations)"},
            {"encoder_channels", int64_t{8}, "autoencoder: channels of the first convolution"},
            {"encoder_features", int64_t{16}, "autoencoder: feature dimension per 4^3 block"},
            {"encoder_lr_ratio", 1.0, "autoencoder learning rate / the trainer's"},
        }) {
     info.options.push_back(o);
   }
-  for (auto& o : unet_method_options()) info.options.push_back(o);
+  for (auto& o : unet_method_options({{"lowpass_skip", 0.1}})) info.options.push_back(o);
   info.create = [](const nlohmann::json& r) -> std::unique_ptr<Method> {
     return std::make_unique<CryoGenOt>(r);
   };

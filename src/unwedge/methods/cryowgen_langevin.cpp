@@ -40,6 +40,7 @@ class CryoWGenLangevin : public CryoWGenMc {
     }
     auto o = generator()->options();
     o.latent_channels(0);
+    o.lowpass_skip(0.0);  // a denoiser of small noise starts as the identity: its score is ~0
     den_ = UNet3d(o);
   }
 

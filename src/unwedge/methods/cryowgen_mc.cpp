@@ -17,6 +17,7 @@ std::vector<MethodOption> cryowgen_mc_options() {
   std::vector<MethodOption> opts = cryogen_ot_method_info().options;
   for (auto& o : opts) {
     if (o.key == "ot") o.default_value = "sinkhorn";
+    if (o.key == "prior_start") o.default_value = int64_t{0};  // the OT prior from the first step
   }
   for (MethodOption o : std::vector<MethodOption>{
            {"latent_channels", int64_t{4}, "latent noise channels z ~ N(0, I) at the U-Net bottleneck (>= 1)"},

@@ -58,7 +58,7 @@ MethodInfo n2n_method_info() {
       {"augment", "wedge",
        "wedge (rotations/mirrors keeping the wedge) | rot90y (also 90 deg about Y) | none"},
   };
-  for (auto& o : unet_method_options()) info.options.push_back(o);
+  for (auto& o : unet_method_options({{"lowpass_skip", 0.1}})) info.options.push_back(o);
   info.create = [](const nlohmann::json& resolved) -> std::unique_ptr<Method> {
     return std::make_unique<N2N>(resolved);
   };

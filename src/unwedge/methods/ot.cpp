@@ -44,6 +44,26 @@ torch::Tensor sliced_wasserstein2(const torch::Tensor& a, const torch::Tensor& b
   return (pa - pb).square().mean();
 }
 
+torch::Tensor sliced_wasserstein2_normalised(const torch::Tensor& a, const torch::Tensor& b,
+                                             int64_t projections) {
+  check_cloud("sliced Wasserstein", a);
+  check_cloud("sliced Wasserstein", b);
+  if (a.sizes() != b.sizes()) {
+    throw ShapeError("sliced Wasserstein: clouds differ in shape: " + c10::str(a.sizes()) +
+                     " vs " + c10::str(b.sizes()));
+  }
+  if (projections < 1) {
+    throw ValueError("sliced Wasserstein: projections = " + std::to_string(projections) +
+                     " (need >= 1)");
+  }
+  auto theta = torch::randn({a.size(1), projections}, a.options().requires_grad(false));
+  theta = theta / theta.norm(2, 0, /*keepdim=*/true).clamp_min(1e-12);  // [D, P] unit columns
+  auto pa = std::get<0>(a.matmul(theta).sort(0));  // [N, P]
+  auto pb = std::get<0>(b.matmul(theta).sort(0));  // [N, P]
+  auto var_b = pb.detach().var(0, /*unbiased=*/false).mean().clamp_min(1e-12);
+  return (pa - pb).square().mean() / var_b;
+}
+
 torch::Tensor sinkhorn_ot(const torch::Tensor& a, const torch::Tensor& b, double epsilon,
                           int64_t iters) {
   check_cloud("Sinkhorn", a);

@@ -17,6 +17,13 @@ namespace unwedge {
 torch::Tensor sliced_wasserstein2(const torch::Tensor& a, const torch::Tensor& b,
                                   int64_t projections);
 
+/// The sliced 2-Wasserstein distance divided by the real side's projected variance, with the
+/// same directions θ for both: mean_θ W2²(θ·a, θ·b) / mean_θ Var(θ·b). 0 for identical clouds;
+/// 1 when a has collapsed to b's mean; scale-free (the same for a, b scaled together). b is the
+/// real side (it should carry no gradient). Same shape rules as sliced_wasserstein2.
+torch::Tensor sliced_wasserstein2_normalised(const torch::Tensor& a, const torch::Tensor& b,
+                                             int64_t projections);
+
 /// Entropic OT cost OT_ε(a, b) between a [N, D] and b [M, D] with uniform weights, as the dual
 /// value <α, f> + <β, g> after `iters` log-domain Sinkhorn iterations (cost ‖x − y‖²).
 /// Iterations run without gradients; the value is differentiable through a final iteration

@@ -40,7 +40,9 @@ torch::Tensor posterior_normalise_log_weights(const torch::Tensor& log_w) {
     throw ShapeError("posterior weights: need [n, ...] log weights with n >= 1, got " +
                      (log_w.defined() ? c10::str(log_w.sizes()) : std::string("undefined")));
   }
-  return log_w - torch::logsumexp(log_w, 0, /*keepdim=*/true);
+  // In double: costs of ~10⁴ lose the normalisation to float32 rounding otherwise.
+  auto lw = log_w.to(torch::kDouble);
+  return (lw - torch::logsumexp(lw, 0, /*keepdim=*/true)).to(log_w.scalar_type());
 }
 
 torch::Tensor posterior_ess(const torch::Tensor& log_w_normalised) {

@@ -19,6 +19,7 @@ MethodRegistry build_registry() {
   r.add(contrastive_method_info());
   r.add(isonet_method_info());
   r.add(ddw_method_info());
+  r.add(ei_method_info());
   r.add(cryogen_map_method_info());
   r.add(cryogen_ot_method_info());
   r.add(cryowgen_mc_method_info());

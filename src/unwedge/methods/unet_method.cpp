@@ -5,8 +5,12 @@
 
 namespace unwedge {
 
-std::vector<MethodOption> unet_method_options() {
-  const nlohmann::json d = unet3d_options_to_json(UNet3dOptions{});
+std::vector<MethodOption> unet_method_options(const nlohmann::json& defaults) {
+  nlohmann::json d = unet3d_options_to_json(UNet3dOptions{});
+  for (const auto& [key, value] : defaults.items()) {
+    if (!d.contains(key)) throw ValueError("unet_method_options: no network option '" + key + "'");
+    d[key] = value;
+  }
   return {
       {"depth", d["depth"], "U-Net levels; inputs are padded to multiples of 2^depth"},
       {"base_channels", d["base_channels"],
@@ -19,6 +23,9 @@ std::vector<MethodOption> unet_method_options() {
       {"activation", d["activation"], "relu | leaky_relu | gelu | silu"},
       {"dropout", d["dropout"], "dropout probability after each activation"},
       {"residual", d["residual"], "output = input + network(input)"},
+      {"lowpass_skip", d["lowpass_skip"],
+       "residual skip = learnable Gaussian low-pass of the input, initial sigma in cycles/voxel (0: identity)"},
+      {"zero_head", d["zero_head"], "zero-initialise the last convolution (start as the skip path alone)"},
       {"planar", d["planar"],
        "2D network (kernels 1 x k x k, no Z downsampling), e.g. for tilt images [B,1,1,Y,X]"},
   };

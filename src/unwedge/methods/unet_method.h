@@ -14,8 +14,9 @@
 namespace unwedge {
 
 /// The network options every UNet-based method accepts (keys of unet3d_options_to_json), with
-/// their defaults and one-line help.
-std::vector<MethodOption> unet_method_options();
+/// their defaults (UNet3dOptions', or the method's own from `defaults`, e.g.
+/// {{"lowpass_skip", 0.1}}) and one-line help.
+std::vector<MethodOption> unet_method_options(const nlohmann::json& defaults = nlohmann::json::object());
 
 
 class UNetMethod : public Method {

@@ -2,6 +2,7 @@
 #include "unwedge/methods/wedge_common.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include "unwedge/core/error.h"
 #include "unwedge/methods/augment.h"
@@ -128,6 +129,108 @@ int64_t rotation_crop_size(std::array<int64_t, 3> patch, int64_t multiple) {
 
 torch::Tensor wedge_random_rotations(int64_t n, torch::Device device) {
   return random_rotations(n, at::detail::getDefaultCPUGenerator(), torch::kCPU).to(device);
+}
+
+WedgeRotations wedge_rotations_parse(const std::string& s, const std::string& method) {
+  if (s == "haar") return WedgeRotations::haar;
+  if (s == "cube") return WedgeRotations::cube;
+  if (s == "mix") return WedgeRotations::mix;
+  throw ValueError("method " + method + ": rotations = '" + s + "' (haar | cube | mix)");
+}
+
+double wedge_moved_fraction(std::array<int64_t, 3> shape, const WedgeGeometry& g,
+                            const torch::Tensor& R) {
+  torch::NoGradGuard no_grad;
+  auto m = wedge_mask_rfft(shape, g, torch::kCPU);                       // [Z, Y, X/2+1]
+  auto mr = wedge_mask_rfft_rotated(shape, g, R.to(torch::kCPU)).squeeze(0);
+  auto mult = fourier_half_multiplicity(shape[2], torch::kCPU);          // [X/2+1]
+  const double missing = ((1.0 - m) * mult).sum().item<double>();
+  if (missing <= 0) return 0.0;
+  return ((1.0 - m) * mr * mult).sum().item<double>() / missing;
+}
+
+std::vector<CubeRotation> wedge_moving_cube_rotations(std::array<int64_t, 3> shape,
+                                                      const WedgeGeometry& g,
+                                                      double min_fraction) {
+  std::vector<CubeRotation> out;
+  for (const auto& r : cube_rotations_preserving(shape)) {
+    if (wedge_moved_fraction({32, 32, 32}, g, r.matrix()) >= min_fraction) out.push_back(r);
+  }
+  return out;
+}
+
+WedgeRotationSampler::WedgeRotationSampler(WedgeRotations set, double min_fraction)
+    : set_(set), min_fraction_(min_fraction) {
+  if (!(min_fraction >= 0.0 && min_fraction <= 1.0)) {
+    throw ValueError("wedge rotations: min_fraction = " + std::to_string(min_fraction) +
+                     " (need 0..1)");
+  }
+}
+
+const std::vector<CubeRotation>& WedgeRotationSampler::cube_choices(std::array<int64_t, 3> shape,
+                                                                    const WedgeGeometry& g) {
+  std::lock_guard<std::mutex> lock(mu_);
+  char key[160];
+  std::snprintf(key, sizeof key, "%lld,%lld,%lld|%.9g,%.9g,%d,%d", (long long)shape[0],
+                (long long)shape[1], (long long)shape[2], g.tilt_min_deg, g.tilt_max_deg,
+                int(g.sign_flip), int(g.nyquist_sphere));
+  auto it = cache_.find(key);
+  if (it == cache_.end()) {
+    it = cache_.emplace(key, wedge_moving_cube_rotations(shape, g, min_fraction_)).first;
+  }
+  return it->second;
+}
+
+WedgeRotationDraw WedgeRotationSampler::draw(std::array<int64_t, 3> shape,
+                                             const std::vector<WedgeGeometry>& geoms,
+                                             torch::Device device) {
+  const int64_t b = static_cast<int64_t>(geoms.size());
+  WedgeRotationDraw d;
+  d.R = random_rotations(b, at::detail::getDefaultCPUGenerator(), torch::kCPU);  // [B, 3, 3]
+  d.cube.assign(static_cast<size_t>(b), std::nullopt);
+  if (set_ != WedgeRotations::haar) {
+    auto coin = torch::rand({b}, torch::kDouble);
+    auto pick = torch::rand({b}, torch::kDouble);
+    for (int64_t i = 0; i < b; ++i) {
+      if (set_ == WedgeRotations::mix && coin[i].item<double>() < 0.5) continue;
+      const auto& choices = cube_choices(shape, geoms[static_cast<size_t>(i)]);
+      if (choices.empty()) continue;  // nothing moves this wedge: stay Haar
+      auto k = std::min<int64_t>(int64_t(pick[i].item<double>() * double(choices.size())),
+                                 int64_t(choices.size()) - 1);
+      const CubeRotation& r = choices[static_cast<size_t>(k)];
+      d.cube[static_cast<size_t>(i)] = r;
+      d.R[i] = r.matrix().to(torch::kFloat);
+    }
+  }
+  d.R = d.R.to(device);
+  return d;
+}
+
+torch::Tensor wedge_rotate(const torch::Tensor& x, const WedgeRotationDraw& d, int64_t crop) {
+  const int64_t b = x.size(0);
+  std::vector<int64_t> haar;
+  for (int64_t i = 0; i < b; ++i) {
+    if (!d.cube[static_cast<size_t>(i)]) haar.push_back(i);
+  }
+  torch::Tensor out;
+  if (static_cast<int64_t>(haar.size()) == b) {
+    out = rotate_volume(x, d.R.to(x.device(), x.scalar_type()), /*order=*/1);
+  } else {
+    std::vector<torch::Tensor> parts(static_cast<size_t>(b));
+    for (int64_t i = 0; i < b; ++i) {
+      const auto& c = d.cube[static_cast<size_t>(i)];
+      if (c) parts[static_cast<size_t>(i)] = cube_rotate(x[i], *c);
+    }
+    if (!haar.empty()) {
+      auto idx = torch::tensor(haar, torch::kLong).to(x.device());
+      auto rh = rotate_volume(x.index_select(0, idx),
+                              d.R.index_select(0, idx).to(x.device(), x.scalar_type()), 1);
+      for (size_t j = 0; j < haar.size(); ++j) parts[static_cast<size_t>(haar[j])] = rh[int64_t(j)];
+    }
+    out = torch::stack(parts);
+  }
+  if (crop > 0) out = center_crop3(out, {crop, crop, crop});
+  return out;
 }
 
 std::pair<torch::Tensor, torch::Tensor> wedge_proxy_degrade(const torch::Tensor& x,

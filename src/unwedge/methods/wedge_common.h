@@ -10,6 +10,10 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -17,6 +21,7 @@
 #include "unwedge/methods/method.h"
 #include "unwedge/nn/unet3d.h"
 #include "unwedge/ops/fourier.h"
+#include "unwedge/ops/rotate.h"
 #include "unwedge/ops/wedge.h"
 
 namespace unwedge {
@@ -72,6 +77,62 @@ int64_t rotation_crop_size(std::array<int64_t, 3> patch, int64_t multiple);
 
 /// n Haar-random rotations [n,3,3] (float32 on `device`) from torch's default CPU generator.
 torch::Tensor wedge_random_rotations(int64_t n, torch::Device device);
+
+/// Which rotations a wedge method draws for its proxy T_M∘R (method option "rotations").
+///  haar : Haar-uniform on SO(3), trilinear resampling, centre crop (no empty corners)
+///  cube : the exact cube rotations that move the wedge (wedge_moving_cube_rotations); no
+///         interpolation, and no crop needed
+///  mix  : per sample, haar or cube with probability 1/2
+enum class WedgeRotations { haar, cube, mix };
+
+/// "haar" | "cube" | "mix"; ValueError naming `method` and the value otherwise.
+WedgeRotations wedge_rotations_parse(const std::string& s, const std::string& method);
+
+/// The fraction of g's missing region that a rotation R [3,3] moves into the rotated measured
+/// region, |(1−M)·M_R| / |1−M|, counted on the full frequency grid of `shape` (exact masks, no
+/// interpolation). 0: R keeps the wedge where it was; 1: the rotated target has data wherever
+/// the input has none.
+double wedge_moved_fraction(std::array<int64_t, 3> shape, const WedgeGeometry& g,
+                            const torch::Tensor& R);
+
+/// The cube rotations that keep `shape` and move at least `min_fraction` of g's missing region
+/// (wedge_moved_fraction on a 32³ grid, cached per geometry by the caller). For ±60° the 24
+/// rotations move 0 (4), 1/3 (4: 90° about Z), 0.61 (4), 0.89 (8) and 1.0 (4); min_fraction
+/// 0.5 keeps 16. Empty when none does (e.g. ±90°).
+std::vector<CubeRotation> wedge_moving_cube_rotations(std::array<int64_t, 3> shape,
+                                                      const WedgeGeometry& g,
+                                                      double min_fraction);
+
+/// One rotation per sample: the matrices R [B,3,3] (float32) and, for samples drawn from the
+/// cube set, the exact cube rotation (applied by index permutation instead of resampling).
+struct WedgeRotationDraw {
+  torch::Tensor R;
+  std::vector<std::optional<CubeRotation>> cube;
+};
+
+/// Draws rotations per sample from a WedgeRotations set (torch's default CPU generator), caching
+/// the wedge-moving cube rotations per geometry and patch shape. Falls back to Haar for a sample
+/// whose geometry has no wedge-moving cube rotation.
+class WedgeRotationSampler {
+ public:
+  WedgeRotationSampler(WedgeRotations set, double min_fraction);
+  WedgeRotationDraw draw(std::array<int64_t, 3> shape, const std::vector<WedgeGeometry>& geoms,
+                         torch::Device device);
+  WedgeRotations set() const { return set_; }
+  /// The cube rotations drawn from for `g` and `shape` (cached).
+  const std::vector<CubeRotation>& cube_choices(std::array<int64_t, 3> shape,
+                                                const WedgeGeometry& g);
+
+ private:
+  WedgeRotations set_;
+  double min_fraction_;
+  std::mutex mu_;
+  std::map<std::string, std::vector<CubeRotation>> cache_;
+};
+
+/// Rotates x [B, C, P, P, P] per sample as drawn (cube: exact; Haar: trilinear about the centre)
+/// and centre-crops the result to crop³ (0 = no crop). Keeps the graph.
+torch::Tensor wedge_rotate(const torch::Tensor& x, const WedgeRotationDraw& d, int64_t crop);
 
 /// Proxy degradation T_M(crop(R x)): rotates x [B, 1, P, P, P] by R [B,3,3] (trilinear, about
 /// the centre), crops the centre to `crop` (0 = no crop) and applies the measured mask m

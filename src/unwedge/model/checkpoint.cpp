@@ -115,6 +115,22 @@ void checkpoint_save(const std::string& path, const Method& method,
 
 namespace {
 
+// Method options added after checkpoints were first written, with the value that rebuilds the
+// network such a checkpoint holds (its options lack the key).
+const std::vector<std::pair<std::string, nlohmann::json>>& checkpoint_legacy_option_values() {
+  static const std::vector<std::pair<std::string, nlohmann::json>> v{
+      {"lowpass_skip", 0.0}, {"zero_head", false}};
+  return v;
+}
+
+bool method_has_option(const std::string& method, const std::string& key) {
+  if (!method_registry().has(method)) return false;
+  for (const auto& o : method_registry().get(method).options) {
+    if (o.key == key) return true;
+  }
+  return false;
+}
+
 std::string read_string(torch::serialize::InputArchive& ar, const std::string& key,
                         const std::string& path) {
   c10::IValue v;
@@ -161,7 +177,18 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
     throw FormatError(path + ": checkpoint JSON is malformed: " + e.what());
   }
   ck.info = checkpoint_info_from_json(info, path);
-  ck.method = method_create(name, options);
+  // Options added after a checkpoint was written take the value that rebuilds its network.
+  for (const auto& [key, legacy] : checkpoint_legacy_option_values()) {
+    if (options.is_object() && !options.contains(key) && method_has_option(name, key)) {
+      options[key] = legacy;
+    }
+  }
+  try {
+    ck.method = method_create(name, options);
+  } catch (const ValueError& e) {
+    throw FormatError(path + ": the checkpoint's method options do not fit this version (" +
+                      e.what() + "); train the model again with this version");
+  }
   torch::serialize::InputArchive ms;
   if (!ar.try_read("method_state", ms)) {
     throw FormatError(path + ": checkpoint key 'method_state' missing");

@@ -1,6 +1,8 @@
 // UNet3d: construction, forward, receptive field and padding helpers.
 #include "unwedge/nn/unet3d.h"
 
+#include <cmath>
+
 #include <algorithm>
 #include <utility>
 
@@ -89,6 +91,8 @@ nlohmann::json unet3d_options_to_json(const UNet3dOptions& o) {
           {"activation", unet_activation_name(o.activation())},
           {"dropout", o.dropout()},
           {"residual", o.residual()},
+          {"lowpass_skip", o.lowpass_skip()},
+          {"zero_head", o.zero_head()},
           {"latent_channels", o.latent_channels()},
           {"planar", o.planar()}};
 }
@@ -129,6 +133,8 @@ UNet3dOptions unet3d_options_from_json(const nlohmann::json& j) {
   UNWEDGE_GET(norm_groups, i)
   UNWEDGE_GET(dropout, d)
   UNWEDGE_GET(residual, b)
+  UNWEDGE_GET(lowpass_skip, d)
+  UNWEDGE_GET(zero_head, b)
   UNWEDGE_GET(latent_channels, i)
   UNWEDGE_GET(planar, b)
 #undef UNWEDGE_GET
@@ -160,6 +166,7 @@ void unet3d_options_check(const UNet3dOptions& o) {
   if (o.norm_groups() < 1) bad("norm_groups", o.norm_groups(), "must be >= 1");
   if (o.dropout() < 0 || o.dropout() >= 1) bad("dropout", o.dropout(), "must be in [0, 1)");
   if (o.latent_channels() < 0) bad("latent_channels", o.latent_channels(), "must be >= 0");
+  if (o.lowpass_skip() < 0) bad("lowpass_skip", o.lowpass_skip(), "must be >= 0 (0: identity skip)");
 }
 
 std::array<int64_t, 3> unet3d_receptive_field(const UNet3dOptions& o) {
@@ -175,6 +182,9 @@ std::array<int64_t, 3> unet3d_receptive_field(const UNet3dOptions& o) {
       int64_t at = (int64_t(1) << 30) + p;
       Span s = back_through_level({at, at}, 0, o.depth(), o.convs_per_level(), h, f);
       widest = std::max(widest, s.hi - s.lo + 1);
+    }
+    if (o.residual() && o.lowpass_skip() > 0 && !flat) {
+      widest = std::max(widest, 2 * kLowpassSkipRadius + 1);  // the skip path's kernel
     }
     rf[axis] = widest;
   }
@@ -231,6 +241,34 @@ torch::Tensor unet3d_crop(const torch::Tensor& x, std::array<int64_t, 3> pad) {
       .narrow(d - 1, 0, x.size(d - 1) - pad[2]);
 }
 
+torch::Tensor unet3d_lowpass_skip(const torch::Tensor& x, const torch::Tensor& log_sigma_k) {
+  namespace F = torch::nn::functional;
+  const int64_t r = kLowpassSkipRadius;
+  auto sigma_s = torch::exp(-log_sigma_k.to(torch::kFloat)) / (2.0 * M_PI);  // voxels [3]
+  auto t = torch::arange(-r, r + 1, x.options().dtype(torch::kFloat));       // [2r+1]
+  auto h = x.to(torch::kFloat);
+  const int64_t c = h.size(1);
+  for (int a = 0; a < 3; ++a) {
+    const int64_t dim = 2 + a;
+    if (h.size(dim) == 1) continue;  // planar inputs: nothing to smooth along Z
+    auto w = torch::exp(-0.5 * (t / sigma_s[a]).square());
+    w = w / w.sum();  // [2r+1], sum 1: the DC passes unchanged
+    std::vector<int64_t> wshape{c, 1, 1, 1, 1};
+    wshape[static_cast<size_t>(2 + a)] = 2 * r + 1;
+    std::vector<int64_t> pad(6, 0);  // (x_lo, x_hi, y_lo, y_hi, z_lo, z_hi)
+    pad[static_cast<size_t>(2 * (2 - a))] = pad[static_cast<size_t>(2 * (2 - a) + 1)] = r;
+    auto pad_opts = F::PadFuncOptions(pad);
+    if (h.size(dim) > r) {
+      pad_opts.mode(torch::kReflect);
+    } else {
+      pad_opts.mode(torch::kReplicate);
+    }
+    h = F::pad(h, pad_opts);
+    h = F::conv3d(h, w.view(wshape).expand(wshape).contiguous(), F::Conv3dFuncOptions().groups(c));
+  }
+  return h.to(x.scalar_type());
+}
+
 UNet3dImpl::UNet3dImpl(const UNet3dOptions& options) : options_(options) {
   unet3d_options_check(options_);
   const int64_t depth = options_.depth();
@@ -263,6 +301,15 @@ UNet3dImpl::UNet3dImpl(const UNet3dOptions& options) : options_(options) {
   }
   head_ = register_module(
       "head", torch::nn::Conv3d(torch::nn::Conv3dOptions(base, options_.out_channels(), 1)));
+  if (options_.zero_head()) {
+    torch::NoGradGuard no_grad;
+    head_->weight.zero_();
+    if (head_->bias.defined()) head_->bias.zero_();
+  }
+  if (options_.lowpass_skip() > 0) {
+    skip_log_sigma_ = register_parameter(
+        "skip_log_sigma", torch::full({3}, std::log(options_.lowpass_skip())));
+  }
 }
 
 torch::nn::Sequential UNet3dImpl::make_block(int64_t in_ch, int64_t out_ch) {
@@ -345,7 +392,13 @@ torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& z
     h = dec_[l]->forward(torch::cat({h, skips[l]}, 1));  // [B, base*2^l, Z/2^l, ...]
   }
   h = head_->forward(h);  // [B, out_channels, Z, Y, X]
-  if (options_.residual() && options_.in_channels() == options_.out_channels()) h = h + x;
+  if (options_.residual() && options_.in_channels() == options_.out_channels()) {
+    if (skip_log_sigma_.defined()) {
+      h = h + unet3d_lowpass_skip(x, skip_log_sigma_);
+    } else {
+      h = h + x;
+    }
+  }
   return h;
 }
 

@@ -64,6 +64,13 @@ struct UNet3dOptions {
   TORCH_ARG(double, dropout) = 0.0;
   /// Output = input + network(input) when in_channels == out_channels.
   TORCH_ARG(bool, residual) = true;
+  /// With residual: the skip path is a learnable Gaussian low-pass of the input (one width per
+  /// axis, initialised to this sigma in cycles/voxel) instead of the identity; 0 = identity.
+  /// The network then starts as a smoother and learns the rest (noisy data on a small budget).
+  TORCH_ARG(double, lowpass_skip) = 0.0;
+  /// Zero-initialise the last (1³) convolution, so that a residual network starts as exactly its
+  /// skip path (identity or low-pass) and learns only what it adds.
+  TORCH_ARG(bool, zero_head) = false;
   /// Latent-noise channels concatenated at the bottleneck (stochastic generators; 0 = none).
   TORCH_ARG(int64_t, latent_channels) = 0;
   /// 2D network inside the 3D layout: kernels 1 x k x k, down/upsampling only in Y and X, so
@@ -98,6 +105,15 @@ torch::Tensor unet3d_pad_to_multiple(const torch::Tensor& x, std::array<int64_t,
 /// Removes the padding unet3d_pad_to_multiple added.
 torch::Tensor unet3d_crop(const torch::Tensor& x, std::array<int64_t, 3> pad);
 
+/// Half-width (voxels) of the low-pass skip's separable kernel (UNet3dOptions::lowpass_skip).
+constexpr int64_t kLowpassSkipRadius = 8;
+
+/// The low-pass skip: x [B, C, Z, Y, X] smoothed along each axis by a normalised Gaussian of
+/// width 1/(2π σ_a) voxels, σ_a = exp(log_sigma_k[a]) cycles/voxel (a = z, y, x), truncated at
+/// ±kLowpassSkipRadius voxels, reflect-padded (a local filter: tiles agree with a whole-volume
+/// pass). Differentiable in x and log_sigma_k.
+torch::Tensor unet3d_lowpass_skip(const torch::Tensor& x, const torch::Tensor& log_sigma_k);
+
 class UNet3dImpl : public torch::nn::Module {
  public:
   explicit UNet3dImpl(const UNet3dOptions& options = {});
@@ -123,6 +139,7 @@ class UNet3dImpl : public torch::nn::Module {
   std::vector<torch::nn::ConvTranspose3d> up_;   // per level
   std::vector<torch::nn::Sequential> dec_;       // per level
   torch::nn::Conv3d head_{nullptr};
+  torch::Tensor skip_log_sigma_;  // [3] (z, y, x) log sigma of the low-pass skip, cycles/voxel
 };
 TORCH_MODULE(UNet3d);
 
