@@ -151,7 +151,7 @@ MethodInfo cryogen_map_method_info() {
        }) {
     info.options.push_back(o);
   }
-  for (auto& o : unet_method_options({{"lowpass_skip", 0.1}})) info.options.push_back(o);
+  for (auto& o : unet_method_options({{"lowpass_skip", 0.1}, {"zero_head", true}})) info.options.push_back(o);
   info.create = [](const nlohmann::json& r) -> std::unique_ptr<Method> {
     return std::make_unique<CryoGenMap>(r);
   };

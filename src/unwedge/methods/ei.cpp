@@ -46,7 +46,7 @@ MethodInfo ei_method_info() {
   d.detach = false;
   d.rotations = "cube";
   info.options = proxy_core_options(d);
-  for (auto& o : unet_method_options({{"lowpass_skip", 0.1}})) info.options.push_back(o);
+  for (auto& o : unet_method_options({{"lowpass_skip", 0.1}, {"zero_head", true}})) info.options.push_back(o);
   info.create = [](const nlohmann::json& r) -> std::unique_ptr<Method> {
     return std::make_unique<Ei>(r);
   };
