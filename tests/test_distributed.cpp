@@ -330,12 +330,13 @@ void aux_networks_stay_equal(const std::string& name, const nlohmann::json& opts
 
 TEST(Distributed, CryoGenMapDiscriminatorsStayEqualAcrossRanks) {
   aux_networks_stay_equal("cryogen-map", {{"depth", 2}, {"base_channels", 4}, {"d_channels", 4},
-                                          {"d_levels", 2}});
+                                          {"d_levels", 2}, {"prior_start", 0}});
 }
 
 TEST(Distributed, CryoGenOtEncodersStayEqualAcrossRanks) {
   aux_networks_stay_equal("cryogen-ot", {{"depth", 2}, {"base_channels", 4},
-                                         {"encoder_channels", 4}, {"encoder_features", 8}});
+                                         {"encoder_channels", 4}, {"encoder_features", 8},
+                                         {"prior_start", 0}});
 }
 
 TEST(Distributed, RanksThatDisagreeOnTheConfigurationAreNamed) {

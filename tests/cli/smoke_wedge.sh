@@ -8,8 +8,10 @@ if "$BIN" -q simulate --preset tiny --out "$WS" > /dev/null 2>&1 && [[ -f "$WS/e
   WT=(--opt depth=1 --opt base_channels=4 --opt convs_per_level=1 --patch 24 --batch 2
       --steps 2 --no-progress --threads 1)
   for m in ddw cryogen-map cryogen-ot; do
+    PRIOR=()  # the cryogen priors from the first step (default: step 200)
+    [[ $m == cryogen-* ]] && PRIOR=(--opt prior_start=0)
     check "wedge-train-$m" 0 "wrote" -- "$BIN" train --method "$m" --even "$WS/even.mrc" \
-      --odd "$WS/odd.mrc" --out "$WORK/w_$m.uwm" --tilt-range -50 65 --wedge-sign "${WT[@]}"
+      --odd "$WS/odd.mrc" --out "$WORK/w_$m.uwm" --tilt-range -50 65 --wedge-sign "${WT[@]}" "${PRIOR[@]}"
   done
   # The training log carries each method's loss components (stability curves).
   check wedge-log-map-stats 0 '"d_loss".*"d_real".*"energy"' -- tail -n 1 "$WORK/w_cryogen-map.train.jsonl"

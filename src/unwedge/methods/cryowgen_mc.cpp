@@ -18,6 +18,7 @@ std::vector<MethodOption> cryowgen_mc_options() {
   for (auto& o : opts) {
     if (o.key == "ot") o.default_value = "sinkhorn";
     if (o.key == "prior_start") o.default_value = int64_t{0};  // the OT prior from the first step
+    if (o.key == "zero_head") o.default_value = false;  // the latent noise must reach the output
   }
   for (MethodOption o : std::vector<MethodOption>{
            {"latent_channels", int64_t{4}, "latent noise channels z ~ N(0, I) at the U-Net bottleneck (>= 1)"},
