@@ -517,6 +517,19 @@ TEST(Budget, StopsOnTheStepCountAndOnTheWallAndCpuClocks) {
   EXPECT_EQ(resumed.planned_steps(), 100);
 }
 
+// A time budget of 2.1 steps stops after 2 steps: a third would overrun it by 0.9 of a step (the
+// budget used to start it, since 0.2 s < 0.21 s, and end at 0.3 s).
+TEST(Budget, StopsBeforeAStepThatWouldOverrunByMoreThanHalfAStep) {
+  Budget wall = Budget::of_minutes(0.21 / 60.0, BudgetClock::wall);
+  int64_t step = 0;
+  while (!wall.spent(step) && step < 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    wall.observe(++step);
+  }
+  EXPECT_EQ(step, 2);
+  EXPECT_LT(wall.elapsed_s(), 0.21 + 0.05) << "overran by more than half a step";
+}
+
 // Trainer: validate() scores the fixed validation set without moving a weight (twice the same
 // value), step() moves the weights and counts, save() writes the checkpoint of the steps done.
 TEST(Trainer, ValidateIsPureStepTrainsAndSaveWritesTheStepsDone) {

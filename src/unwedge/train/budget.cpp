@@ -49,11 +49,14 @@ double Budget::session_s() const { return budget_clock_now(clock_) - start_; }
 double Budget::elapsed_s() const { return spent_s_ + session_s(); }
 
 bool Budget::spent(int64_t step) const {
-  return timed() ? elapsed_s() >= seconds_ : step >= planned_;
+  // A time budget stops before a step that would end more than half a step past it, so the
+  // overrun is at most half a step (a whole one on slow steps before).
+  return timed() ? elapsed_s() + 0.5 * step_s_ >= seconds_ : step >= planned_;
 }
 
 void Budget::observe(int64_t step) {
   if (first_step_ < 0) first_step_ = mark_step_ = step - 1;
+  step_s_ = session_s() / double(std::max<int64_t>(1, step - first_step_));
   if (!timed() || step - first_step_ < 3 || step % 10 != 0) return;
   const double now = session_s();
   const double rate = double(step - mark_step_) / std::max(1e-9, now - mark_s_);

@@ -39,7 +39,7 @@ class Budget {
   /// Seconds of the budget's clock spent this session.
   double session_s() const;
   /// True when no step should start after `step` steps: the step count is reached, or the time
-  /// is spent.
+  /// left is less than half a step (the mean step of this session, from observe()).
   bool spent(int64_t step) const;
   /// The steps the schedule plans: the step budget, or the time budget's latest estimate.
   int64_t planned_steps() const { return planned_; }
@@ -60,6 +60,7 @@ class Budget {
   int64_t first_step_ = -1;           ///< the first step this session observed (-1: none yet)
   int64_t mark_step_ = 0;             ///< step and session time of the last estimate
   double mark_s_ = 0;
+  double step_s_ = 0;                 ///< mean seconds per step this session (0: none observed)
 };
 
 }  // namespace unwedge
