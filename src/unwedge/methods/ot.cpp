@@ -2,6 +2,7 @@
 #include "unwedge/methods/ot.h"
 
 #include <cmath>
+#include <utility>
 
 #include "unwedge/core/error.h"
 
@@ -23,10 +24,10 @@ torch::Tensor sq_cost(const torch::Tensor& a, const torch::Tensor& b) {
   return (aa + bb - 2.0 * a.matmul(b.t())).clamp_min(0.0);
 }
 
-}  // namespace
-
-torch::Tensor sliced_wasserstein2(const torch::Tensor& a, const torch::Tensor& b,
-                                  int64_t projections) {
+// Both clouds [N, D] projected on `projections` random unit directions and sorted: {[N, P], [N, P]}.
+std::pair<torch::Tensor, torch::Tensor> sorted_projections(const torch::Tensor& a,
+                                                           const torch::Tensor& b,
+                                                           int64_t projections) {
   check_cloud("sliced Wasserstein", a);
   check_cloud("sliced Wasserstein", b);
   if (a.sizes() != b.sizes()) {
@@ -39,27 +40,20 @@ torch::Tensor sliced_wasserstein2(const torch::Tensor& a, const torch::Tensor& b
   }
   auto theta = torch::randn({a.size(1), projections}, a.options().requires_grad(false));
   theta = theta / theta.norm(2, 0, /*keepdim=*/true).clamp_min(1e-12);  // [D, P] unit columns
-  auto pa = std::get<0>(a.matmul(theta).sort(0));  // [N, P]
-  auto pb = std::get<0>(b.matmul(theta).sort(0));  // [N, P]
+  return {std::get<0>(a.matmul(theta).sort(0)), std::get<0>(b.matmul(theta).sort(0))};
+}
+
+}  // namespace
+
+torch::Tensor sliced_wasserstein2(const torch::Tensor& a, const torch::Tensor& b,
+                                  int64_t projections) {
+  auto [pa, pb] = sorted_projections(a, b, projections);
   return (pa - pb).square().mean();
 }
 
 torch::Tensor sliced_wasserstein2_normalised(const torch::Tensor& a, const torch::Tensor& b,
                                              int64_t projections) {
-  check_cloud("sliced Wasserstein", a);
-  check_cloud("sliced Wasserstein", b);
-  if (a.sizes() != b.sizes()) {
-    throw ShapeError("sliced Wasserstein: clouds differ in shape: " + c10::str(a.sizes()) +
-                     " vs " + c10::str(b.sizes()));
-  }
-  if (projections < 1) {
-    throw ValueError("sliced Wasserstein: projections = " + std::to_string(projections) +
-                     " (need >= 1)");
-  }
-  auto theta = torch::randn({a.size(1), projections}, a.options().requires_grad(false));
-  theta = theta / theta.norm(2, 0, /*keepdim=*/true).clamp_min(1e-12);  // [D, P] unit columns
-  auto pa = std::get<0>(a.matmul(theta).sort(0));  // [N, P]
-  auto pb = std::get<0>(b.matmul(theta).sort(0));  // [N, P]
+  auto [pa, pb] = sorted_projections(a, b, projections);
   auto var_b = pb.detach().var(0, /*unbiased=*/false).mean().clamp_min(1e-12);
   return (pa - pb).square().mean() / var_b;
 }
