@@ -1,5 +1,9 @@
 // UNet3d: shapes, padding, options round trip, and the receptive field against a gradient
 // measurement of a randomly initialised network.
+#include <array>
+#include <cmath>
+#include <vector>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -113,4 +117,51 @@ TEST(UNet3d, ReceptiveFieldMatchesGradientSupport) {
     EXPECT_EQ(widest_z, rf[0]) << "convs " << convs;
     EXPECT_LT(rf[2], 80);  // the measurement window (96) was not the limit
   }
+}
+
+// The low-pass skip against a direct sum: along each axis, out[i] = Σ_t w(t) in[reflect(i + t)]
+// with w ∝ exp(−t²/(2 s²)), s = 1/(2π σ) voxels, |t| ≤ kLowpassSkipRadius. Two channels, each
+// filtered alone; a different σ per axis.
+TEST(UNet3d, LowpassSkipMatchesADirectSeparableSum) {
+  torch::manual_seed(4);
+  const int64_t r = kLowpassSkipRadius;
+  auto x = torch::randn({1, 2, 10, 12, 14}, torch::kDouble);
+  const std::array<double, 3> sigma{0.05, 0.1, 0.2};  // cycles/voxel (z, y, x)
+  auto log_sigma = torch::tensor({std::log(sigma[0]), std::log(sigma[1]), std::log(sigma[2])});
+  auto got = unet3d_lowpass_skip(x, log_sigma).to(torch::kDouble);
+  auto reflect = [](int64_t i, int64_t n) {  // numpy/torch "reflect" (edge not repeated)
+    while (i < 0 || i >= n) i = i < 0 ? -i : 2 * (n - 1) - i;
+    return i;
+  };
+  auto want = x.clone();
+  for (int a = 0; a < 3; ++a) {
+    const double s = 1.0 / (2.0 * M_PI * sigma[static_cast<size_t>(a)]);
+    std::vector<double> w;
+    double total = 0;
+    for (int64_t t = -r; t <= r; ++t) total += w.emplace_back(std::exp(-0.5 * double(t * t) / (s * s)));
+    const int64_t dim = 2 + a, n = want.size(dim);
+    auto out = torch::zeros_like(want);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t t = -r; t <= r; ++t) {
+        out.select(dim, i) += w[static_cast<size_t>(t + r)] / total * want.select(dim, reflect(i + t, n));
+      }
+    }
+    want = out;
+  }
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+}
+
+// zero_head: a residual network starts as exactly its skip path (here the low-pass), and the
+// skip's kernel widens the receptive field to 2·kLowpassSkipRadius + 1.
+TEST(UNet3d, ZeroHeadStartsAsTheSkipPath) {
+  torch::manual_seed(5);
+  auto o = UNet3dOptions().depth(1).base_channels(4).convs_per_level(1).lowpass_skip(0.1).zero_head(true);
+  UNet3d net(o);
+  auto x = torch::randn({1, 1, 8, 8, 8});
+  auto log_sigma = torch::full({3}, std::log(0.1));
+  EXPECT_TRUE(torch::allclose(net->forward(x), unet3d_lowpass_skip(x, log_sigma), 1e-6, 1e-6));
+  auto plain = o;
+  ASSERT_LT(unet3d_receptive_field(plain.lowpass_skip(0))[0], 2 * kLowpassSkipRadius + 1);
+  EXPECT_EQ(unet3d_receptive_field(o)[0], 2 * kLowpassSkipRadius + 1);
+  EXPECT_GT((UNet3d(o.zero_head(false))->forward(x) - unet3d_lowpass_skip(x, log_sigma)).abs().max().item<double>(), 1e-4);
 }

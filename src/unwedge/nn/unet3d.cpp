@@ -183,7 +183,7 @@ std::array<int64_t, 3> unet3d_receptive_field(const UNet3dOptions& o) {
       Span s = back_through_level({at, at}, 0, o.depth(), o.convs_per_level(), h, f);
       widest = std::max(widest, s.hi - s.lo + 1);
     }
-    if (o.residual() && o.lowpass_skip() > 0 && !flat) {
+    if (o.residual() && o.lowpass_skip() > 0 && o.in_channels() == o.out_channels() && !flat) {
       widest = std::max(widest, 2 * kLowpassSkipRadius + 1);  // the skip path's kernel
     }
     rf[axis] = widest;
@@ -264,7 +264,9 @@ torch::Tensor unet3d_lowpass_skip(const torch::Tensor& x, const torch::Tensor& l
       pad_opts.mode(torch::kReplicate);
     }
     h = F::pad(h, pad_opts);
-    h = F::conv3d(h, w.view(wshape).expand(wshape).contiguous(), F::Conv3dFuncOptions().groups(c));
+    auto one = wshape;
+    one[0] = 1;  // one kernel, repeated for each channel (depthwise)
+    h = F::conv3d(h, w.view(one).expand(wshape).contiguous(), F::Conv3dFuncOptions().groups(c));
   }
   return h.to(x.scalar_type());
 }
@@ -306,7 +308,8 @@ UNet3dImpl::UNet3dImpl(const UNet3dOptions& options) : options_(options) {
     head_->weight.zero_();
     if (head_->bias.defined()) head_->bias.zero_();
   }
-  if (options_.lowpass_skip() > 0) {
+  if (options_.lowpass_skip() > 0 && options_.residual() &&
+      options_.in_channels() == options_.out_channels()) {
     skip_log_sigma_ = register_parameter(
         "skip_log_sigma", torch::full({3}, std::log(options_.lowpass_skip())));
   }
@@ -393,11 +396,7 @@ torch::Tensor UNet3dImpl::forward(const torch::Tensor& x, const torch::Tensor& z
   }
   h = head_->forward(h);  // [B, out_channels, Z, Y, X]
   if (options_.residual() && options_.in_channels() == options_.out_channels()) {
-    if (skip_log_sigma_.defined()) {
-      h = h + unet3d_lowpass_skip(x, skip_log_sigma_);
-    } else {
-      h = h + x;
-    }
+    h = h + (skip_log_sigma_.defined() ? unet3d_lowpass_skip(x, skip_log_sigma_) : x);
   }
   return h;
 }
