@@ -444,12 +444,16 @@ TEST(ProxyCore, AdaptiveWeightGivesThePriorItsShare) {
   auto core = 3.0 * (p * torch::arange(5.0)).sum();
   auto prior = 0.5 * p.square().sum();
   const double share = 0.2;
-  const double w = adaptive_prior_weight(core, prior, p, share, 1e9);
+  const double w = adaptive_prior_weight(core, prior, p, share, 1e9).value();
   const double nc = 3.0 * torch::arange(5.0).norm().item<double>();
   const double np = (p.detach()).norm().item<double>();
   EXPECT_NEAR(w, share / (1 - share) * nc / np, 1e-5 * w);
   EXPECT_NEAR(w * np / (nc + w * np), share, 1e-6);
-  EXPECT_DOUBLE_EQ(adaptive_prior_weight(core, prior, p, share, 0.1), 0.1);  // clamped
+  EXPECT_DOUBLE_EQ(adaptive_prior_weight(core, prior, p, share, 0.1).value(), 0.1);  // clamped
+  {
+    torch::NoGradGuard no_grad;  // validation: no weight from a pass without gradients
+    EXPECT_FALSE(adaptive_prior_weight(core, prior, p, share, 1e9).has_value());
+  }
 }
 
 TEST(WedgeMethods, SignFlagMirrorsTheTiltRange) {

@@ -187,9 +187,12 @@ torch::Tensor wedge_component_only(const torch::Tensor& x, const torch::Tensor& 
   return wedge_refill(x.detach(), x, m);
 }
 
-double adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& prior,
-                             const torch::Tensor& param, double share, double max_weight) {
-  if (!torch::GradMode::is_enabled() || !core.requires_grad() || !prior.requires_grad()) return -1.0;
+std::optional<double> adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& prior,
+                                            const torch::Tensor& param, double share,
+                                            double max_weight) {
+  if (!torch::GradMode::is_enabled() || !core.requires_grad() || !prior.requires_grad()) {
+    return std::nullopt;
+  }
   auto gc = torch::autograd::grad({core}, {param}, {}, /*retain_graph=*/true,
                                   /*create_graph=*/false, /*allow_unused=*/true)[0];
   auto gp = torch::autograd::grad({prior}, {param}, {}, /*retain_graph=*/true,
@@ -198,6 +201,32 @@ double adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& pri
   const double nc = gc.norm().item<double>(), np = gp.norm().item<double>();
   if (!(np > 0) || !std::isfinite(np) || !std::isfinite(nc)) return 0.0;
   return std::clamp(share / (1.0 - share) * nc / np, 0.0, max_weight);
+}
+
+std::vector<MethodOption> wedge_prior_options(const std::string& what) {
+  return {
+      {"prior_share", 0.1,
+       "share of the gradient on G's last layer carried by " + what + " (adaptive weight; 0: off)"},
+      {"prior_start", int64_t{200}, "step from which " + what + " is on (warm-up)"},
+      {"max_prior_weight", 100.0, "upper bound of the adaptive prior weight"},
+  };
+}
+
+WedgePriorWeight::WedgePriorWeight(const nlohmann::json& r, const std::string& method)
+    : share_(r.at("prior_share").get<double>()),
+      max_weight_(r.at("max_prior_weight").get<double>()),
+      start_(r.at("prior_start").get<int64_t>()) {
+  if (!(share_ >= 0 && share_ < 1) || start_ < 0 || !(max_weight_ >= 0)) {
+    throw ValueError("method " + method + ": need 0 <= prior_share < 1, prior_start >= 0 and " +
+                     "max_prior_weight >= 0; got " + r.at("prior_share").dump() + ", " +
+                     r.at("prior_start").dump() + ", " + r.at("max_prior_weight").dump());
+  }
+}
+
+double WedgePriorWeight::weigh(const torch::Tensor& core, const torch::Tensor& prior,
+                               const torch::Tensor& param) {
+  if (auto w = adaptive_prior_weight(core, prior, param, share_, max_weight_)) last_ = *w;
+  return last_;
 }
 
 void cryogen_step_scaled(torch::optim::Optimizer& opt, double ratio, const StepContext& ctx) {

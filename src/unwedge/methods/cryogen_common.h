@@ -20,6 +20,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,9 +112,32 @@ torch::Tensor wedge_component_only(const torch::Tensor& x, const torch::Tensor& 
 /// The weight that gives a prior a `share` of the gradient on `param` (the generator's last
 /// layer): share/(1−share) · ‖∇ core‖ / ‖∇ prior‖, detached, clamped to [0, max_weight]. Both
 /// losses must still have their graphs (retain_graph is used). 0 when the prior has no gradient;
-/// -1 when gradients are off (validation): the caller then uses the weight of its last step.
-double adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& prior,
-                             const torch::Tensor& param, double share, double max_weight);
+/// nullopt when gradients are off (validation).
+std::optional<double> adaptive_prior_weight(const torch::Tensor& core, const torch::Tensor& prior,
+                                            const torch::Tensor& param, double share,
+                                            double max_weight);
+
+/// The options of a prior on the wedge component (prior_share, prior_start, max_prior_weight);
+/// `what` names the prior in their help.
+std::vector<MethodOption> wedge_prior_options(const std::string& what);
+
+/// The adaptive weight of a prior on the wedge component, from wedge_prior_options: on from
+/// step prior_start (when prior_share > 0), carrying prior_share of the gradient on G's last
+/// layer. Validation (no gradients) uses the weight of the last training step.
+class WedgePriorWeight {
+ public:
+  /// Reads and checks the options (ValueError naming `method`).
+  WedgePriorWeight(const nlohmann::json& resolved, const std::string& method);
+  /// True when the prior (and its auxiliary network's training) is on at `step`.
+  bool on(int64_t step) const { return share_ > 0 && step >= start_; }
+  /// The weight of `prior` next to `core` on `param` this step (adaptive_prior_weight).
+  double weigh(const torch::Tensor& core, const torch::Tensor& prior, const torch::Tensor& param);
+
+ private:
+  double share_, max_weight_;
+  int64_t start_;
+  double last_ = 0.0;  ///< the weight of the last training step
+};
 
 /// Runs opt.step() with its learning rate scaled by `ratio` (the trainer sets aux optimizers'
 /// rates to its own each step: this gives them a fixed ratio, TTUR), restoring it afterwards.

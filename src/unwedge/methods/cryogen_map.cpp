@@ -27,15 +27,11 @@ class CryoGenMap : public ProxyCoreBase {
  public:
   explicit CryoGenMap(const nlohmann::json& r)
       : ProxyCoreBase(r),
-        share_(r.at("prior_share").get<double>()),
-        prior_start_(r.at("prior_start").get<int64_t>()),
-        max_weight_(r.at("max_prior_weight").get<double>()),
+        prior_(r, "cryogen-map"),
         r1_(r.at("r1").get<double>()),
         d_lr_ratio_(r.at("d_lr_ratio").get<double>()) {
-    if (!(share_ >= 0 && share_ < 1) || prior_start_ < 0 || !(max_weight_ >= 0) || r1_ < 0 ||
-        !(d_lr_ratio_ > 0)) {
-      throw ValueError("method cryogen-map: need 0 <= prior_share < 1, prior_start >= 0, "
-                       "max_prior_weight >= 0, r1 >= 0 and d_lr_ratio > 0; got " + r.dump());
+    if (r1_ < 0 || !(d_lr_ratio_ > 0)) {
+      throw ValueError("method cryogen-map: need r1 >= 0 and d_lr_ratio > 0; got " + r.dump());
     }
     disc_ = Discriminator3d(Discriminator3dOptions()
                                 .base_channels(r.at("d_channels").get<int64_t>())
@@ -49,7 +45,7 @@ class CryoGenMap : public ProxyCoreBase {
   /// Discriminator step (from prior_start on): real observations vs pseudo-observations of a
   /// gradient-free generator pass, R1 on the real ones.
   void aux_step(const Batch& batch, const StepContext& ctx) override {
-    if (share_ <= 0 || batch.step < prior_start_) return;
+    if (!prior_.on(batch.step)) return;
     ProxyStep st = proxy_setup(batch);
     torch::Tensor pseudo;
     {
@@ -78,16 +74,14 @@ class CryoGenMap : public ProxyCoreBase {
     ProxyStep st = core_step(batch);
     stats_ = {{"data", st.data.item<double>()}, {"proxy", st.proxy.item<double>()}};
     if (st.ddw.defined()) stats_.emplace_back("ddw", st.ddw.item<double>());
-    if (share_ <= 0 || batch.step < prior_start_) return st.total;
+    if (!prior_.on(batch.step)) return st.total;
     auto pseudo = pseudo_observation(wedge_component_only(st.x_hat, st.m_patch), st);
     auto energy = torch::softplus(-disc_->forward(pseudo)).mean();  // −log D(ỹ')
-    const double w = adaptive_prior_weight(st.total, energy, net_->named_parameters()["head.weight"],
-                                           share_, max_weight_);
-    if (w >= 0) weight_ = w;  // validation (no gradients) uses the last step's weight
+    const double w = prior_.weigh(st.total, energy, net_->named_parameters()["head.weight"]);
     for (const auto& kv : d_stats_) stats_.push_back(kv);
     stats_.emplace_back("energy", energy.item<double>());
-    stats_.emplace_back("energy_weight", weight_);
-    return st.total + weight_ * energy;
+    stats_.emplace_back("energy_weight", w);
+    return st.total + w * energy;
   }
 
   /// data, proxy, d_loss (discriminator loss incl. R1), d_real / d_fake (mean D probability on
@@ -121,12 +115,10 @@ class CryoGenMap : public ProxyCoreBase {
   }
 
  private:
-  double share_;
-  int64_t prior_start_;
-  double max_weight_, r1_, d_lr_ratio_;
+  WedgePriorWeight prior_;
+  double r1_, d_lr_ratio_;
   Discriminator3d disc_{nullptr};
   std::unique_ptr<torch::optim::Adam> d_opt_;
-  double weight_ = 0.0;  // the energy's adaptive weight of the last training step
   std::vector<std::pair<std::string, double>> stats_, d_stats_;
 };
 
@@ -139,11 +131,8 @@ MethodInfo cryogen_map_method_info() {
       "CryoGEN-I: T_M o R target on its own outputs + cross-half data term + adversarial energy prior on the wedge";
   info.can.halves = true;
   info.options = proxy_core_options(ProxyCoreDefaults{});
+  for (auto& o : wedge_prior_options("the energy -log D")) info.options.push_back(o);
   for (MethodOption o : std::vector<MethodOption>{
-           {"prior_share", 0.1,
-            "share of the gradient on G's last layer carried by the energy -log D (adaptive weight; 0: off)"},
-           {"prior_start", int64_t{200}, "step from which the energy prior is on (warm-up)"},
-           {"max_prior_weight", 100.0, "upper bound of the adaptive prior weight"},
            {"r1", 1.0, "R1 gradient penalty on real observations (0: off)"},
            {"d_lr_ratio", 1.0, "discriminator learning rate / the trainer's (TTUR)"},
            {"d_channels", int64_t{8}, "discriminator: channels of the first convolution"},

@@ -39,9 +39,7 @@ class CryoGenOt : public ProxyCoreBase {
  public:
   explicit CryoGenOt(const nlohmann::json& r)
       : ProxyCoreBase(r),
-        share_(r.at("prior_share").get<double>()),
-        prior_start_(r.at("prior_start").get<int64_t>()),
-        max_weight_(r.at("max_prior_weight").get<double>()),
+        prior_(r, "cryogen-ot"),
         ot_(r.at("ot").get<std::string>()),
         features_(r.at("features").get<std::string>()),
         projections_(r.at("projections").get<int64_t>()),
@@ -55,11 +53,9 @@ class CryoGenOt : public ProxyCoreBase {
     if (features_ != "encoder" && features_ != "voxels") {
       throw ValueError("method cryogen-ot: features = '" + features_ + "' (encoder | voxels)");
     }
-    if (projections_ < 1 || iters_ < 1 || points_ < 2 || !(epsilon_ > 0) || !(share_ >= 0 && share_ < 1) ||
-        prior_start_ < 0 || !(max_weight_ >= 0)) {
+    if (projections_ < 1 || iters_ < 1 || points_ < 2 || !(epsilon_ > 0)) {
       throw ValueError("method cryogen-ot: need projections >= 1, sinkhorn_iters >= 1, ot_points >= 2, "
-                       "epsilon > 0, 0 <= prior_share < 1, prior_start >= 0, max_prior_weight >= 0; got " +
-                       r.dump());
+                       "epsilon > 0; got " + r.dump());
     }
     enc_ = Encoder3d(Encoder3dOptions()
                          .channels(r.at("encoder_channels").get<int64_t>())
@@ -72,7 +68,7 @@ class CryoGenOt : public ProxyCoreBase {
   /// Autoencoder step on real observations (centre crops of the even half; its own optimizer,
   /// WAE style), from prior_start on; nothing for voxel features.
   void aux_step(const Batch& batch, const StepContext& ctx) override {
-    if (features_ != "encoder" || share_ <= 0 || batch.step < prior_start_) return;
+    if (features_ != "encoder" || !prior_.on(batch.step)) return;
     method_check_batch_tensor(name(), "input (even half)", batch.input);
     const int64_t n = proxy_crop({batch.input.size(2), batch.input.size(3), batch.input.size(4)});
     auto real = center_crop3(batch.input, {n, n, n}).detach();  // [B, 1, n, n, n]
@@ -88,17 +84,15 @@ class CryoGenOt : public ProxyCoreBase {
     ProxyStep st = core_step(batch);
     stats_ = {{"data", st.data.item<double>()}, {"proxy", st.proxy.item<double>()}};
     if (st.ddw.defined()) stats_.emplace_back("ddw", st.ddw.item<double>());
-    if (share_ <= 0 || batch.step < prior_start_) return st.total;
+    if (!prior_.on(batch.step)) return st.total;
     auto real = real_observation(st);                                          // [B, 1, n, n, n]
     auto pseudo = pseudo_observation(wedge_component_only(st.x_hat, st.m_patch), st);
     auto ot = ot_discrepancy(pseudo, real);
-    const double w = adaptive_prior_weight(st.total, ot, net_->named_parameters()["head.weight"],
-                                           share_, max_weight_);
-    if (w >= 0) weight_ = w;  // validation (no gradients) uses the last step's weight
+    const double w = prior_.weigh(st.total, ot, net_->named_parameters()["head.weight"]);
     stats_.emplace_back("ot", ot.item<double>());
-    stats_.emplace_back("ot_weight", weight_);
+    stats_.emplace_back("ot_weight", w);
     if (ae_loss_ >= 0) stats_.emplace_back("autoencoder", ae_loss_);
-    return st.total + weight_ * ot;
+    return st.total + w * ot;
   }
 
   /// data, proxy (the T_M∘R term), ot (normalised discrepancy), ot_weight (adaptive weight),
@@ -160,9 +154,7 @@ class CryoGenOt : public ProxyCoreBase {
     return p.index_select(0, idx.to(p.device()));
   }
 
-  double share_;
-  int64_t prior_start_;
-  double max_weight_;
+  WedgePriorWeight prior_;
   std::string ot_, features_;
   int64_t projections_;
   double epsilon_;
@@ -171,7 +163,6 @@ class CryoGenOt : public ProxyCoreBase {
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
   double ae_loss_ = -1;  // the autoencoder's loss of the last aux_step (-1: none yet)
-  double weight_ = 0.0;  // the prior's adaptive weight of the last training step
   std::vector<std::pair<std::string, double>> stats_;
 };
 
@@ -184,11 +175,8 @@ MethodInfo cryogen_ot_method_info() {
       "CryoGEN-II: T_M o R target on its own outputs + cross-half data term + OT prior on the wedge";
   info.can.halves = true;
   info.options = proxy_core_options(ProxyCoreDefaults{});
+  for (auto& o : wedge_prior_options("the OT prior")) info.options.push_back(o);
   for (MethodOption o : std::vector<MethodOption>{
-           {"prior_share", 0.1,
-            "share of the gradient on G's last layer carried by the OT prior (adaptive weight; 0: off)"},
-           {"prior_start", int64_t{200}, "step from which the OT prior is on (warm-up)"},
-           {"max_prior_weight", 100.0, "upper bound of the adaptive prior weight"},
            {"ot", "sliced", "sliced (normalised sliced Wasserstein) | sinkhorn (debiased Sinkhorn divergence)"},
            {"features", "encoder",
             "encoder (autoencoder features trained on real observations) | voxels (4^3 blocks)"},
