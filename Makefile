@@ -16,8 +16,9 @@ export CCACHE_BASEDIR := $(CURDIR)
 BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread libcli11-dev \
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev gemmi-dev libgloo-dev libgtest-dev
 # What only the tests use: an independent MRC reader (mrcfile, numpy), the SSIM reference
-# (scikit-image) and a real browser for the HTML report (Chromium).
-TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium
+# (scikit-image), a real browser for the HTML report (Chromium) and an independent STAR reader
+# (gemmi's Python module).
+TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium python3-gemmi
 
 .PHONY: all deps test-deps build cli test demo install bench clean
 

@@ -31,6 +31,7 @@ void run_restore(RestoreParams& p, const CLI::App& cmd, const GlobalOptions& g) 
       restore_files(o, &dist, p.no_progress || g.quiet ? ProgressFn{} : progress_to_stderr());
   if (dist.is_main()) {
     for (const auto& out : o.out) write_config_beside(cmd, out);
+    if (!o.star.empty()) write_config_beside(cmd, restore_star_path(o));
   }
   log_debug("{} (step {}) on {}, tiles {}: {} file(s)", r.method, r.model_step, r.device, r.tile,
             r.written.size());
@@ -80,8 +81,15 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--save-tilt-series", ts.save_series,
                   "Tilt series: also write the denoised tilt series here, MRC");
-  cmd->add_option("--out", o.out, "Restored tomogram(s) to write, MRC, one per input")
-      ->required();
+  cmd->add_option("--out", o.out, "Restored tomogram(s) to write, MRC, one per input");
+  cmd->add_option("--star", o.star,
+                  "Or a RELION 5 tomograms table: every tomogram in it restored to "
+                  "--out-dir/NAME.mrc, and the table written with them in "
+                  "rlnTomoReconstructedTomogramDenoised (docs/projects.md)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out-dir", o.out_dir, "With --star: folder for the restored tomograms");
+  cmd->add_option("--out-star", o.out_star,
+                  "With --star: the table to write (default: --out-dir/tomograms.star)");
   cmd->add_flag("--save-halves", o.restore.save_halves,
                 "With --even/--odd: also write OUT_even.mrc and OUT_odd.mrc (default: off)");
   cmd->add_option("--tile", o.restore.tile,

@@ -61,6 +61,11 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--odd", o.odd, "Odd half, MRC")->check(CLI::ExistingFile);
   cmd->add_option("--out-dir", o.out_dir, "Folder for the outputs (created)")->required();
+  cmd->add_option("--star", o.star,
+                  "Or a RELION 5 tomograms table: every tomogram sampled into --out-dir/NAME/, "
+                  "with the table written to --out-dir/tomograms.star (posterior means in "
+                  "rlnTomoReconstructedTomogramDenoised; docs/projects.md)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--truth", o.truth, "Ground truth, MRC: adds CC, PSNR, coverage and "
                                       "corr(std, |error|) to summary.json and the report")
       ->check(CLI::ExistingFile);

@@ -89,6 +89,11 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--even", f.even, "Even half tomogram(s), MRC; paired with --odd by position");
   cmd->add_option("--odd", f.odd, "Odd half tomogram(s), MRC");
   cmd->add_option("--in", f.in, "Tomogram(s) for single-tomogram methods (n2v), MRC");
+  cmd->add_option("--star", f.star,
+                  "Or a RELION 5 tomograms table (tomograms.star): every tomogram in it, the "
+                  "halves (rlnTomoReconstructedTomogramHalf1/2) or the tomogram, each with the "
+                  "tilt range of its tilt-series STAR (docs/projects.md)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--out", f.model, "Model file to write (.uwm)")->required();
   cmd->add_option("--domain", o.domain,
                   "tomogram, or tilt-series: n2v denoises the aligned tilt images (2D patches "

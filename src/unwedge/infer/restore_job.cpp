@@ -13,6 +13,7 @@
 #include "unwedge/dist/shared_writers.h"
 #include "unwedge/infer/partition.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/io/relion.h"
 #include "unwedge/io/tilt.h"
 
 namespace unwedge {
@@ -188,10 +189,85 @@ nlohmann::json restore_files_options_json(const RestoreFilesOptions& o) {
           {"permissive", o.permissive}};
 }
 
-RestoreFilesResult restore_files(const RestoreFilesOptions& o, Distributed* dist_in,
+std::string restore_star_path(const RestoreFilesOptions& o) {
+  if (!o.out_star.empty()) return o.out_star;
+  return (std::filesystem::path(o.out_dir) / "tomograms.star").string();
+}
+
+RestoreFilesOptions restore_files_from_star(const RestoreFilesOptions& opts) {
+  if (opts.star.empty()) {
+    if (!opts.out_dir.empty() || !opts.out_star.empty()) {
+      throw ValueError("--out-dir and --out-star go with --star (a RELION 5 tomograms table)");
+    }
+    return opts;
+  }
+  RestoreFilesOptions o = opts;
+  if (!o.in.empty() || !o.even.empty() || !o.odd.empty() || !o.out.empty() ||
+      !o.tilt_series.series.empty()) {
+    throw ValueError("--star " + o.star + " lists the tomograms: give --out-dir, and no --in/"
+                     "--even/--odd/--out/--tilt-series with it");
+  }
+  if (o.out_dir.empty()) throw ValueError("--star " + o.star + " needs --out-dir");
+  const RelionTomograms t = relion_tomograms_read(o.star);
+  const bool needs_halves = checkpoint_load(o.model).method->needs_halves();
+  const StarLoop& g = t.star.block("global")->loops.front();
+  const bool has_tomogram = g.column("rlnTomoReconstructedTomogram") >= 0;
+  if (needs_halves || !has_tomogram) {
+    const std::string why = needs_halves ? "the model was trained on half tomograms"
+                                         : "no tomogram column: the halves are restored";
+    o.even = relion_column(t, "rlnTomoReconstructedTomogramHalf1", why);
+    o.odd = relion_column(t, "rlnTomoReconstructedTomogramHalf2", why);
+  } else {
+    o.in = relion_column(t, "rlnTomoReconstructedTomogram", "the tomograms to restore");
+  }
+  for (const RelionTomogram& tomo : t.tomograms) {
+    o.out.push_back((std::filesystem::path(o.out_dir) / (tomo.name + ".mrc")).string());
+  }
+  o.star.clear();
+  o.out_dir.clear();
+  o.out_star.clear();
+  return o;
+}
+
+RestoreFilesResult restore_files(const RestoreFilesOptions& o_in, Distributed* dist_in,
                                  const ProgressFn& progress) {
   Distributed single{DistConfig{}};
   Distributed& dist = dist_in ? *dist_in : single;
+  if (!o_in.star.empty()) {
+    // Every check (the table, the outputs) before the folder is made.
+    const RestoreFilesOptions o = restore_files_from_star(o_in);
+    const std::string out_star = restore_star_path(o_in);
+    const std::filesystem::path star_dir = std::filesystem::path(out_star).parent_path();
+    if (star_dir.empty() || std::filesystem::is_directory(star_dir)) {
+      output_check_writable(out_star, o.overwrite);
+    }
+    for (const std::string& out : o.out) {
+      if (std::filesystem::is_directory(o_in.out_dir)) output_check_writable(out, o.overwrite);
+    }
+    if (dist.is_main()) {
+      std::filesystem::create_directories(o_in.out_dir);
+      if (!star_dir.empty()) std::filesystem::create_directories(star_dir);
+    }
+    dist.barrier();
+    RestoreFilesResult res = restore_files(o, &dist, progress);
+    dist.barrier();  // every rank's tomograms are written
+    if (dist.is_main()) {
+      const RelionTomograms t = relion_tomograms_read(o_in.star);
+      std::vector<RelionOutput> outs;
+      for (const std::string& out : o.out) {
+        const MrcFile f(out);
+        const auto s = f.shape();  // [Z, Y, X]
+        outs.push_back({out, {s[2], s[1], s[0]}, f.meta().voxel_size[0]});
+      }
+      star_write(out_star, relion_tomograms_with_outputs(t, outs), o.overwrite);
+      log_info("wrote {} ({} tomograms in rlnTomoReconstructedTomogramDenoised)", out_star,
+               outs.size());
+    }
+    dist.barrier();
+    res.written.push_back(out_star);
+    return res;
+  }
+  const RestoreFilesOptions& o = restore_files_from_star(o_in);
   if (!o.tilt_series.series.empty() || !o.tilt_series.angles.empty()) {
     if (o.tilt_series.series.empty()) throw ValueError("--angles needs --tilt-series");
     if (dist.world_size() > 1) {

@@ -35,6 +35,14 @@ struct RestoreFilesOptions {
   std::vector<std::string> in;          ///< tomograms, each restored to one output
   std::vector<std::string> even, odd;   ///< or half tomograms, paired by position
   std::vector<std::string> out;         ///< outputs, one per input (or pair), by position
+  /// Or a RELION 5 tomograms table (io/relion.h): every tomogram in it, the halves for a model
+  /// trained on halves (else the tomogram, or the halves where there is no tomogram column),
+  /// restored to out_dir/NAME.mrc, and the table written to out_star with those files in
+  /// rlnTomoReconstructedTomogramDenoised.
+  std::string star;
+  std::string out_dir;                  ///< with star: the folder for the outputs (created)
+  std::string out_star;                 ///< with star: the table written (default:
+                                        ///< out_dir/tomograms.star)
   TiltSeriesInput tilt_series;          ///< a tilt series instead (series set): one output
   RestoreOptions restore;               ///< tile (0: the training patch + overlap), overlap,
                                         ///< batch, precision, save_halves (OUT_even, OUT_odd)
@@ -59,10 +67,19 @@ struct RestoreFilesResult {
 /// The outputs of a pair restored with save_halves: OUT_even and OUT_odd beside OUT.
 std::string restore_half_path(const std::string& out, const std::string& half);
 
+/// The request with a RELION 5 tomograms table (`star`) expanded into in or even/odd and out
+/// (out_dir/NAME.mrc; star, out_dir and out_star then cleared); unchanged without one. Throws FormatError naming the table and column
+/// when the model's inputs are missing, ValueError when files are also given.
+RestoreFilesOptions restore_files_from_star(const RestoreFilesOptions& opts);
+
+/// out_star, or out_dir/tomograms.star when it is empty.
+std::string restore_star_path(const RestoreFilesOptions& opts);
+
 /// The options as JSON (the ranks check they agree; the Python API prints them).
 nlohmann::json restore_files_options_json(const RestoreFilesOptions& o);
 
-/// Runs the job. With `dist` of several ranks, every rank calls it with the same options (checked)
+/// Runs the job (a `star` table expanded first; the written table is in `written` too). With
+/// `dist` of several ranks, every rank calls it with the same options (checked)
 /// and the outputs are complete when any rank returns. Throws (before writing anything) for
 /// inputs and options that do not fit: counts, shapes, a tilt-series model given a tomogram and
 /// the reverse, outputs that exist without overwrite.

@@ -17,6 +17,7 @@
 #include "unwedge/eval/report.h"
 #include "unwedge/infer/partition.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/io/relion.h"
 #include "unwedge/methods/posterior.h"
 
 namespace unwedge {
@@ -155,10 +156,88 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"save_samples", o.save_samples}};
 }
 
+namespace {
+
+/// sample_files over every tomogram of a RELION 5 tomograms table.
+SampleFilesResult sample_files_star(const SampleFilesOptions& o, Distributed& dist,
+                                    const ProgressFn& progress) {
+  if (!o.in.empty() || !o.even.empty() || !o.odd.empty() || !o.truth.empty()) {
+    throw ValueError("--star " + o.star + " lists the tomograms: give no --in/--even/--odd/"
+                     "--truth with it");
+  }
+  if (o.out_dir.empty()) throw ValueError("--star " + o.star + " needs --out-dir");
+  const std::string out_star = (fs::path(o.out_dir) / "tomograms.star").string();
+  if (fs::is_directory(o.out_dir)) output_check_writable(out_star, o.overwrite);
+  const RelionTomograms t = relion_tomograms_read(o.star);
+  const bool needs_halves = checkpoint_load(o.model).method->needs_halves();
+  const bool has_tomogram =
+      t.star.block("global")->loops.front().column("rlnTomoReconstructedTomogram") >= 0;
+  std::vector<std::string> even, odd, in;
+  if (needs_halves || !has_tomogram) {
+    const std::string why = needs_halves ? "the model was trained on half tomograms"
+                                         : "no tomogram column: the halves are sampled";
+    even = relion_column(t, "rlnTomoReconstructedTomogramHalf1", why);
+    odd = relion_column(t, "rlnTomoReconstructedTomogramHalf2", why);
+  } else {
+    in = relion_column(t, "rlnTomoReconstructedTomogram", "the tomograms to sample");
+  }
+  std::vector<SampleFilesOptions> jobs;
+  for (size_t i = 0; i < t.tomograms.size(); ++i) {  // every job checked before any runs
+    SampleFilesOptions one = o;
+    one.star.clear();
+    one.out_dir = (fs::path(o.out_dir) / t.tomograms[i].name).string();
+    if (in.empty()) {
+      one.even = even[i];
+      one.odd = odd[i];
+    } else {
+      one.in = in[i];
+    }
+    const auto& a = t.tomograms[i].angles;
+    if (o.tilt_range.empty() && !a.empty()) {
+      one.tilt_range = {*std::min_element(a.begin(), a.end()), *std::max_element(a.begin(), a.end())};
+    }
+    for (const char* f : {"mean.mrc", "std.mrc", "lower.mrc", "upper.mrc", "summary.json"}) {
+      if (fs::is_directory(one.out_dir)) {
+        output_check_writable((fs::path(one.out_dir) / f).string(), o.overwrite);
+      }
+    }
+    jobs.push_back(std::move(one));
+  }
+  SampleFilesResult all;
+  all.summary = {{"tomograms", nlohmann::json::array()}};
+  std::vector<RelionOutput> outs;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    log_info("{} ({} of {}) -> {}", t.tomograms[i].name, i + 1, jobs.size(), jobs[i].out_dir);
+    SampleFilesResult r = sample_files(jobs[i], &dist, progress);
+    all.method = r.method;
+    all.stats = r.stats;
+    all.summary["tomograms"].push_back({{"name", t.tomograms[i].name}, {"summary", r.summary}});
+    all.written.insert(all.written.end(), r.written.begin(), r.written.end());
+    const std::string mean = (fs::path(jobs[i].out_dir) / "mean.mrc").string();
+    if (dist.is_main()) {
+      const MrcFile f(mean);
+      const auto s = f.shape();  // [Z, Y, X]
+      outs.push_back({mean, {s[2], s[1], s[0]}, f.meta().voxel_size[0]});
+    }
+  }
+  dist.barrier();
+  if (dist.is_main()) {
+    star_write(out_star, relion_tomograms_with_outputs(t, outs), o.overwrite);
+    log_info("wrote {} ({} posterior means in rlnTomoReconstructedTomogramDenoised)", out_star,
+             outs.size());
+  }
+  dist.barrier();
+  all.written.push_back(out_star);
+  return all;
+}
+
+}  // namespace
+
 SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in,
                                const ProgressFn& progress) {
   Distributed single{DistConfig{}};
   Distributed& dist = dist_in ? *dist_in : single;
+  if (!o.star.empty()) return sample_files_star(o, dist, progress);
   const bool pair = !o.even.empty() || !o.odd.empty();
   if (pair && !o.in.empty()) throw ValueError("give either --in or --even/--odd, not both");
   if (pair && (o.even.empty() || o.odd.empty())) throw ValueError("--even needs --odd");

@@ -25,6 +25,11 @@ struct SampleFilesOptions {
   std::string in;                 ///< tomogram
   std::string even, odd;          ///< or half tomograms (the draws split between them, pooled)
   std::string out_dir;            ///< folder for the outputs (created)
+  /// Or a RELION 5 tomograms table (io/relion.h): every tomogram sampled into out_dir/NAME/
+  /// (the halves for a model trained on halves, else the tomogram), each with the tilt range
+  /// of its tilt-series angles unless tilt_range is given, and the table written to
+  /// out_dir/tomograms.star with each posterior mean in rlnTomoReconstructedTomogramDenoised.
+  std::string star;
   std::string truth;              ///< ground truth (empty: none): calibration in the summary
   SampleOptions sample;           ///< draws (posterior), tiling (tile 0: the training patch +
                                   ///< overlap), interval, bounds, flip-book planes
@@ -53,8 +58,10 @@ std::string sample_file_name(int64_t k);
 /// The options as JSON (in the summary; the ranks check they agree).
 nlohmann::json sample_files_options_json(const SampleFilesOptions& o);
 
-/// Runs the job. With `dist` of several ranks, every rank calls it with the same options
-/// (checked). Throws before writing anything for options and inputs that do not fit, outputs
+/// Runs the job (a `star` table: once per tomogram, all ranks on each in turn; the result's
+/// summary is {"tomograms": [{name, summary}, ...]}, its stats the last tomogram's, `written`
+/// every file and the table). With `dist` of several ranks, every rank calls it with the same
+/// options (checked). Throws before writing anything for options and inputs that do not fit, outputs
 /// that exist without overwrite, or a deterministic model.
 SampleFilesResult sample_files(const SampleFilesOptions& opts, Distributed* dist = nullptr,
                                const ProgressFn& progress = {});

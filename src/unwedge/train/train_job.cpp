@@ -6,6 +6,7 @@
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
+#include "unwedge/io/relion.h"
 #include "unwedge/io/tilt.h"
 
 namespace unwedge {
@@ -21,7 +22,7 @@ std::string train_tilt_file_beside(const std::string& tomogram) {
   const fs::path p(tomogram);
   std::vector<fs::path> candidates{fs::path(p).replace_extension(".tlt")};
   const std::string stem = p.stem().string();
-  for (const char* half : {"even", "odd", "EVN", "ODD"}) {
+  for (const char* half : {"even", "odd", "EVN", "ODD", "EVN_Vol", "ODD_Vol"}) {
     for (const char* sep : {"_", ".", "-"}) {
       const std::string suffix = std::string(sep) + half;
       if (stem.size() > suffix.size() &&
@@ -72,7 +73,48 @@ std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(
 
 }  // namespace
 
-TrainFilesPlan train_files_prepare(const TrainFilesOptions& f) {
+TrainFilesOptions train_files_from_star(const TrainFilesOptions& opts) {
+  if (opts.star.empty()) return opts;
+  TrainFilesOptions f = opts;
+  if (!f.even.empty() || !f.odd.empty() || !f.in.empty() || !f.tilt_series.empty()) {
+    throw ValueError("--star " + f.star + " lists the tomograms: give no --even/--odd/--in/"
+                     "--tilt-series with it");
+  }
+  const RelionTomograms t = relion_tomograms_read(f.star);
+  const MethodCapabilities can = method_registry().get(f.train.method).can;
+  const StarLoop& g = t.star.block("global")->loops.front();
+  const bool has_halves = g.column("rlnTomoReconstructedTomogramHalf1") >= 0 ||
+                          g.column("rlnTomoReconstructedTomogramHalf2") >= 0;
+  if (can.halves && (has_halves || !can.single)) {
+    const std::string why = "the half tomograms method " + f.train.method + " trains on";
+    f.even = relion_column(t, "rlnTomoReconstructedTomogramHalf1", why);
+    f.odd = relion_column(t, "rlnTomoReconstructedTomogramHalf2", why);
+  } else {
+    f.in = relion_column(t, "rlnTomoReconstructedTomogram",
+                         "the tomograms method " + f.train.method + " trains on");
+  }
+  if (f.tilt_ranges.empty() && f.tilt_from_files) {
+    for (const RelionTomogram& tomo : t.tomograms) {
+      if (tomo.angles.empty()) {
+        f.tilt_ranges.push_back(f.train.wedge.tilt_min_deg);
+        f.tilt_ranges.push_back(f.train.wedge.tilt_max_deg);
+        log_info("{}: no tilt-series angles in {}; tilt range {} .. {} degrees", tomo.name,
+                 f.star, f.train.wedge.tilt_min_deg, f.train.wedge.tilt_max_deg);
+        continue;
+      }
+      const auto mm = std::minmax_element(tomo.angles.begin(), tomo.angles.end());
+      f.tilt_ranges.push_back(*mm.first);
+      f.tilt_ranges.push_back(*mm.second);
+      log_info("{}: tilt range {} .. {} degrees from {}", tomo.name, *mm.first, *mm.second,
+               tomo.tilt_series_star);
+    }
+  }
+  f.star.clear();
+  return f;
+}
+
+TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts) {
+  const TrainFilesOptions f = train_files_from_star(opts);
   TrainFilesPlan plan;
   TrainOptions& o = plan.train;
   o = f.train;

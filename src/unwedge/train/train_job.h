@@ -19,6 +19,10 @@ struct TrainFilesOptions {
   TrainOptions train;                      ///< method, budget, sampler, wedge, domain, ...
   std::vector<std::string> even, odd;      ///< half tomograms, paired by position
   std::vector<std::string> in;             ///< or single tomograms
+  /// Or a RELION 5 tomograms table (io/relion.h): its half tomograms (methods that train on
+  /// halves) or tomograms, each with the tilt range of its tilt-series STAR (unless tilt_ranges
+  /// is given or tilt_from_files is off).
+  std::string star;
   std::vector<std::string> masks;          ///< specimen masks, one per tomogram (optional)
   bool auto_mask = false;                  ///< masks from local variance instead
   double auto_mask_quantile = 0.3;         ///< fraction of 16^3 cells auto_mask treats as empty
@@ -49,11 +53,18 @@ struct TrainFilesPlan {
 std::string train_log_path(const std::string& model);
 
 /// The tilt-angle file of a tomogram, beside it: `tomo.tlt` for `tomo.mrc`, and for a half
-/// (`tomo_even.mrc`, `tomo.odd.mrc`, `tomo-even.mrc`, ...) also the whole's `tomo.tlt`; empty
+/// (`tomo_even.mrc`, `tomo.odd.mrc`, `tomo-even.mrc`, AreTomo3's `tomo_EVN_Vol.mrc`, ...) also
+/// the whole's `tomo.tlt`; empty
 /// when there is none.
 std::string train_tilt_file_beside(const std::string& tomogram);
 
-/// Checks the request and reads the inputs: the domain (a tilt series needs a method that trains
+/// The request with a RELION 5 tomograms table (`star`) expanded into even/odd or in and one
+/// tilt range per tomogram (from its tilt-series angles; the run's range where it has none);
+/// the request unchanged without one. Throws FormatError naming the table and the column when
+/// what the method needs is missing, ValueError when files are also given.
+TrainFilesOptions train_files_from_star(const TrainFilesOptions& opts);
+
+/// Checks the request (a `star` table expanded first) and reads the inputs: the domain (a tilt series needs a method that trains
 /// on tilt images, its angles, and no tomograms or masks; the 2D network and depth-1 patches are
 /// set), the outputs (refused when they exist, unless resume or overwrite) and the inputs
 /// (counts, shapes, finiteness; angles and sections agree). Throws before touching any output.
