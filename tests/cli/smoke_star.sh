@@ -42,6 +42,17 @@ if [[ $star_ok -eq 1 ]]; then
     --overlap 8 --no-progress"
   check star-gemmi 0 "0 failure" -- bash -c "cd '$PJ' && /usr/bin/python3 \
     '$SRC/tests/interop/star_gemmi.py' restored/tomograms.star tomograms.star TS_01 TS_02 TS_03"
+  # Two ranks share the table's tomograms out; the outputs equal one rank's.
+  check star-restore-two-ranks 0 "2 ranks share 3 tomogram" -- bash -c "cd '$PJ' && \
+    '$BIN' --threads 1 launch --nproc 2 -- restore --model n2n.uwm --star tomograms.star \
+    --out-dir restored2 --tile 32 --overlap 8 --no-progress"
+  if /usr/bin/python3 -c "import mrcfile" 2>/dev/null; then
+    check star-restore-two-ranks-equal 0 "^max diff [0-9.e-]+ ok$" -- /usr/bin/python3 -c "
+import mrcfile, numpy as np
+d = max(float(np.abs(mrcfile.read('$PJ/restored/%s.mrc' % n) - mrcfile.read('$PJ/restored2/%s.mrc' % n)).max())
+        for n in ('TS_01', 'TS_02', 'TS_03'))
+print('max diff', d, 'ok' if d <= 1e-5 else 'too large')"
+  fi
   check star-restore-exists 1 "exists" -- bash -c "cd '$PJ' && '$BIN' restore --model n2n.uwm \
     --star tomograms.star --out-dir restored --no-progress"
   check star-restore-with-in 1 "lists the tomograms" -- bash -c "cd '$PJ' && '$BIN' restore \
@@ -49,7 +60,7 @@ if [[ $star_ok -eq 1 ]]; then
   # Each restoration keeps its own measured band: the deep-wedge power of TS_03 (-50..65) is
   # lower measured with its own range than with the mirrored one (-65..50), and TS_01's (-60..60)
   # lower with its own range than with TS_02's narrower one (whose wedge TS_01 measured).
-  deep() { "$BIN" ring --in "$1" --tilt-range "$2" "$3" 2>/dev/null | sed -n 's/.*(deep \([0-9.]*\) %).*/\1/p'; }
+  deep() { "$BIN" ring --in "$1" --tilt-range "$2" "$3" "${@:4}" 2>/dev/null | sed -n 's/.*(deep \([0-9.]*\) %).*/\1/p'; }
   own3=$(deep "$PJ/restored/TS_03.mrc" -50 65); mir3=$(deep "$PJ/restored/TS_03.mrc" -65 50)
   own1=$(deep "$PJ/restored/TS_01.mrc" -60 60); nar1=$(deep "$PJ/restored/TS_01.mrc" -40 40)
   echo "deep-wedge power %: TS_03 own $own3 mirrored $mir3; TS_01 own $own1 narrow $nar1"
@@ -57,6 +68,19 @@ if [[ $star_ok -eq 1 ]]; then
     'BEGIN { exit !(a != "" && b != "" && 2 * a < b) }'
   check star-own-wedge-range 0 "" -- awk -v a="$own1" -v b="$nar1" \
     'BEGIN { exit !(a != "" && b != "" && 2 * a < b) }'
+  # A tomogram stored mirrored along X (the opposite wedge orientation some packages write for
+  # the same angles) matches its own range with --wedge-sign: deep-wedge power well under half
+  # of that without the flag.
+  if /usr/bin/python3 -c "import mrcfile" 2>/dev/null; then
+    /usr/bin/python3 -c "
+import mrcfile, numpy as np
+d = mrcfile.read('$PJ/TS_03/tomo.mrc')
+mrcfile.write('$PJ/mirrored.mrc', np.ascontiguousarray(d[:, :, ::-1]), voxel_size=10)"
+    flip=$(deep "$PJ/mirrored.mrc" -50 65 --wedge-sign); plain=$(deep "$PJ/mirrored.mrc" -50 65)
+    echo "mirrored TS_03 deep-wedge power %: --wedge-sign $flip, without $plain"
+    check star-mirrored-wedge-sign 0 "" -- awk -v a="$flip" -v b="$plain" \
+      'BEGIN { exit !(a != "" && b != "" && 2 * a < b) }'
+  fi
   # One-line errors naming the file and the column.
   sed 's/_rlnTomoReconstructedTomogramHalf1/_rlnTomoReconstructedTomogramHalf_1/' \
     "$PJ/tomograms.star" > "$PJ/typo.star"
