@@ -1,6 +1,7 @@
 // `unwedge train`: maps the flags onto the training job (train/train_job.h): a method trained on
 // half tomograms (--even/--odd), single tomograms (--in) or a tilt series, written as one
 // self-describing model file with its log and resolved configuration beside it.
+#include <csignal>
 #include <filesystem>
 
 #include "cli_common.h"
@@ -56,6 +57,10 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
     if (dist.is_main()) write_resolved_config(cmd, config, /*overwrite=*/true);
     wrote_config = true;
   };
+  // One process: a SIGINT or SIGTERM (what SLURM sends before its time limit) ends the run at the
+  // end of the current step with a checkpoint; a second one ends it at once. Ranks of a
+  // distributed run would have to agree on the step, so they stop at once as before.
+  if (dc.world_size <= 1) stop_signals_defer(true);
   TrainResult r;
   try {
     r = train_files_run(plan, &dist,
@@ -69,6 +74,11 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
       std::filesystem::remove(config, ec);
     }
     throw;
+  }
+  if (r.stopped_by_signal != 0) {
+    log_warn("stopped by {} after step {}: wrote {} (continue with --resume)",
+             r.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", r.steps, p.job.model);
+    return;
   }
   log_info("{} steps in {:.1f} s; last loss {:.5g}{}; wrote {}", r.steps, r.seconds, r.last_loss,
            r.last_val_loss >= 0 ? fmt::format(", validation loss {:.5g}", r.last_val_loss) : "",

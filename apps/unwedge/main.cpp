@@ -109,5 +109,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "unwedge: error: %s\n", e.what());
     return 1;
   }
+  // A command that stopped early on a deferred SIGINT/SIGTERM (train, after its checkpoint)
+  // exits as the shell reports a process ended by that signal.
+  if (const int sig = stop_requested()) return 128 + sig;
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -71,7 +72,16 @@ void remove_flat_folder(const char* dir) {
   ::rmdir(dir);
 }
 
+// SIGINT/SIGTERM deferred to the next step boundary (stop_signals_defer): the first one is only
+// recorded here; a second one, or SIGHUP, ends the process as below.
+volatile std::sig_atomic_t g_defer = 0;
+volatile std::sig_atomic_t g_stop = 0;
+
 void on_stop_signal(int sig) {
+  if (g_defer && g_stop == 0 && (sig == SIGINT || sig == SIGTERM)) {
+    g_stop = sig;
+    return;
+  }
   for (auto& t : g_live) {
     if (t.state.load() != 2) continue;
     if (t.folder) {
@@ -174,8 +184,19 @@ void temporaries_remove_on_signals() {
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    // A signal ignored when the program started stays ignored: `nohup` ignores SIGHUP, and a
+    // shell starts background commands with SIGINT ignored, so that a hangup or a Ctrl-C meant
+    // for the foreground does not stop them.
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    ::sigaction(sig, &sa, nullptr);
+  }
 }
+
+void stop_signals_defer(bool on) { g_defer = on ? 1 : 0; }
+
+int stop_requested() { return int(g_stop); }
 
 void output_check_writable(const std::string& path, bool overwrite) {
   if (!overwrite && fs::exists(path)) {

@@ -72,8 +72,15 @@ bool temp_owner_parse(const std::string& tmp_name, const std::string& final_name
 /// that are no longer running; returns how many were removed (each logged as a warning).
 int temporaries_sweep_stale(const std::string& final_path);
 
-/// Installs SIGINT, SIGTERM and SIGHUP handlers that remove the live temporaries and then end
-/// the process by the same signal (its exit status says so). Call once, from `main`.
+/// Installs SIGINT, SIGTERM and SIGHUP handlers that remove the live temporaries and end the
+/// process by the same signal; one ignored at the start (`nohup`) stays ignored. Call once.
 void temporaries_remove_on_signals();
+
+/// While on, the first SIGINT or SIGTERM does not end the process: it is only recorded, for a
+/// loop to stop at its next safe point (training: the end of a step, then a checkpoint). A
+/// second one, or SIGHUP, ends the process as temporaries_remove_on_signals says.
+void stop_signals_defer(bool on);
+/// The deferred SIGINT or SIGTERM received (its number), or 0.
+int stop_requested();
 
 }  // namespace unwedge

@@ -446,7 +446,11 @@ TrainResult Trainer::run() {
   Progress bar("train " + o_.method,
                timed ? int64_t(o_.minutes * 60.0) : budget_.planned_steps(), timed ? "s" : "step",
                main_rank ? progress_ : ProgressFn{});
-  auto stopped = [&] { return o_.stop_after > 0 && step_ >= o_.stop_after; };
+  // --stop-after, or a SIGINT/SIGTERM the program deferred (stop_signals_defer): both end the
+  // run at a step boundary with a checkpoint, the schedule unchanged, to continue with --resume.
+  auto stopped = [&] {
+    return (o_.stop_after > 0 && step_ >= o_.stop_after) || stop_requested() != 0;
+  };
   while (!stopped()) {
     bool spent = budget_.spent(step_);
     if (dist_ && timed) {  // rank 0's clock decides the budget and the planned steps for all
@@ -479,6 +483,7 @@ TrainResult Trainer::run() {
   if (loss_n_ > 0) log_window(budget_.session_s(), /*last=*/true);
   if (timed) budget_.set_planned_steps(step_);
   save(step_ >= budget_.planned_steps());
+  result_.stopped_by_signal = stop_requested();
   bar.finish("loss " + fmt("%.4g", result_.last_loss));
   result_.steps = step_;
   result_.seconds = budget_.session_s();

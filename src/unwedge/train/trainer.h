@@ -92,6 +92,7 @@ struct TrainResult {
   double last_loss = 0;      ///< mean training loss of the last log window
   double last_val_loss = -1;  ///< last validation loss (-1: none)
   double seconds = 0;        ///< seconds of the budget's clock this run
+  int stopped_by_signal = 0;  ///< the deferred SIGINT/SIGTERM that ended the run early, or 0
 };
 
 /// Where a training run writes.
