@@ -1,6 +1,7 @@
 #include "unwedge/train/train_log.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
@@ -21,7 +22,17 @@ void TrainLog::write(const TrainLogRecord& record) {
 void train_log_drop_after(const std::string& path, int64_t step) {
   if (!std::filesystem::exists(path)) return;
   std::string kept;
+  // A run killed while writing a line left it without its newline: rewritten without it, or the
+  // resumed run's first line would be glued to it.
   bool dropped = false;
+  {
+    std::ifstream f(path, std::ios::binary | std::ios::ate);
+    const std::streamoff size = f.tellg();
+    if (size > 0) {
+      f.seekg(size - 1);
+      dropped = f.get() != '\n';
+    }
+  }
   for (const TrainLogRecord& r : train_log_read(path)) {
     if (r.step > step) {
       dropped = true;
