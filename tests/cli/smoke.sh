@@ -28,6 +28,13 @@ check() {  # check NAME EXPECTED_RC GREP_PATTERN -- command...
   fi
 }
 
+# "${DEFAULT_SIGNALS[@]}" COMMAND... runs COMMAND with SIGINT and SIGHUP at their defaults: a
+# script's background commands start with SIGINT ignored (and unwedge keeps a signal ignored at
+# its start, as `nohup` wants). A plain command, not a function, so that $! is COMMAND's PID.
+DEFAULT_SIGNALS=(python3 -c 'import os, signal, sys
+for s in (signal.SIGINT, signal.SIGHUP): signal.signal(s, signal.SIG_DFL)
+os.execvp(sys.argv[1], sys.argv[1:])')
+
 scripts=("$@")
 if [[ ${#scripts[@]} -eq 0 ]]; then scripts=("$SRC"/tests/cli/smoke_*.sh); fi
 for t in "${scripts[@]}"; do

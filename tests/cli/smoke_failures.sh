@@ -98,7 +98,7 @@ if "$BIN" -q simulate --preset tiny --out "$F/sim" > /dev/null 2>&1 && [[ -f "$F
   # SIGTERM and SIGINT during a restore remove its temporaries (--save-halves: three).
   for sig in TERM INT; do
     mkdir -p "$F/sig$sig"
-    "$BIN" restore --model "$F/bad.uwm" --in "$S/tomo.mrc" --out "$F/sig$sig/r.mrc" \
+    "${DEFAULT_SIGNALS[@]}" "$BIN" restore --model "$F/bad.uwm" --in "$S/tomo.mrc" --out "$F/sig$sig/r.mrc" \
       --tile 16 --overlap 8 --threads 1 --no-progress > /dev/null 2>&1 &
     pid=$!
     for _ in $(seq 1 200); do
