@@ -140,9 +140,36 @@ std::string read_string(torch::serialize::InputArchive& ar, const std::string& k
   return v.toStringRef();
 }
 
+/// The first non-empty line of a LibTorch message (TorchScript's start with a newline and
+/// quote source lines; c10's carry a backtrace).
+std::string first_line(const char* what) {
+  std::string s(what);
+  const size_t b = s.find_first_not_of("\n \t");
+  if (b == std::string::npos) return "no message";
+  const size_t e = s.find('\n', b);
+  return s.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+LoadedCheckpoint checkpoint_load_checked(const std::string& path);
+
 }  // namespace
 
 LoadedCheckpoint checkpoint_load(const std::string& path) {
+  // A damaged archive can fail anywhere inside LibTorch (the zip reader, TorchScript's type
+  // parser, the unpickler), with exceptions of several types: all of them are this file's fault.
+  try {
+    return checkpoint_load_checked(path);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw FormatError(path + ": not a readable unwedge checkpoint (corrupt or truncated: " +
+                      first_line(e.what()) + ")");
+  }
+}
+
+namespace {
+
+LoadedCheckpoint checkpoint_load_checked(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw IoError(path + ": checkpoint not found");
   }
@@ -204,15 +231,17 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
   return ck;
 }
 
+}  // namespace
+
 void checkpoint_load_optimizer(const LoadedCheckpoint& ck, torch::optim::Optimizer& optimizer,
                                const std::string& path) {
   if (!ck.has_optimizer) throw FormatError(path + ": checkpoint holds no optimizer state");
-  torch::serialize::InputArchive os;
-  ck.archive->read("optimizer", os);
   try {
+    torch::serialize::InputArchive os;
+    ck.archive->read("optimizer", os);
     optimizer.load(os);
-  } catch (const c10::Error& e) {
-    throw FormatError(path + ": optimizer state does not fit: " + e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    throw FormatError(path + ": optimizer state does not fit: " + first_line(e.what()));
   }
 }
 
