@@ -10,6 +10,18 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 # Paths under this folder are hashed relative to it, so a clone in another folder reuses the cache.
 export CCACHE_BASEDIR := $(CURDIR)
 
+# `make test SANITIZE=1`: the same tests on a build with AddressSanitizer (+ LeakSanitizer) and
+# UndefinedBehaviorSanitizer in build-sanitize/ (LibTorch itself is not instrumented; the
+# suppressions in tests/sanitize/ name only what is inside it).
+ifeq ($(SANITIZE),1)
+BUILD := build-sanitize
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+CMAKE_ARGS += -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" -DUNWEDGE_BUILD_BENCH=OFF
+export ASAN_OPTIONS := detect_leaks=1:abort_on_error=0:detect_odr_violation=0
+export LSAN_OPTIONS := suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/tests/sanitize/ubsan.supp
+endif
+
 # What the build needs: the compiler, CMake and ccache, LibTorch and the libraries the code
 # includes (CLI11, JSON, YAML, spdlog, libpng, gemmi for atomic models, Gloo's headers for the
 # distributed backend, GoogleTest for the test programs), and the BLAS LibTorch runs fastest with.
@@ -20,7 +32,13 @@ BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread
 # (gemmi's Python module).
 TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium python3-gemmi
 
-.PHONY: all deps test-deps build cli test demo install bench clean
+# What only `make fuzz` uses: clang with its sanitizer and libFuzzer runtimes.
+FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libfuzzer-14-dev
+FUZZ_BUILD ?= build-fuzz
+# Executions per fuzz target (`make fuzz FUZZ_RUNS=1000` for a quick look).
+FUZZ_RUNS ?= 1000000
+
+.PHONY: all deps test-deps build cli test demo install bench clean fuzz
 
 all: build
 
@@ -54,5 +72,17 @@ install: cli
 bench: build
 	bash scripts/bench.sh $(BUILD)
 
+# The libFuzzer targets (tests/fuzz) in their own build folder, built with clang and
+# AddressSanitizer + UndefinedBehaviorSanitizer, then run one after the other (scripts/fuzz.sh).
+fuzz: deps
+	@bash scripts/install-deps.sh $(FUZZ_PACKAGES)
+	test -f $(FUZZ_BUILD)/CMakeCache.txt || cmake -S . -B $(FUZZ_BUILD) \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 -DUNWEDGE_FUZZ=ON \
+	  -DUNWEDGE_BUILD_BENCH=OFF -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined \
+	  -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  $(if $(PREFIX_PATH),-DCMAKE_PREFIX_PATH=$(PREFIX_PATH)) $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_RUNS)
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)
