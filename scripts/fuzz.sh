@@ -11,7 +11,7 @@ RUNS=${2:-1000000}
 shift $(( $# >= 2 ? 2 : 1 ))
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(mrc tilt config particles method_options checkpoint)
+[[ ${#targets[@]} -gt 0 ]] || targets=(mrc tilt config particles method_options star checkpoint)
 # LibTorch is not instrumented; what it allocates at load time and never frees is not ours.
 export LSAN_OPTIONS="suppressions=$SRC/tests/sanitize/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SRC/tests/sanitize/ubsan.supp"
