@@ -16,7 +16,8 @@ export CCACHE_BASEDIR := $(CURDIR)
 ifeq ($(SANITIZE),1)
 BUILD := build-sanitize
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-CMAKE_ARGS += -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" -DUNWEDGE_BUILD_BENCH=OFF
+# (no Python package: an instrumented module cannot be loaded by an uninstrumented python3)
+CMAKE_ARGS += -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" -DUNWEDGE_BUILD_BENCH=OFF -DUNWEDGE_PYTHON=OFF
 export ASAN_OPTIONS := detect_leaks=1:abort_on_error=0:detect_odr_violation=0
 export LSAN_OPTIONS := suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/tests/sanitize/ubsan.supp
@@ -24,13 +25,16 @@ endif
 
 # What the build needs: the compiler, CMake and ccache, LibTorch and the libraries the code
 # includes (CLI11, JSON, YAML, spdlog, libpng, gemmi for atomic models, Gloo's headers for the
-# distributed backend, GoogleTest for the test programs), and the BLAS LibTorch runs fastest with.
+# distributed backend, GoogleTest for the test programs), the BLAS LibTorch runs fastest with, and
+# pybind11 with Python's headers for the Python package.
 BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread libcli11-dev \
-  nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev gemmi-dev libgloo-dev libgtest-dev
+  nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev gemmi-dev libgloo-dev libgtest-dev \
+  pybind11-dev python3-dev
 # What only the tests use: an independent MRC reader (mrcfile, numpy), the SSIM reference
-# (scikit-image), a real browser for the HTML report (Chromium) and an independent STAR reader
-# (gemmi's Python module).
-TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium python3-gemmi
+# (scikit-image), a real browser for the HTML report (Chromium), pytest for the Python package
+# and an independent STAR reader (gemmi's Python module).
+TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium python3-pytest \
+  python3-gemmi
 
 # What only `make fuzz` uses: clang with its sanitizer and libFuzzer runtimes.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libfuzzer-14-dev
@@ -65,8 +69,11 @@ cli: deps $(BUILD)/CMakeCache.txt
 demo: cli
 	bash scripts/demo.sh $(BUILD)/unwedge
 
-# Installs bin/unwedge and share/unwedge/ (the shipped maps) under PREFIX (default /usr/local).
+# Installs bin/unwedge, share/unwedge/ (the shipped maps) and, when it is built, the Python
+# package (lib/python3.X/dist-packages/unwedge) under PREFIX (default /usr/local).
 install: cli
+	@if [ -d $(BUILD)/CMakeFiles/unwedge_python.dir ]; then \
+	  cmake --build $(BUILD) -j$(JOBS) --target unwedge_python; fi
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 bench: build

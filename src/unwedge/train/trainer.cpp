@@ -462,7 +462,8 @@ TrainResult Trainer::run() {
     if (spent) break;
     step();
     budget_.observe(step_);
-    const bool last = (!timed && budget_.spent(step_)) || stopped();
+    const bool interrupted = stop_ && stop_();
+    const bool last = (!timed && budget_.spent(step_)) || stopped() || interrupted;
     if (step_ % o_.log_every == 0 || last) {
       const TrainLogRecord r = log_window(budget_.session_s(), last);
       const std::string status =
@@ -477,6 +478,10 @@ TrainResult Trainer::run() {
       }
     }
     if (o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 && !last) save(false);
+    if (interrupted) {
+      result_.interrupted = true;
+      break;
+    }
   }
   // A time budget ends between log lines: the steps since the last one get theirs (the log and
   // the last loss are never empty when a step was taken).
