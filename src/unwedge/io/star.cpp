@@ -121,6 +121,9 @@ StarFile star_parse(const std::string& text, const std::string& origin) {
   auto close_loop = [&](int line) {
     if (!loop) return;
     const size_t n = loop->labels.size();
+    if (n == 0) {  // `loop_` followed by values or the next block, no `_label` (found by fuzz_star)
+      throw FormatError(origin + ":" + std::to_string(line) + ": loop_ without labels");
+    }
     if (values.size() % n != 0) {
       throw FormatError(origin + ":" + std::to_string(line) + ": loop of " + std::to_string(n) +
                         " labels (" + loop->labels.front() + ", ...) has " +
