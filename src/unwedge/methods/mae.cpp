@@ -2,12 +2,14 @@
 #include "unwedge/methods/mae.h"
 
 #include <cmath>
+#include <numeric>
 #include <string>
 
 #include "unwedge/core/error.h"
 #include "unwedge/methods/embed.h"
 #include "unwedge/methods/net_state.h"
 #include "unwedge/methods/unet_method.h"
+#include "unwedge/nn/unet3d.h"
 #include "unwedge/nn/vit3d.h"
 #include "unwedge/ops/fourier.h"
 #include "unwedge/ops/rotate.h"
@@ -58,6 +60,10 @@ WedgeGeometry to_geometry(const MethodWedge& w) {
 class Mae : public Method, public Embedder {
  public:
   explicit Mae(const nlohmann::json& r) : options_(r) {
+    const auto net = r.at("net").get<std::string>();
+    if (net != "vit" && net != "unet") {
+      throw ValueError("mae: net '" + net + "' is not vit or unet");
+    }
     ViT3dOptions o;
     o.patch(r.at("patch").get<int64_t>())
         .dim(r.at("dim").get<int64_t>())
@@ -68,6 +74,8 @@ class Mae : public Method, public Embedder {
         .decoder_heads(r.at("decoder_heads").get<int64_t>());
     net_ = ViT3d(o);
     ratio_ = r.at("mask_ratio").get<double>();
+    ratio_min_ = r.at("mask_ratio_min").get<double>();
+    width_min_ = r.at("wedge_width_min_deg").get<double>();
     norm_pix_ = r.at("norm_pix").get<bool>();
     passes_ = r.at("restore_passes").get<int64_t>();
     width_ = r.at("wedge_width_deg").get<double>();
@@ -88,6 +96,25 @@ class Mae : public Method, public Embedder {
     if (!(width_ > 0 && width_ < 180)) {
       throw ValueError("mae: wedge_width_deg " + std::to_string(width_) + " is not in (0, 180)");
     }
+    if (!(ratio_min_ >= 0 && ratio_min_ <= ratio_)) {
+      throw ValueError("mae: mask_ratio_min " + std::to_string(ratio_min_) +
+                       " is not in [0, mask_ratio]");
+    }
+    if (!(width_min_ >= 0 && width_min_ <= width_)) {
+      throw ValueError("mae: wedge_width_min_deg " + std::to_string(width_min_) +
+                       " is not in [0, wedge_width_deg]");
+    }
+    if (net == "unet") {
+      // Patch mode: the masked volume and the mask in, the volume out (no residual: the
+      // hidden voxels are zeros in the input). Wedge mode: the wedged volume in, residual.
+      UNet3dOptions u;
+      u.in_channels(mode_ == MaeMode::patch ? 2 : 1)
+          .depth(r.at("unet_depth").get<int64_t>())
+          .base_channels(r.at("unet_channels").get<int64_t>())
+          .residual(mode_ == MaeMode::wedge);
+      unet3d_options_check(u);
+      unet_ = UNet3d(u);
+    }
   }
 
   std::string name() const override { return "mae"; }
@@ -99,12 +126,12 @@ class Mae : public Method, public Embedder {
     auto grid = net_->grid_of(x);
     const int64_t b = x.size(0), n = grid[0] * grid[1] * grid[2];
     if (mode_ == MaeMode::patch) {
-      auto m = mae_random_mask(b, n, ratio_, x.device());
-      auto pred = net_->decode(net_->encode(x, m.keep), m.keep, grid);  // [B, N, p^3]
+      auto m = mae_random_mask(b, n, draw(ratio_min_, ratio_), x.device());
+      auto pred = predict_patches(x, m.keep, m.hidden, grid);  // [B, N, p^3]
       return mae_loss(pred, vit3d_patchify(x, net_->options().patch()), m.hidden, norm_pix_);
     }
     std::array<int64_t, 3> shape{x.size(2), x.size(3), x.size(4)};
-    auto hide = wedge_hide_mask(b, shape, x.device());          // [B, 1, Z, Y, X/2+1]
+    auto hide = wedge_hide_mask(b, shape, x.device(), draw(width_min_, width_));
     auto measured = data_mask(batch, shape, x.device());        // [Z, Y, X/2+1]
     auto input = wedge_apply(x, 1.0 - hide);
     auto pred = predict_full(input);                             // [B, 1, Z, Y, X]
@@ -130,7 +157,7 @@ class Mae : public Method, public Embedder {
         const int64_t nk = n - hidden.sum(1).min().item<int64_t>();
         auto keep = std::get<0>((hidden + torch::arange(n, x.options()).div(2.0 * n))
                                     .argsort(int64_t(1)).narrow(1, 0, nk).sort(1));  // visible first
-        auto pred = net_->decode(net_->encode(x, keep), keep, grid);  // [B, N, p^3]
+        auto pred = predict_patches(x, keep, hidden, grid);  // [B, N, p^3]
         pred = pred * hidden.unsqueeze(-1);
         acc = acc.defined() ? acc + pred : pred;
       }
@@ -146,6 +173,7 @@ class Mae : public Method, public Embedder {
 
   torch::Tensor embed(const torch::Tensor& sub) override {
     torch::NoGradGuard ng;
+    if (unet_) throw ValueError("mae: net=unet has no token embedding (embed needs net=vit)");
     auto tokens = net_->encode(pad(sub));  // [B, T, dim]
     return concat_ ? tokens.flatten(1) : tokens.mean(1);  // [B, T * dim] or [B, dim]
   }
@@ -157,40 +185,89 @@ class Mae : public Method, public Embedder {
   }
   int64_t embed_dim() const override { return net_->options().dim(); }
 
-  std::vector<torch::Tensor> parameters() override { return net_->parameters(); }
-  void train(bool on) override { net_->train(on); }
-  void to(torch::Device device) override { net_->to(device); }
+  std::vector<torch::Tensor> parameters() override {
+    return unet_ ? unet_->parameters() : net_->parameters();
+  }
+  void train(bool on) override {
+    net_->train(on);
+    if (unet_) unet_->train(on);
+  }
+  void to(torch::Device device) override {
+    net_->to(device);
+    if (unet_) unet_->to(device);
+  }
   void save(torch::serialize::OutputArchive& archive) const override {
-    method_net_save(*net_, archive);
+    if (unet_) {
+      method_net_save(*unet_, archive);
+    } else {
+      method_net_save(*net_, archive);
+    }
   }
   void load(torch::serialize::InputArchive& archive) override {
-    method_net_load(name(), *net_, archive);
+    if (unet_) {
+      method_net_load(name(), *unet_, archive);
+    } else {
+      method_net_load(name(), *net_, archive);
+    }
   }
   nlohmann::json options_json() const override { return options_; }
   std::array<int64_t, 3> receptive_field() const override {
+    if (unet_) return unet3d_receptive_field(unet_->options());
     const int64_t r = 4 * net_->options().patch();  // global attention: the whole tile
     return {r, r, r};
   }
   std::array<int64_t, 3> size_multiple() const override {
-    const int64_t p = net_->options().patch();
-    return {p, p, p};
+    const int64_t m = multiple();
+    return {m, m, m};
   }
 
   ViT3d& net() { return net_; }
   // Decoder prediction for every patch from all tokens: [B, 1, Z, Y, X].
   torch::Tensor predict_full(const torch::Tensor& x) {
+    if (unet_) {
+      if (mode_ == MaeMode::wedge) return unet_->forward(x);
+      return unet_->forward(torch::cat({x, torch::zeros_like(x)}, 1));
+    }
     auto grid = net_->grid_of(x);
     auto pred = net_->decode(net_->encode(x), torch::Tensor(), grid);
     return vit3d_unpatchify(pred, net_->options().patch(), grid);
   }
 
+  // Every patch of x [B, 1, Z, Y, X] predicted when the tokens `keep` [B, K] are visible and
+  // `hidden` [B, N] (1 = hidden, the complement of keep) are not: [B, N, p^3]. The ViT's encoder
+  // sees the visible tokens only; the U-Net sees the volume with hidden voxels zeroed (the
+  // normalised mean) and the voxel mask as a second channel.
+  torch::Tensor predict_patches(const torch::Tensor& x, const torch::Tensor& keep,
+                                const torch::Tensor& hidden, std::array<int64_t, 3> grid) {
+    const int64_t p = net_->options().patch();
+    if (!unet_) return net_->decode(net_->encode(x, keep), keep, grid);
+    const int64_t b = x.size(0), n = hidden.size(1);
+    auto hv = vit3d_unpatchify(hidden.unsqueeze(-1).expand({b, n, p * p * p}).contiguous(), p,
+                               grid);  // [B, 1, Z, Y, X]
+    if (mode_ == MaeMode::wedge) return vit3d_patchify(unet_->forward(x * (1.0 - hv)), p);
+    return vit3d_patchify(unet_->forward(torch::cat({x * (1.0 - hv), hv}, 1)), p);
+  }
+
  private:
+  // Edge multiple of the network's inputs: the patch, and with the U-Net also 2^depth.
+  int64_t multiple() const {
+    const int64_t p = net_->options().patch();
+    if (!unet_) return p;
+    return std::lcm(p, unet3d_size_multiple(unet_->options())[2]);
+  }
+
+  // U(lo, hi) from torch's default generator when lo > 0 (a per-batch draw), else hi.
+  static double draw(double lo, double hi) {
+    if (!(lo > 0) || lo >= hi) return hi;
+    return lo + (hi - lo) * torch::rand({1}, torch::kDouble).item<double>();
+  }
+
   // Pads [B, 1, Z, Y, X] at the far end (reflect) to multiples of the patch.
   torch::Tensor pad(const torch::Tensor& sub) const {
     if (sub.dim() != 5 || sub.size(1) != 1) {
       throw ShapeError("mae: input must be [B, 1, Z, Y, X], got " + c10::str(sub.sizes()));
     }
-    const int64_t p = net_->options().patch();
+    const int64_t p = multiple();
     std::vector<int64_t> pads;
     bool any = false;
     for (int a = 4; a >= 2; --a) {
@@ -209,10 +286,11 @@ class Mae : public Method, public Embedder {
   }
 
   // Per-sample hidden wedge (1 = hidden): a double wedge of width_ about a random axis.
-  torch::Tensor wedge_hide_mask(int64_t b, std::array<int64_t, 3> shape, torch::Device device) {
+  torch::Tensor wedge_hide_mask(int64_t b, std::array<int64_t, 3> shape, torch::Device device,
+                                double width) {
     WedgeGeometry g;
-    g.tilt_min_deg = -(90.0 - width_ / 2);
-    g.tilt_max_deg = 90.0 - width_ / 2;
+    g.tilt_min_deg = -(90.0 - width / 2);
+    g.tilt_max_deg = 90.0 - width / 2;
     auto R = random_rotations(b, at::globalContext().defaultGenerator(device), device);
     auto kept = wedge_mask_rfft_rotated(shape, g, R);  // [B, Z, Y, X/2+1]
     return (1.0 - kept).unsqueeze(1);
@@ -225,7 +303,10 @@ class Mae : public Method, public Embedder {
 
   nlohmann::json options_;
   ViT3d net_{nullptr};
+  UNet3d unet_{nullptr};  ///< net=unet: the network that predicts (net_ then only holds the patch)
   double ratio_ = 0.75;
+  double ratio_min_ = 0;   ///< > 0: each batch hides U(ratio_min_, ratio_)
+  double width_min_ = 0;   ///< > 0: each batch hides a wedge of width U(width_min_, width_)
   bool norm_pix_ = false;
   int64_t passes_ = 4;
   double width_ = 60;
@@ -246,11 +327,12 @@ Mae& as_mae(Method& m) {
 torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x,
                                       const torch::Tensor& keep) {
   torch::NoGradGuard ng;
-  ViT3d& net = as_mae(m).net();
+  Mae& mae = as_mae(m);
+  ViT3d& net = mae.net();
   auto grid = net->grid_of(x);
   const int64_t p = net->options().patch(), n = grid[0] * grid[1] * grid[2];
-  auto pred = net->decode(net->encode(x, keep), keep, grid);                    // [B, N, p^3]
   auto visible = torch::zeros({x.size(0), n}, x.options()).scatter(1, keep, 1.0);  // [B, N]
+  auto pred = mae.predict_patches(x, keep, 1.0 - visible, grid);                 // [B, N, p^3]
   auto mixed = torch::lerp(pred, vit3d_patchify(x, p), visible.unsqueeze(-1));
   return vit3d_unpatchify(mixed, p, grid);
 }
@@ -272,8 +354,16 @@ MethodInfo mae_method_info() {
   info.options = {
       {"mask_mode", "patch", "patch (hide random p^3 patches) | wedge (hide a Fourier wedge)"},
       {"mask_ratio", 0.75, "fraction of patches hidden (patch mode)"},
+      {"mask_ratio_min", 0.0,
+       "> 0: each batch hides a fraction drawn uniformly in [mask_ratio_min, mask_ratio]"},
+      {"net", "vit", "vit (ViT encoder/decoder; embeds) | unet (3D U-Net inpainting the hidden "
+                     "part from the masked volume and the mask; no embedding)"},
+      {"unet_depth", int64_t(2), "net=unet: downsampling levels"},
+      {"unet_channels", int64_t(16), "net=unet: channels at the finest level"},
       {"norm_pix", false, "per-patch normalised targets (patch mode)"},
       {"wedge_width_deg", 60.0, "width of the hidden double wedge, degrees (wedge mode)"},
+      {"wedge_width_min_deg", 0.0,
+       "> 0: each batch hides a wedge of width drawn in [wedge_width_min_deg, wedge_width_deg]"},
       {"restore_passes", int64_t(4), "restore: passes with disjoint hidden sets covering all"},
       {"patch", int64_t(8), "patch edge p, voxels (subtomogram edges: multiples of p)"},
       {"dim", int64_t(96), "encoder width (multiple of 6)"},
