@@ -31,10 +31,11 @@ BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread
   nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev gemmi-dev libgloo-dev libgtest-dev \
   pybind11-dev python3-dev
 # What only the tests use: an independent MRC reader (mrcfile, numpy), the SSIM reference
-# (scikit-image), a real browser for the HTML report (Chromium), pytest for the Python package
-# and an independent STAR reader (gemmi's Python module).
-TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage chromium python3-pytest \
-  python3-gemmi
+# (scikit-image), a real browser for the HTML report and the masking demo's page (Chromium; PIL
+# reads its screenshots), pytest for the Python package and an independent STAR reader (gemmi's
+# Python module).
+TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage python3-pil chromium \
+  python3-pytest python3-gemmi
 
 # What only `make fuzz` uses: clang with its sanitizer and libFuzzer runtimes.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libfuzzer-14-dev

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # `make demo`: simulate the `small` preset, train Noise2Noise on the CPU for a few minutes,
 # restore, report CC and PSNR against the ground truth before and after, and write the HTML
-# report (slices, Fourier planes, FSC and loss curves, and the masked-autoencoding demo:
-# `unwedge demo-mask` on the central 32^3 of the ground truth, two small mae models).
+# report (slices, Fourier planes, FSC and loss curves), and the masked-autoencoding demo
+# (`unwedge demo-mask`: two small mae U-Nets trained on crops of a simulated specimen, shown on
+# held-out structures: a particle-rich crop, a filament, a vesicle and a shipped protein map),
+# whose interactive page demo_mask.html is written beside report.html.
 # usage: scripts/demo.sh path/to/unwedge
 # environment: DEMO_OUT (default demo-out), DEMO_MINUTES (training budget, default 4),
 #              DEMO_THREADS (default 2), DEMO_PATCH (default 32),
-#              DEMO_MASK_STEPS (training steps of each demo-mask model, default 600)
+#              DEMO_MASK_MINUTES (CPU minutes of each demo-mask model, default 2)
 set -euo pipefail
 BIN=${1:?usage: demo.sh path/to/unwedge}
 OUT=${DEMO_OUT:-demo-out}
 MINUTES=${DEMO_MINUTES:-4}
 THREADS=${DEMO_THREADS:-2}
 PATCH=${DEMO_PATCH:-32}
-MASK_STEPS=${DEMO_MASK_STEPS:-600}
+MASK_MINUTES=${DEMO_MASK_MINUTES:-2}
 mkdir -p "$OUT"
 start=$(date +%s)
 say() { echo "== $*"; }
@@ -75,10 +77,38 @@ print(f"n2n: {result['steps']} steps; CC gain over the tomogram {result['cc_gain
       f"demo took {seconds} s; wrote {out}/demo.json")
 PY
 
-say "masking demo (mae, $MASK_STEPS steps per model) -> $OUT/demo_mask"
-# One thread: the small transformer ran ~20x slower with 2 (bench/RESULTS.md, BLAS section).
-"$BIN" -q --threads 1 demo-mask --in "$D/gt.mrc" --out "$OUT/demo_mask" --size 32 \
-  --steps "$MASK_STEPS" --overwrite
+say "masking demo (mae U-Nets, $MASK_MINUTES CPU min per model) -> $OUT/demo_mask"
+# Simulated ground truths: a training specimen (the small preset with another seed and more
+# vesicles and filaments) and three held-out structures; the protein map is a shipped template.
+MD="$OUT/demo_mask_data"
+mkdir -p "$MD"
+sim() {  # sim NAME ARGS...: simulate into $MD/NAME unless it is there
+  local name=$1
+  shift
+  [[ -f "$MD/$name/gt.mrc" ]] && return 0
+  "$BIN" -q --threads "$THREADS" simulate "$@" --out "$MD/$name" --overwrite > /dev/null
+}
+sim train --preset small --seed 21 --vesicles 8 --actin 4
+sim particles --preset tiny --seed 101 --particles 40 --vesicles 0 --actin 0 \
+  --microtubules 0 --gold 0
+sim filament --preset tiny --seed 102 --particles 0 --vesicles 0 --actin 1 --microtubules 0 --gold 0
+sim vesicle --preset tiny --seed 103 --particles 0 --vesicles 1 --vesicle-radius-min 100 \
+  --vesicle-radius-max 140 --actin 0 --microtubules 0 --gold 0
+MAP="$(cd "$(dirname "$0")/.." && pwd)/data/templates_10A/4v4r.mrc"
+# The two models train in parallel, one thread each, each for MASK_MINUTES of its CPU time.
+pids=()
+for mode in patch wedge; do
+  "$BIN" -q --threads 1 demo-mask --in "$MD/train/gt.mrc" --out "$OUT/demo_mask" \
+    --minutes "$MASK_MINUTES" --train-only "$mode" --overwrite &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+"$BIN" -q --threads 1 demo-mask --in "$MD/train/gt.mrc" --out "$OUT/demo_mask" \
+  --model "$OUT/demo_mask/mae_patch.uwm" --wedge-model "$OUT/demo_mask/mae_wedge.uwm" \
+  --view "particles=$MD/particles/gt.mrc" \
+  --view "filament=$MD/filament/gt.mrc" --view "vesicle=$MD/vesicle/gt.mrc" \
+  --map "ribosome 4v4r=$MAP" --overwrite
+cp "$OUT/demo_mask/demo_mask.html" "$OUT/demo_mask.html.tmp" && mv "$OUT/demo_mask.html.tmp" "$OUT/demo_mask.html"
 
 say "report -> $OUT/report.html"
 cat > "$OUT/report.json" <<JSON
@@ -92,15 +122,16 @@ cat > "$OUT/report.json" <<JSON
   ],
   "sections": [
     {"title": "Masked autoencoding: hidden patches", "image": "demo_mask/mask_patches.png",
-     "caption": "mae on the central 32^3 of the ground truth; rows: original, then masked input | reconstruction for 15, 50, 75 and 90 % of the 8^3 patches hidden (XY | XZ slices)."},
+     "caption": "mae (a small U-Net trained on crops of another simulated specimen) on a particle-rich 32^3 crop; rows: structure, then masked input | reconstruction for 15, 30, 50, 75 and 90 % of the 4^3 patches hidden (XY | XZ slices). All structures, with a slider: demo_mask.html."},
     {"title": "Reconstruction error vs mask ratio", "image": "demo_mask/error_vs_ratio.svg",
-     "caption": "MSE on the hidden patches over the variance: more hidden, less context, blurrier."},
+     "caption": "MSE on the hidden patches over the variance, per structure: more hidden, less context, blurrier."},
     {"title": "Masked autoencoding: hidden Fourier wedge", "image": "demo_mask/mask_wedge.png",
-     "caption": "mae (mask_mode=wedge); rows: original, then wedged input | reconstruction for hidden double wedges of 20, 40, 60 and 80 degrees about kz."},
-    {"title": "Reconstruction error vs hidden wedge width", "image": "demo_mask/error_vs_wedge.svg",
-     "caption": "MSE over the variance of the reconstruction and of the wedged input."}
+     "caption": "mae (mask_mode=wedge); rows: structure, then wedged input | reconstruction for hidden double wedges of 30, 45, 60 and 75 degrees about kz."},
+    {"title": "Wedge-band CC vs hidden wedge width", "image": "demo_mask/error_vs_wedge.svg",
+     "caption": "Correlation with the structure inside the hidden wedge, per structure (the wedged input has no power there)."}
   ]
 }
 JSON
 "$BIN" -q report --json "$OUT/report.json" --out "$OUT/report.html" --overwrite
 echo "report: $(cd "$OUT" && pwd)/report.html"
+echo "masking demo page: $(cd "$OUT" && pwd)/demo_mask.html"

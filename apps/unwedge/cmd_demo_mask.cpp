@@ -45,6 +45,7 @@ struct DemoParams {
   std::vector<double> ratios{0.15, 0.3, 0.5, 0.75, 0.9};
   std::vector<double> widths{30, 45, 60, 75};  ///< hidden double-wedge widths, degrees
   std::string net = "unet";
+  std::string train_only;   ///< patch | wedge: only train that model (mae_MODE.uwm), then stop
   int64_t patch = 4;        ///< patch edge of the models trained here
   int64_t steps = 0;        ///< training steps of each model trained here (0: --minutes)
   double minutes = 1.5;     ///< CPU minutes of each model trained here (when --steps is 0)
@@ -446,6 +447,15 @@ void run_demo(const DemoParams& p) {
                      " must equal --size " + std::to_string(p.size) + " (position embeddings)");
   }
   if (p.steps <= 0 && !(p.minutes > 0)) throw ValueError("--steps or --minutes must be > 0");
+  if (!p.train_only.empty()) {
+    std::filesystem::create_directories(p.out);
+    Volume vol = MrcFile(p.in).read();
+    auto stats = norm_stats_compute(vol.data, NormMode::central, 0.5, p.in);
+    vol.data = norm_apply(vol.data, stats);
+    demo_model(p, "", p.train_only, vol);
+    log_info("--train-only {}: wrote {}/mae_{}.uwm", p.train_only, p.out, p.train_only);
+    return;
+  }
   std::vector<ViewSpec> specs;
   for (const auto& s : p.views) specs.push_back(parse_view(s, false));
   for (const auto& s : p.maps) specs.push_back(parse_view(s, true));
@@ -567,6 +577,10 @@ void add_demo_mask_command(CLI::App& root, GlobalOptions&) {
                   "mae model (patch mode); default: train a small one on --in");
   cmd->add_option("--wedge-model", p->wedge_model,
                   "mae model (mask_mode=wedge); default: train a small one on --in");
+  cmd->add_option("--train-only", p->train_only,
+                  "Only train the patch or the wedge model (OUT/mae_MODE.uwm) and stop: two "
+                  "such runs in parallel, then --model/--wedge-model, use two cores")
+      ->check(CLI::IsMember({"patch", "wedge"}));
   cmd->add_option("--net", p->net, "Network of the models trained here: unet | vit")
       ->check(CLI::IsMember({"unet", "vit"}))->capture_default_str();
   cmd->add_option("--patch", p->patch, "Patch edge of the models trained here, voxels")
