@@ -50,6 +50,7 @@ struct DemoParams {
   int64_t steps = 0;        ///< training steps of each model trained here (0: --minutes)
   double minutes = 1.5;     ///< CPU minutes of each model trained here (when --steps is 0)
   int64_t batch = 8;
+  int64_t draws = 16;       ///< random patch orders the patch errors are pooled over
   int64_t size = 32;        ///< edge of the cubes shown, voxels
   int64_t train_size = 16;  ///< edge of the training crops, voxels
   uint64_t seed = 0;
@@ -227,12 +228,11 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
   const int64_t pt = mae_patch(patch_model);
   const std::array<int64_t, 3> grid{s / pt, s / pt, s / pt};
   const int64_t n = grid[0] * grid[1] * grid[2];
-  // Nested masks: for each of kDraws random orders of the patches, ratio r hides the first
+  // Nested masks: for each of p.draws random orders of the patches, ratio r hides the first
   // round(r n) of them (what 15 % hides, 30 % hides too). Errors are pooled over the draws;
   // the page shows the first draw.
-  constexpr int kDraws = 8;
   torch::manual_seed(p.seed + 1000);  // the same masks for every view
-  auto order = torch::rand({kDraws, n}).argsort(int64_t(1));  // [D, N]
+  auto order = torch::rand({p.draws, n}).argsort(int64_t(1));  // [D, N]
   for (size_t i = 0; i < p.ratios.size(); ++i) {
     const int64_t hide = std::llround(p.ratios[i] * double(n));
     if (hide < 1 || hide >= n) {
@@ -240,7 +240,7 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
                        std::to_string(hide) + " of " + std::to_string(n) + " patches");
     }
     double se = 0, se_mean = 0, cnt = 0;
-    for (int d = 0; d < kDraws; ++d) {
+    for (int64_t d = 0; d < p.draws; ++d) {
       auto keep = std::get<0>(order[d].narrow(0, hide, n - hide).sort()).unsqueeze(0);  // [1, K]
       auto hidden = torch::ones({1, n}).scatter(1, keep, 0.0);                         // [1, N]
       auto hidden_vox = vit3d_unpatchify(
@@ -268,7 +268,7 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
     r.numbers["patch"].push_back(
         {{"ratio", p.ratios[i]}, {"nmse_hidden", e}, {"nmse_hidden_mean_fill", e_mean}});
     log_info("{}: {:.0f} % hidden: MSE/variance on hidden patches {:.3f} (mean fill {:.3f}; "
-             "{} mask draws)", v.name, 100 * p.ratios[i], e, e_mean, kDraws);
+             "{} mask draws)", v.name, 100 * p.ratios[i], e, e_mean, p.draws);
   }
 
   for (double w : p.widths) {
@@ -446,6 +446,7 @@ void run_demo(const DemoParams& p) {
     throw ValueError("--net vit: --train-size " + std::to_string(p.train_size) +
                      " must equal --size " + std::to_string(p.size) + " (position embeddings)");
   }
+  if (p.draws < 1) throw ValueError("--draws " + std::to_string(p.draws) + " is not >= 1");
   if (p.steps <= 0 && !(p.minutes > 0)) throw ValueError("--steps or --minutes must be > 0");
   if (!p.train_only.empty()) {
     std::filesystem::create_directories(p.out);
@@ -596,6 +597,9 @@ void add_demo_mask_command(CLI::App& root, GlobalOptions&) {
                   "so crops smaller than --size train faster on the same context)")
       ->capture_default_str();
   cmd->add_option("--size", p->size, "Edge of the cubes shown and trained on (multiple of 8)")
+      ->capture_default_str();
+  cmd->add_option("--draws", p->draws,
+                  "Random patch orders (nested masks) the hidden-patch errors are pooled over")
       ->capture_default_str();
   cmd->add_option("--seed", p->seed, "Seed of masks and training")->capture_default_str();
   add_overwrite_flag(*cmd, p->overwrite);
