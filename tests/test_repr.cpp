@@ -210,6 +210,63 @@ TEST(Methods, MaeRestoreFillsEveryPatch) {
   EXPECT_THROW(method_create("mae", {{"mask_mode", "blob"}}), ValueError);
 }
 
+// mae with net=unet: the reconstruction copies the visible patches exactly and cannot see the
+// hidden ones (changing what they hold changes nothing); it saves and loads, restores any size,
+// trains in wedge mode, and has no token embedding.
+TEST(Methods, MaeUnetHidesWhatItMasksAndRoundTrips) {
+  torch::set_num_threads(1);
+  const nlohmann::json opts = {{"net", "unet"},        {"patch", 4},          {"unet_depth", 1},
+                               {"unet_channels", 4},    {"mask_ratio", 0.6},   {"mask_ratio_min", 0.2}};
+  torch::manual_seed(11);
+  auto m = method_create("mae", opts);
+  auto x = torch::randn({2, 1, 8, 8, 8});
+  Batch batch;
+  batch.input = x;
+  auto l = m->loss(batch);
+  ASSERT_TRUE(std::isfinite(l.item<double>()));
+  l.backward();
+  m->train(false);
+  const int64_t n = 8;  // (8/4)^3 patches
+  auto mask = mae_random_mask(2, n, 0.5, torch::kCPU);
+  auto rec = mae_reconstruct_patches(*m, x, mask.keep);
+  ASSERT_EQ(rec.sizes(), x.sizes());
+  auto hidden_vox = vit3d_unpatchify(
+      mask.hidden.unsqueeze(-1).expand({2, n, 64}).contiguous(), 4, {2, 2, 2});
+  EXPECT_TRUE(torch::equal(rec * (1 - hidden_vox), x * (1 - hidden_vox)));
+  auto changed = x + 5.0 * torch::randn_like(x) * hidden_vox;
+  EXPECT_TRUE(torch::allclose(mae_reconstruct_patches(*m, changed, mask.keep), rec, 1e-5, 1e-6));
+  // The prediction does depend on the visible part.
+  auto other = x + torch::randn_like(x) * (1 - hidden_vox);
+  EXPECT_FALSE(torch::allclose(mae_reconstruct_patches(*m, other, mask.keep) * hidden_vox,
+                               rec * hidden_vox, 1e-4, 1e-5));
+  // Save / load into a differently initialised model.
+  torch::manual_seed(12);
+  auto b = method_create("mae", m->options_json());
+  b->train(false);
+  EXPECT_FALSE(torch::allclose(mae_reconstruct_patches(*b, x, mask.keep), rec));
+  std::stringstream buf;
+  {
+    torch::serialize::OutputArchive out;
+    m->save(out);
+    out.save_to(buf);
+  }
+  torch::serialize::InputArchive in;
+  in.load_from(buf);
+  b->load(in);
+  EXPECT_TRUE(torch::equal(mae_reconstruct_patches(*b, x, mask.keep), rec));
+  auto odd = torch::randn({1, 1, 10, 8, 12});  // not multiples of 4: padded and cropped
+  EXPECT_EQ(m->restore(odd).sizes(), odd.sizes());
+  EXPECT_THROW(method_embedder(*m).embed(x), ValueError);
+  nlohmann::json wopts = opts;
+  wopts["mask_mode"] = "wedge";
+  wopts["wedge_width_min_deg"] = 30.0;
+  auto w = method_create("mae", wopts);
+  EXPECT_TRUE(std::isfinite(w->loss(batch).item<double>()));
+  EXPECT_EQ(w->restore(odd).sizes(), odd.sizes());
+  EXPECT_THROW(method_create("mae", {{"net", "cnn"}}), ValueError);
+  EXPECT_THROW(method_create("mae", {{"mask_ratio", 0.5}, {"mask_ratio_min", 0.7}}), ValueError);
+}
+
 TEST(Embedding, KnnIsPerfectOnSeparableAndChanceOnRandomLabels) {
   torch::manual_seed(8);
   // Three well-separated Gaussian clusters in 10 D.
