@@ -11,6 +11,11 @@
 // disjoint and cover all patches; each patch is taken from the pass that hid it); wedge mode
 // keeps the measured frequencies of the input and takes the missing wedge from the prediction.
 // embed(): the mean of the encoder's tokens over all patches.
+// net=unet replaces the ViT by a 3D U-Net (patch mode: the volume with the hidden voxels zeroed
+// and the voxel mask in, the volume out; wedge mode: the wedged volume in, residual), the same
+// masks and losses; it restores but has no token embedding. mask_ratio_min / wedge_width_min_deg
+// draw each batch's ratio / width uniformly up to mask_ratio / wedge_width_deg (one model for
+// every ratio, as `demo-mask` trains them).
 #pragma once
 #include <array>
 #include <cstdint>
