@@ -211,9 +211,11 @@ INSTANTIATE_TEST_SUITE_P(
         MethodCase{"ei", nlohmann::json::object()},
         MethodCase{"ei", {{"rotations", "haar"}}},
         MethodCase{"cryogen-map", {{"prior_start", 0}}},
-        MethodCase{"cryogen-map", {{"prior_start", 0}, {"rotations", "mix"}, {"proxy_noise", "white"}}},
+        MethodCase{"cryogen-map", {{"prior_start", 0}, {"rotations", "mix"}, {"proxy_noise", "white"},
+                                   {"symmetric", false}, {"detach", true}}},
         MethodCase{"cryogen-ot", {{"prior_start", 0}}},
-        MethodCase{"cryogen-ot", {{"prior_start", 0}, {"symmetric", true}, {"ddw_weight", 1.0}}},
+        MethodCase{"cryogen-ot", {{"prior_start", 0}, {"symmetric", false}, {"detach", true},
+                                  {"ddw_weight", 1.0}}},
         MethodCase{"cryogen-ot", {{"prior_start", 0}, {"ot", "sinkhorn"}, {"features", "voxels"},
                                   {"ot_points", 64}, {"rotations", "haar"}}}),
     [](const ::testing::TestParamInfo<MethodCase>& info) {

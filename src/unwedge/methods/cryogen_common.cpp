@@ -207,7 +207,7 @@ std::vector<MethodOption> wedge_prior_options(const std::string& what) {
   return {
       {"prior_share", 0.1,
        "share of the gradient on G's last layer carried by " + what + " (adaptive weight; 0: off)"},
-      {"prior_start", int64_t{200}, "step from which " + what + " is on (warm-up)"},
+      {"prior_start", int64_t{50}, "step from which " + what + " is on (warm-up)"},
       {"max_prior_weight", 100.0, "upper bound of the adaptive prior weight"},
   };
 }

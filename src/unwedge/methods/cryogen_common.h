@@ -29,14 +29,16 @@
 
 namespace unwedge {
 
-/// Defaults of the core's options (one method's choice; ei and cryogen differ).
+/// Defaults of the core's options (one method's choice; ei and cryogen differ). The CryoGEN
+/// defaults: ICECREAM's form (both directions, gradients through every term) plus noise of the
+/// data's level on pseudo-observations, which ei leaves out (bench/RESULTS.md, issue 14).
 struct ProxyCoreDefaults {
   double data_weight = 1.0;
   double eq_weight = 2.0;
   double wedge_weight = 1.0;
   std::string noise = "halves";
-  bool symmetric = false;
-  bool detach = true;
+  bool symmetric = true;
+  bool detach = false;
   std::string rotations = "cube";
   double ddw_weight = 0.0;
   std::string target = "restoration";
