@@ -716,3 +716,19 @@ TEST(TrainFiles, TiltRangePerTomogramFromTltBesideOrList) {
   f.tilt_ranges = {-40, 40, -30, 60, 0, 1};
   EXPECT_THROW(train_files_prepare(f), ValueError);
 }
+
+// --patch auto: 40 on a CPU, 64 on a GPU, never more than the smallest edge of any input,
+// rounded down to a multiple of 8 (at least 8).
+TEST(TrainJob, PatchAutoFollowsDeviceAndVolumes) {
+  auto input = [](int64_t z, int64_t y, int64_t x) {
+    TrainInput t;
+    t.a.data = torch::zeros({z, y, x});
+    return t;
+  };
+  EXPECT_EQ(train_patch_auto("cpu", {input(100, 200, 200)}), 40);
+  EXPECT_EQ(train_patch_auto("cuda:0", {input(100, 200, 200)}), 64);
+  EXPECT_EQ(train_patch_auto("cuda", {input(100, 200, 200), input(50, 200, 200)}), 48);
+  EXPECT_EQ(train_patch_auto("cpu", {input(36, 206, 94)}), 32);  // the 13-pf real volume
+  EXPECT_EQ(train_patch_auto("cpu", {input(200, 200, 20)}), 16);
+  EXPECT_EQ(train_patch_auto("cpu", {input(5, 200, 200)}), 8);
+}

@@ -147,7 +147,10 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "Stop and checkpoint after this step, keeping the full budget's schedule "
                   "(for job time limits; continue with --resume; 0 = off)")
       ->capture_default_str();
-  cmd->add_option("--patch", o.sampler.patch, "Subtomogram edge, voxels")->capture_default_str();
+  o.sampler.patch = 0;  // auto unless given
+  cmd->add_option("--patch", o.sampler.patch,
+                  "Subtomogram edge, voxels [default auto: 40 on a CPU, 64 on a GPU, at most the "
+                  "smallest volume edge, a multiple of 8; 64 for tilt-series]");
   cmd->add_option("--batch", o.batch, "Subtomograms per step")->capture_default_str();
   cmd->add_option("--val-fraction", o.sampler.val_fraction,
                   "Fraction of Y held out as the validation band (at least one patch; 0 = none)")

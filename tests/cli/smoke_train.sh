@@ -16,6 +16,9 @@ if "$BIN" -q simulate --preset tiny --out "$TS" > /dev/null 2>&1 && [[ -f "$TS/e
     --odd "$TS/odd.mrc" --out "$WORK/m.uwm" --steps 4 --resume "${TINY[@]}"
   check train-unpaired 1 "paired by position" -- "$BIN" train --method n2n \
     --even "$TS/even.mrc" "$TS/even.mrc" --odd "$TS/odd.mrc" --out "$WORK/m2.uwm" --steps 1
+  check train-patch-auto 0 "patch 32 \(auto on cpu" -- "$BIN" train --method n2n \
+    --even "$TS/even.mrc" --odd "$TS/odd.mrc" --out "$WORK/m_auto.uwm" --steps 1 --threads 1 \
+    --opt depth=1 --opt base_channels=4 --opt convs_per_level=1 --batch 2 --no-progress
   check train-patch-too-big 1 "larger than the volume" -- "$BIN" train --method n2n \
     --even "$TS/even.mrc" --odd "$TS/odd.mrc" --out "$WORK/m3.uwm" --steps 1 --patch 128
   check train-n2v-needs-in 1 "give --in" -- "$BIN" train --method n2v \

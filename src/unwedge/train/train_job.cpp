@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "unwedge/core/atomic_file.h"
+#include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/io/relion.h"
@@ -72,6 +73,14 @@ std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(
 }
 
 }  // namespace
+
+int64_t train_patch_auto(const std::string& device, const std::vector<TrainInput>& inputs) {
+  int64_t patch = device_resolve(device).rfind("cuda", 0) == 0 ? 64 : 40;
+  for (const auto& t : inputs) {
+    patch = std::min({patch, t.a.nz(), t.a.ny(), t.a.nx()});
+  }
+  return std::max<int64_t>(8, patch / 8 * 8);
+}
 
 TrainFilesOptions train_files_from_star(const TrainFilesOptions& opts) {
   if (opts.star.empty()) return opts;
@@ -168,6 +177,12 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts) {
                                   f.permissive);
   for (size_t i = 0; i < wedges.size() && i < plan.inputs.size(); ++i) {
     plan.inputs[i].wedge = wedges[i];
+  }
+  if (o.sampler.patch == 0) {  // auto: from the device and the volumes
+    o.sampler.patch = tilt ? 64 : train_patch_auto(o.device, plan.inputs);
+    log_info("patch {} (auto on {}: {}; --patch to choose)", o.sampler.patch, device_resolve(o.device),
+             tilt ? "2D pieces of tilt images"
+                  : "40 on a CPU, 64 on a GPU, at most the volumes' smallest edge");
   }
   // The run's range (stored as the model's) is the first tomogram's own when it has one.
   if (!wedges.empty() && wedges.front()) o.wedge = *wedges.front();
