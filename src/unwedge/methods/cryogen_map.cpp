@@ -130,7 +130,12 @@ MethodInfo cryogen_map_method_info() {
   info.description =
       "CryoGEN-I: T_M o R target on its own outputs + cross-half data term + adversarial energy prior on the wedge";
   info.can.halves = true;
-  info.options = proxy_core_options(ProxyCoreDefaults{});
+  // The core one-directional and detached (G as its own teacher): in ICECREAM's form cryogen-map
+  // gained overall CC but made a spurious Z profile (bench/RESULTS.md, issue 14, second round).
+  ProxyCoreDefaults core;
+  core.symmetric = false;
+  core.detach = true;
+  info.options = proxy_core_options(core);
   for (auto& o : wedge_prior_options("the energy -log D")) info.options.push_back(o);
   for (MethodOption o : std::vector<MethodOption>{
            {"r1", 1.0, "R1 gradient penalty on real observations (0: off)"},
