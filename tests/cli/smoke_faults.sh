@@ -46,9 +46,13 @@ if "$BIN" -q simulate --preset tiny --out "$Q/sim" > /dev/null 2>&1 && [[ -f "$Q
     pid=$!
     touch "$Q/k.started"
     mode=$(( kills % 3 ))  # 0: kill during a checkpoint write; 1, 2: after a new checkpoint
+    # A kill aimed at a write may land just after the rename: after 24 kills, aim only at writes
+    # until 3 of them hit one.
+    [[ $kills -ge 24 ]] && mode=0
+    enough=$(( kills >= 24 && during_write >= 3 ))
     killed=0
     while kill -0 "$pid" 2>/dev/null; do
-      [[ $kills -ge 24 ]] && break  # enough: this session runs to the end
+      [[ $enough -eq 1 ]] && break  # enough: this session runs to the end
       if [[ $mode -eq 0 ]]; then
         if temps_of "$Q" k.uwm "$pid"; then kill -KILL "$pid"; killed=1; break; fi
       else
@@ -64,7 +68,7 @@ if "$BIN" -q simulate --preset tiny --out "$Q/sim" > /dev/null 2>&1 && [[ -f "$Q
     if [[ $killed -eq 1 && $rc -eq 137 ]]; then
       kills=$((kills + 1))
       temps_of "$Q" k.uwm "$pid" && during_write=$((during_write + 1))
-    elif [[ $rc -eq 0 && $kills -ge 24 ]]; then
+    elif [[ $rc -eq 0 && $enough -eq 1 ]]; then
       done_rc=0
       break
     elif [[ $rc -ne 137 ]]; then
