@@ -11,11 +11,7 @@ set -uo pipefail
 BIN=$1
 SRC=$2
 COPY=${3:-}
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-if [[ ! -x "$CHROMIUM" ]]; then
-  echo "skip: $CHROMIUM not found"
-  exit 77
-fi
+source "$SRC/tests/browser_common.sh"  # CHROMIUM (or skip) and chrome()
 if ! /usr/bin/python3 -c "import PIL" 2>/dev/null; then
   echo "skip: python3 PIL missing"
   exit 77
@@ -35,15 +31,6 @@ if grep -qE '(src|href)="(https?:)?//|<script[^>]* src=|<link ' "$PAGE"; then
   echo "FAIL: the page references an external resource"
   fails=$((fails + 1))
 fi
-
-chrome() {  # chrome LOGFILE ARGS...
-  local log=$1
-  shift
-  timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="$WORK/profile-$RANDOM" --enable-logging=stderr --v=0 \
-    --virtual-time-budget=5000 "$@" 2>"$log"
-}
 
 # The page reads the query parameters: the DOM says which state it shows, and where its three
 # images are (for the pixel checks below, at the screenshots' window size).

@@ -8,11 +8,7 @@ set -uo pipefail
 BIN=$1
 SRC=$2
 COPY=${3:-}
-CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
-if [[ ! -x "$CHROMIUM" ]]; then
-  echo "skip: $CHROMIUM not found"
-  exit 77
-fi
+source "$SRC/tests/browser_common.sh"  # CHROMIUM (or skip) and chrome()
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 /usr/bin/python3 "$SRC/tests/report_fixture.py" "$WORK/data" 40 >/dev/null
@@ -26,15 +22,6 @@ if grep -qE '(src|href)="(https?:)?//' "$WORK/report.html"; then
   echo "FAIL: the report references the network"
   exit 1
 fi
-
-chrome() {  # chrome LOGFILE ARGS...
-  local log=$1
-  shift
-  timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    --user-data-dir="$WORK/profile-$RANDOM" --enable-logging=stderr --v=0 \
-    --virtual-time-budget=5000 "$@" 2>"$log"
-}
 
 chrome "$WORK/dom.log" --dump-dom "file://$WORK/report.html" >"$WORK/dom.html"
 fails=0
