@@ -16,6 +16,9 @@ targets=("$@")
 export LSAN_OPTIONS="suppressions=$SRC/tests/sanitize/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$SRC/tests/sanitize/ubsan.supp"
 export OMP_NUM_THREADS=1
+# Each execution writes its input to a file for the path-taking parsers: in memory when possible
+# (on a disk, the writes, not the parsers, set the pace).
+[[ -z ${TMPDIR:-} && -w /dev/shm ]] && export TMPDIR=/dev/shm
 status=0
 for t in "${targets[@]}"; do
   exe="$BUILD/tests/fuzz/fuzz_$t"
@@ -26,7 +29,7 @@ for t in "${targets[@]}"; do
   maxlen=4096
   [[ $t == checkpoint ]] && maxlen=131072
   SECONDS=0
-  nice -n 10 "$exe" -runs="$RUNS" -max_len=$maxlen -rss_limit_mb=2048 -timeout=20 \
+  nice -n "${FUZZ_NICE:-10}" "$exe" -runs="$RUNS" -max_len=$maxlen -rss_limit_mb=2048 -timeout=20 \
     -print_final_stats=1 -artifact_prefix="$BUILD/crash-$t-" "${dict[@]}" \
     "$work" "$SRC/tests/fuzz/corpus/$t" > "$BUILD/fuzz-$t.log" 2>&1
   rc=$?
