@@ -344,5 +344,21 @@ TEST_F(StarTest, AreTomo3HalvesFindTheTiltFileOfTheirTomogram) {
   EXPECT_EQ(train_tilt_file_beside(dir / "TS_8_EVN_Vol.mrc"), "");
 }
 
+
+TEST_F(StarTest, OutputRowFromAnMrcHeader) {
+  Volume v;
+  v.data = torch::zeros({3, 4, 5});  // [Z, Y, X]
+  v.meta.voxel_size = {2.5, 2.5, 2.5};
+  MrcWriteOptions wo;
+  wo.overwrite = true;
+  const std::string path = dir / "out.mrc";
+  mrc_write(path, v, wo);
+  const RelionOutput r = relion_output_from_mrc(path);
+  EXPECT_EQ(r.tomogram, path);
+  EXPECT_EQ(r.size_xyz, (std::array<int64_t, 3>{5, 4, 3}));
+  EXPECT_NEAR(r.voxel_size, 2.5, 1e-6);
+  EXPECT_THROW(relion_output_from_mrc(dir / "missing.mrc"), IoError);
+}
+
 }  // namespace
 }  // namespace unwedge

@@ -254,11 +254,7 @@ RestoreFilesResult restore_files(const RestoreFilesOptions& o_in, Distributed* d
     if (dist.is_main()) {
       const RelionTomograms t = relion_tomograms_read(o_in.star);
       std::vector<RelionOutput> outs;
-      for (const std::string& out : o.out) {
-        const MrcFile f(out);
-        const auto s = f.shape();  // [Z, Y, X]
-        outs.push_back({out, {s[2], s[1], s[0]}, f.meta().voxel_size[0]});
-      }
+      for (const std::string& out : o.out) outs.push_back(relion_output_from_mrc(out));
       star_write(out_star, relion_tomograms_with_outputs(t, outs), o.overwrite);
       log_info("wrote {} ({} tomograms in rlnTomoReconstructedTomogramDenoised)", out_star,
                outs.size());

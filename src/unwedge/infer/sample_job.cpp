@@ -214,11 +214,7 @@ SampleFilesResult sample_files_star(const SampleFilesOptions& o, Distributed& di
     all.summary["tomograms"].push_back({{"name", t.tomograms[i].name}, {"summary", r.summary}});
     all.written.insert(all.written.end(), r.written.begin(), r.written.end());
     const std::string mean = (fs::path(jobs[i].out_dir) / "mean.mrc").string();
-    if (dist.is_main()) {
-      const MrcFile f(mean);
-      const auto s = f.shape();  // [Z, Y, X]
-      outs.push_back({mean, {s[2], s[1], s[0]}, f.meta().voxel_size[0]});
-    }
+    if (dist.is_main()) outs.push_back(relion_output_from_mrc(mean));
   }
   dist.barrier();
   if (dist.is_main()) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "unwedge/core/error.h"
+#include "unwedge/io/mrc.h"
 
 namespace unwedge {
 
@@ -201,6 +202,12 @@ std::string fixed(double v, int digits) {
 }
 
 }  // namespace
+
+RelionOutput relion_output_from_mrc(const std::string& path) {
+  const MrcFile f(path);
+  const auto s = f.shape();  // [Z, Y, X]
+  return {path, {s[2], s[1], s[0]}, f.meta().voxel_size[0]};
+}
 
 StarFile relion_tomograms_with_outputs(const RelionTomograms& in,
                                        const std::vector<RelionOutput>& out) {

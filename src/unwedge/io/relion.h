@@ -64,6 +64,10 @@ struct RelionOutput {
   double voxel_size = 0;              ///< its voxel size, Å
 };
 
+/// The row of a written tomogram: its path, and its size and voxel size from its MRC header.
+/// Throws IoError/FormatError naming the file when it cannot be read.
+RelionOutput relion_output_from_mrc(const std::string& path);
+
 /// The table of `in` with the restored tomograms in rlnTomoReconstructedTomogramDenoised (the
 /// column RELION 5's denoising job writes and its picker and particle extraction read), the
 /// sizes in rlnTomoSizeX/Y/Z, and rlnTomoTomogramBinning / rlnTomoTiltSeriesPixelSize filled in
