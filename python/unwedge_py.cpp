@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 
+#include <csignal>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 
 #include <torch/torch.h>
 
+#include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/core/threads.h"
@@ -114,7 +116,8 @@ struct Interrupt {
 
 /// A progress callback (a Python callable, borrowed: the caller's frame keeps it alive) called
 /// with the report as a dict, the GIL taken for the call. A KeyboardInterrupt it raises is kept
-/// in `intr` (training stops at the next step boundary) instead of unwinding the job.
+/// in `intr` and sets the stop request (training stops at the next step boundary) instead of
+/// unwinding the job.
 ProgressFn progress_from(const py::object& cb, Interrupt* intr) {
   if (cb.is_none()) return {};
   PyObject* fn = cb.ptr();
@@ -135,6 +138,7 @@ ProgressFn progress_from(const py::object& cb, Interrupt* intr) {
     } catch (py::error_already_set& e) {
       if (intr && e.matches(PyExc_KeyboardInterrupt)) {
         intr->error.emplace(std::move(e));
+        stop_request(SIGINT);  // the run stops at the step boundary, as on Ctrl-C
         return;
       }
       throw;
@@ -323,23 +327,30 @@ PyModel py_train(const std::string& method, const py::object& even, const py::ob
   f.resume = resume;
   f.overwrite = overwrite;
   const TrainFilesPlan plan = train_files_prepare(f);
-  // Ctrl-C (KeyboardInterrupt) is seen between steps: the run stops there and saves its
-  // checkpoint, then the interrupt is raised (the model resumes with resume=True).
+  // Ctrl-C (SIGINT) while the run trains sets the stop request (core/atomic_file.h), the flag
+  // the CLI's deferred signals set: the run stops at the step boundary and saves its
+  // checkpoint, then KeyboardInterrupt is raised (the model resumes with resume=True). The
+  // interpreter's handler is set aside meanwhile (a second Ctrl-C also just stops), and a
+  // KeyboardInterrupt raised by the progress callback sets the same request.
   Interrupt intr;
-  auto stop = [&intr] {
-    py::gil_scoped_acquire gil;
-    if (intr.error) return true;
-    if (PyErr_CheckSignals() != 0) {
-      intr.error.emplace();  // fetches and clears the pending exception
-      return true;
-    }
-    return false;
-  };
-  {
+  stop_request_clear();
+  stop_signals_catch(true);
+  try {
     py::gil_scoped_release nogil;
-    train_files_run(plan, nullptr, progress_from(progress, &intr), {}, stop);
+    train_files_run(plan, nullptr, progress_from(progress, &intr));
+  } catch (...) {
+    stop_signals_catch(false);
+    stop_request_clear();
+    throw;
   }
+  stop_signals_catch(false);
+  const int stopped = stop_requested();
+  stop_request_clear();
   if (intr.error) throw *intr.error;
+  if (stopped != 0) {
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
+  }
   return PyModel(f.model, out.empty() ? tmp : nullptr);
 }
 

@@ -2,6 +2,7 @@
 // budget, training log, checkpoints (round trip, corrupt and truncated files), the Trainer's
 // step/validate/save and exact resume.
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/model/checkpoint.h"
@@ -250,6 +252,37 @@ TEST(Train, ResumedRunMatchesUninterruptedRun) {
   int lines = 0;
   for (std::string l; std::getline(log, l);) ++lines;
   EXPECT_EQ(lines, 6);
+}
+
+// One stop request for every caller (core/atomic_file.h): set during a run (here from the
+// progress report, as the Python package's Ctrl-C does), the run ends at that step boundary with
+// its checkpoint, and the result names the request.
+TEST(Train, StopRequestEndsTheRunAtAStepBoundaryWithACheckpoint) {
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 5)};
+  TrainOptions o = tiny_train_options();
+  o.steps = 20;
+  stop_request_clear();
+  ProgressFn progress = [](const ProgressReport& r) {
+    if (!r.final && r.done >= 3) stop_request(SIGINT);
+  };
+  Trainer t(o, in, TrainOutputs{dir / "m.uwm", dir / "m.jsonl"}, nullptr, progress);
+  const TrainResult r = t.run();
+  const int flag = stop_requested();
+  stop_request_clear();
+  EXPECT_EQ(r.stopped_by_signal, SIGINT);
+  EXPECT_EQ(flag, SIGINT);
+  EXPECT_EQ(r.steps, 3);
+  LoadedCheckpoint ck = checkpoint_load(dir / "m.uwm");
+  EXPECT_EQ(ck.info.step, 3);
+  EXPECT_FALSE(ck.info.finished);
+  // The first request wins; clearing it lets the next run go to its end.
+  stop_request(SIGTERM);
+  stop_request(SIGINT);
+  EXPECT_EQ(stop_requested(), SIGTERM);
+  stop_request_clear();
+  Trainer t2(o, in, TrainOutputs{dir / "m.uwm", dir / "m.jsonl", /*resume=*/true}, nullptr, {});
+  EXPECT_EQ(t2.run().steps, 20);
 }
 
 // Methods with auxiliary networks (a discriminator, an encoder) get a validation loss too: their

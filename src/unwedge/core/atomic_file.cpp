@@ -198,6 +198,35 @@ void stop_signals_defer(bool on) { g_defer = on ? 1 : 0; }
 
 int stop_requested() { return int(g_stop); }
 
+void stop_request(int reason) {
+  if (g_stop == 0) g_stop = reason;
+}
+
+void stop_request_clear() { g_stop = 0; }
+
+namespace {
+
+void on_stop_signal_catch(int sig) { stop_request(sig); }
+
+struct sigaction g_caught_old[2];
+bool g_catching = false;
+
+}  // namespace
+
+void stop_signals_catch(bool on) {
+  const int sigs[2] = {SIGINT, SIGTERM};
+  if (on && !g_catching) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal_catch;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 2; ++i) ::sigaction(sigs[i], &sa, &g_caught_old[i]);
+    g_catching = true;
+  } else if (!on && g_catching) {
+    for (int i = 0; i < 2; ++i) ::sigaction(sigs[i], &g_caught_old[i], nullptr);
+    g_catching = false;
+  }
+}
+
 void output_check_writable(const std::string& path, bool overwrite) {
   if (!overwrite && fs::exists(path)) {
     throw ExistsError(path + ": output exists (use --overwrite to replace it)");

@@ -80,7 +80,21 @@ void temporaries_remove_on_signals();
 /// loop to stop at its next safe point (training: the end of a step, then a checkpoint). A
 /// second one, or SIGHUP, ends the process as temporaries_remove_on_signals says.
 void stop_signals_defer(bool on);
-/// The deferred SIGINT or SIGTERM received (its number), or 0.
+/// The stop request: the deferred SIGINT or SIGTERM received (its number), or a request made
+/// with stop_request; 0 when none. One flag for every way a run is asked to stop (the CLI's
+/// signals, the Python package's Ctrl-C): a training run ends at its next step boundary with
+/// a checkpoint when it is set.
 int stop_requested();
+/// Sets the stop request to `reason` (a signal number) unless one is already set.
+/// Async-signal-safe.
+void stop_request(int reason);
+/// Clears the stop request (a host that has handled it, e.g. by raising KeyboardInterrupt).
+void stop_request_clear();
+
+/// While on, SIGINT and SIGTERM only set the stop request, every time (none ends the process);
+/// the handlers in place before are put back when it is turned off. For a host that runs a
+/// job without its own signal handling (the Python package while it trains, its interpreter's
+/// handler set aside). Not nested; not thread-safe against itself.
+void stop_signals_catch(bool on);
 
 }  // namespace unwedge

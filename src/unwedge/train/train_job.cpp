@@ -195,17 +195,13 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts) {
 }
 
 TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist, ProgressFn progress,
-                            const std::function<void()>& ready, std::function<bool()> stop) {
+                            const std::function<void()>& ready) {
   const bool several = dist && dist->world_size() > 1;
   log_info("training {} on {} {}; model {}, log {}{}", plan.train.method, plan.inputs.size(),
            plan.train.domain == "tilt-series" ? "tilt series" : "tomogram(s)",
            plan.outputs.model, plan.outputs.log,
            several ? fmt::format(" ({} ranks)", dist->world_size()) : "");
   Trainer trainer(plan.train, plan.inputs, plan.outputs, dist, std::move(progress));
-  if (stop) {
-    if (several) throw ValueError("a stop request works on one rank only");
-    trainer.set_stop_request(std::move(stop));
-  }
   if (ready) ready();
   try {
     return trainer.run();

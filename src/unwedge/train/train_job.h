@@ -81,10 +81,9 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts);
 /// everything (options, method options, patch against the volumes) and before any output is
 /// written: the CLI writes the resolved configuration there, so a refused run leaves nothing.
 /// A first run that fails before its first checkpoint removes its log.
-/// `stop`, when given, is asked after every step (one rank only): true stops the run there with
-/// its checkpoint saved (TrainResult::interrupted).
+/// The run stops early at a step boundary, its checkpoint saved, when the stop request is set
+/// (core/atomic_file.h: stop_requested; TrainResult::stopped_by_signal).
 TrainResult train_files_run(const TrainFilesPlan& plan, Distributed* dist = nullptr,
-                            ProgressFn progress = {}, const std::function<void()>& ready = {},
-                            std::function<bool()> stop = {});
+                            ProgressFn progress = {}, const std::function<void()>& ready = {});
 
 }  // namespace unwedge

@@ -446,8 +446,9 @@ TrainResult Trainer::run() {
   Progress bar("train " + o_.method,
                timed ? int64_t(o_.minutes * 60.0) : budget_.planned_steps(), timed ? "s" : "step",
                main_rank ? progress_ : ProgressFn{});
-  // --stop-after, or a SIGINT/SIGTERM the program deferred (stop_signals_defer): both end the
-  // run at a step boundary with a checkpoint, the schedule unchanged, to continue with --resume.
+  // --stop-after, or the stop request (core/atomic_file.h: a SIGINT/SIGTERM the program
+  // deferred, the Python package's Ctrl-C): both end the run at a step boundary with a
+  // checkpoint, the schedule unchanged, to continue with --resume.
   auto stopped = [&] {
     return (o_.stop_after > 0 && step_ >= o_.stop_after) || stop_requested() != 0;
   };
@@ -462,8 +463,7 @@ TrainResult Trainer::run() {
     if (spent) break;
     step();
     budget_.observe(step_);
-    const bool interrupted = stop_ && stop_();
-    const bool last = (!timed && budget_.spent(step_)) || stopped() || interrupted;
+    const bool last = (!timed && budget_.spent(step_)) || stopped();
     if (step_ % o_.log_every == 0 || last) {
       const TrainLogRecord r = log_window(budget_.session_s(), last);
       const std::string status =
@@ -478,10 +478,6 @@ TrainResult Trainer::run() {
       }
     }
     if (o_.checkpoint_every > 0 && step_ % o_.checkpoint_every == 0 && !last) save(false);
-    if (interrupted) {
-      result_.interrupted = true;
-      break;
-    }
   }
   // A time budget ends between log lines: the steps since the last one get theirs (the log and
   // the last loss are never empty when a step was taken).

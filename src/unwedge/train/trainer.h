@@ -92,8 +92,9 @@ struct TrainResult {
   double last_loss = 0;      ///< mean training loss of the last log window
   double last_val_loss = -1;  ///< last validation loss (-1: none)
   double seconds = 0;        ///< seconds of the budget's clock this run
-  int stopped_by_signal = 0;  ///< the deferred SIGINT/SIGTERM that ended the run early, or 0
-  bool interrupted = false;  ///< stopped early by the stop request (checkpoint saved)
+  /// The stop request (core/atomic_file.h) that ended the run early at a step boundary with
+  /// its checkpoint saved: a deferred SIGINT/SIGTERM, or the Python package's Ctrl-C; 0: none.
+  int stopped_by_signal = 0;
 };
 
 /// Where a training run writes.
@@ -134,9 +135,6 @@ class Trainer {
   /// Steps until the budget is spent (or stop_after), logging every log_every steps (with the
   /// validation loss every val_every) and checkpointing every checkpoint_every; saves at the end.
   TrainResult run();
-  /// A request to stop, asked after every step (one rank: the Python API's Ctrl-C): when it
-  /// returns true the run logs, saves its checkpoint (resumable) and returns, interrupted.
-  void set_stop_request(std::function<bool()> stop) { stop_ = std::move(stop); }
 
   /// Steps completed (including those of the run resumed).
   int64_t steps_done() const { return step_; }
@@ -156,7 +154,6 @@ class Trainer {
   TrainOutputs out_;
   Distributed* dist_ = nullptr;
   ProgressFn progress_;
-  std::function<bool()> stop_;
   int64_t rank_ = 0, world_ = 1;
   torch::Device device_{torch::kCPU};
   c10::ScalarType precision_ = c10::kFloat;
