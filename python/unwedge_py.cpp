@@ -30,6 +30,7 @@
 #include "unwedge/methods/method.h"
 #include "unwedge/model/checkpoint.h"
 #include "unwedge/model/normalize.h"
+#include "unwedge/ops/wedge_sign.h"
 #include "unwedge/sim/simulate.h"
 #include "unwedge/train/train_job.h"
 
@@ -144,6 +145,25 @@ ProgressFn progress_from(const py::object& cb, Interrupt* intr) {
       throw;
     }
   };
+}
+
+/// wedge_sign=: "auto" (from the data, ops/wedge_sign.h), +1 or False (unwedge's convention),
+/// -1 or True (mirrored). Returns 0 for auto, else +1 or -1.
+int wedge_sign_arg(const py::object& w) {
+  if (py::isinstance<py::str>(w)) {
+    const std::string t = w.cast<std::string>();
+    if (t == "auto") return 0;
+    if (t == "+1" || t == "1") return 1;
+    if (t == "-1") return -1;
+    throw ValueError("wedge_sign: '" + t + "' is not 'auto', +1 or -1");
+  }
+  if (py::isinstance<py::bool_>(w)) return w.cast<bool>() ? -1 : 1;
+  if (py::isinstance<py::int_>(w)) {
+    const int v = w.cast<int>();
+    if (v == 1 || v == -1) return v;
+    throw ValueError("wedge_sign: " + std::to_string(v) + " is not 'auto', +1 or -1");
+  }
+  throw ValueError("wedge_sign: expected 'auto', +1 or -1");
 }
 
 std::vector<double> tilt_pairs(const py::object& tr) {
@@ -281,7 +301,7 @@ PyModel py_train(const std::string& method, const py::object& even, const py::ob
                  const py::object& volumes, const std::string& star, const py::dict& options,
                  const std::string& out, int64_t steps, int64_t epochs, double minutes,
                  const std::string& budget_clock, int64_t patch, int64_t batch, double lr,
-                 uint64_t seed, const py::object& tilt_range, bool wedge_sign,
+                 uint64_t seed, const py::object& tilt_range, const py::object& wedge_sign,
                  int64_t checkpoint_every, const std::string& device, bool resume,
                  bool overwrite, const py::object& voxel_size, const py::object& progress) {
   auto tmp = std::make_shared<TempFolder>();
@@ -319,8 +339,10 @@ PyModel py_train(const std::string& method, const py::object& even, const py::ob
   if (checkpoint_every >= 0) o.checkpoint_every = checkpoint_every;
   o.device = device;
   const std::vector<double> tr = tilt_pairs(tilt_range);
-  if (!tr.empty()) o.wedge = {tr[0], tr[1], wedge_sign};
-  o.wedge.flip_sign = wedge_sign;
+  const int sign = wedge_sign_arg(wedge_sign);
+  if (!tr.empty()) o.wedge = {tr[0], tr[1], sign < 0};
+  o.wedge.flip_sign = sign < 0;
+  f.wedge_sign_auto = sign == 0;
   if (tr.size() > 2) f.tilt_ranges = tr;
   f.wedge_from_angles = f.tilt_from_files = tr.empty();
   f.model = out.empty() ? *tmp / "model.uwm" : out;
@@ -416,16 +438,23 @@ py::dict py_simulate(const std::string& preset, uint64_t seed, const py::object&
 }
 
 py::object py_evaluate(const FloatArray& restored, const FloatArray& truth,
-                       const py::object& tilt_range, bool wedge_sign, double voxel_size) {
+                       const py::object& tilt_range, const py::object& wedge_sign,
+                       double voxel_size) {
   EvalOptions o;
   const std::vector<double> tr = tilt_pairs(tilt_range);
   if (!tr.empty()) {
     o.wedge.tilt_min_deg = tr[0];
     o.wedge.tilt_max_deg = tr[1];
   }
-  o.wedge.sign_flip = wedge_sign;
+  const int sign = wedge_sign_arg(wedge_sign);
+  o.wedge.sign_flip = sign < 0;
   o.voxel_size = voxel_size;
   const at::Tensor a = tensor_from(restored, "restored"), b = tensor_from(truth, "truth");
+  if (sign == 0) {  // from the restored volume, as `unwedge eval --wedge-sign auto`
+    wedge_check(o.wedge);
+    o.wedge.sign_flip =
+        wedge_sign_detect(a, o.wedge.tilt_min_deg, o.wedge.tilt_max_deg).sign_flip;
+  }
   if (a.sizes() != b.sizes()) {
     throw ShapeError("evaluate: restored " + std::to_string(a.size(0)) + "x" +
                      std::to_string(a.size(1)) + "x" + std::to_string(a.size(2)) +
@@ -488,7 +517,7 @@ PYBIND11_MODULE(_unwedge, m) {
   m.def("evaluate", &py_evaluate,
         "Metrics of a restoration against a ground truth (dict as `unwedge eval --json`)",
         py::arg("restored"), py::arg("truth"), py::arg("tilt_range") = py::none(),
-        py::arg("wedge_sign") = false, py::arg("voxel_size") = 1.0);
+        py::arg("wedge_sign") = 1, py::arg("voxel_size") = 1.0);
   py::class_<PyModel>(m, "Model")
       .def_static("load", [](const std::string& path) { return PyModel(path); },
                   py::arg("path"))
@@ -521,7 +550,7 @@ PYBIND11_MODULE(_unwedge, m) {
         py::arg("out") = "", py::arg("steps") = 0, py::arg("epochs") = 0,
         py::arg("minutes") = 0.0, py::arg("budget_clock") = "wall", py::arg("patch") = 0,
         py::arg("batch") = 0, py::arg("lr") = 0.0, py::arg("seed") = 0,
-        py::arg("tilt_range") = py::none(), py::arg("wedge_sign") = false,
+        py::arg("tilt_range") = py::none(), py::arg("wedge_sign") = "auto",
         py::arg("checkpoint_every") = -1, py::arg("device") = "cpu", py::arg("resume") = false,
         py::arg("overwrite") = false, py::arg("voxel_size") = 1.0,
         py::arg("progress") = py::none());

@@ -15,6 +15,7 @@
 #include "unwedge/ops/fourier.h"
 #include "unwedge/ops/rotate.h"
 #include "unwedge/ops/wedge.h"
+#include "unwedge/ops/wedge_sign.h"
 
 using namespace unwedge;
 
@@ -211,6 +212,85 @@ TEST(Wedge, RejectsBadRange) {
   EXPECT_THROW(wedge_mask_rfft({4, 4, 4}, WedgeGeometry{30, -30}, torch::kCPU), ValueError);
   EXPECT_THROW(wedge_mask_rfft({4, 4, 4}, WedgeGeometry{-95, 30}, torch::kCPU), ValueError);
   EXPECT_THROW(wedge_apply(torch::zeros({4, 4, 4}), torch::zeros({4, 4, 4})), ShapeError);
+}
+
+namespace {
+
+/// A sum of plane waves cos(2 pi (iz z / N + iy y / N + ix x / N) + phase) on an N^3 grid:
+/// its spectrum lives exactly on the listed integer frequencies (and their mirrors), so the
+/// angle atan2(iz, ix) of each is known without any mask code.
+at::Tensor plane_waves(int64_t n, const std::vector<std::array<int, 3>>& waves) {
+  auto r = torch::arange(n, torch::kDouble);
+  auto z = r.view({n, 1, 1}), y = r.view({1, n, 1}), x = r.view({1, 1, n});
+  at::Tensor v = torch::zeros({n, n, n}, torch::kDouble);
+  double phase = 0.3;
+  for (const auto& w : waves) {  // {iz, iy, ix}
+    v = v + torch::cos(2 * M_PI * (w[0] * z + w[1] * y + w[2] * x) / double(n) + phase);
+    phase += 0.7;
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST(WedgeSign, BandPowerFractionClosedForms) {
+  const int64_t n = 16;
+  const std::array<int64_t, 3> shape{n, n, n};
+  // A wave along X only lies in the kz = 0 plane (always measured): no power in any wedge band;
+  // a wave along Z only lies on the pure-kz column (missing unless the range reaches 90).
+  at::Tensor along_x = plane_waves(n, {{0, 0, 3}});
+  at::Tensor along_z = plane_waves(n, {{4, 0, 0}});
+  at::Tensor missing = 1.0 - wedge_mask_rfft(shape, WedgeGeometry{-60, 60}, torch::kCPU);
+  EXPECT_NEAR(wedge_band_power_fraction(along_x, missing), 0.0, 1e-12);
+  EXPECT_NEAR(wedge_band_power_fraction(along_z, missing), 1.0, 1e-12);
+  // The whole half-grid (DC excluded) holds all the power; equal-amplitude waves split it evenly.
+  EXPECT_NEAR(wedge_band_power_fraction(plane_waves(n, {{0, 0, 3}, {4, 0, 0}}), missing), 0.5,
+              1e-12);
+  EXPECT_NEAR(wedge_band_power_fraction(along_x, torch::ones_like(missing)), 1.0, 1e-12);
+  EXPECT_TRUE(std::isnan(wedge_band_power_fraction(torch::ones({n, n, n}), missing)));
+}
+
+TEST(WedgeSign, PicksTheConventionWhoseBandIsEmpty) {
+  // Waves at angles atan2(iz, ix) of 0, 29.7, 58.0 and -39.8 degrees: all inside -50..65 in
+  // unwedge's convention; 58.0 lies outside the mirrored range -65..50.
+  const std::vector<std::array<int, 3>> waves{{0, 1, 3}, {4, 2, 7}, {8, 0, 5}, {-5, 3, 6}};
+  at::Tensor v = plane_waves(32, waves);
+  WedgeSignChoice c = wedge_sign_detect(v, -50, 65);
+  ASSERT_TRUE(c.decided);
+  EXPECT_FALSE(c.sign_flip);
+  EXPECT_NEAR(c.power_plus, 0.0, 1e-12);
+  EXPECT_NEAR(c.power_minus, 0.25, 1e-9);  // one of four equal waves
+  EXPECT_LT(c.ratio, 1e-9);
+  // Mirrored along X (angle -> -angle), or along Z: the other convention.
+  for (int64_t dim : {2, 0}) {
+    WedgeSignChoice m = wedge_sign_detect(v.flip({dim}), -50, 65);
+    ASSERT_TRUE(m.decided);
+    EXPECT_TRUE(m.sign_flip) << "mirrored along dim " << dim;
+    EXPECT_NEAR(m.power_minus, 0.0, 1e-12);
+    EXPECT_NEAR(m.power_plus, 0.25, 1e-9);
+  }
+  // Both mirrored (a 180-degree turn about Y): the same convention.
+  EXPECT_FALSE(wedge_sign_detect(v.flip({0, 2}), -50, 65).sign_flip);
+  // A range stated the other way round (-65..50) for the original is the flipped convention.
+  EXPECT_TRUE(wedge_sign_detect(v, -65, 50).sign_flip);
+  // Measured on a central box (here 20 of 32 voxels: the waves no longer fit it, their power
+  // leaks): the same decisions.
+  WedgeSignChoice box = wedge_sign_detect(v, -50, 65, /*max_edge=*/20);
+  EXPECT_FALSE(box.sign_flip);
+  EXPECT_LT(box.power_plus, 0.5 * box.power_minus);
+  EXPECT_TRUE(wedge_sign_detect(v.flip({2}), -50, 65, /*max_edge=*/20).sign_flip);
+}
+
+TEST(WedgeSign, SymmetricRangeIsLeftAlone) {
+  at::Tensor v = plane_waves(16, {{0, 1, 3}, {3, 0, 5}});
+  WedgeSignChoice c = wedge_sign_detect(v, -60, 60);
+  EXPECT_FALSE(c.decided);
+  EXPECT_FALSE(c.sign_flip);
+  EXPECT_FALSE(wedge_sign_detect(v, -60.2, 60).decided);  // within the 0.5 degree tolerance
+  EXPECT_TRUE(wedge_sign_detect(v, -59, 60).decided);
+  EXPECT_NE(wedge_sign_describe(c, -60, 60, "v.mrc").find("symmetric"), std::string::npos);
+  EXPECT_THROW(wedge_sign_detect(v, 30, -30), ValueError);
+  EXPECT_THROW(wedge_sign_detect(torch::zeros({4, 4}), -50, 65), ShapeError);
 }
 
 TEST(Rotate, CubeGroupClosedWithInverses) {

@@ -8,6 +8,26 @@
 
 namespace unwedge::cli {
 
+void add_wedge_sign_option(CLI::App& cmd, std::string& text, WedgeSignMode dflt) {
+  const char* d = dflt == WedgeSignMode::automatic ? "auto" : dflt == WedgeSignMode::minus ? "-1"
+                                                                                          : "+1";
+  cmd.add_option("--wedge-sign", text,
+                 std::string("Wedge convention for an asymmetric tilt range: +1 (unwedge's), -1 "
+                             "(mirrored: theta -> -theta), or auto (the sign whose missing band "
+                             "holds less of the volume's power, logged with both powers); the "
+                             "flag alone means -1 (default: ") + d + ")")
+      ->expected(0, 1);
+}
+
+WedgeSignMode wedge_sign_parse(const std::string& text, bool given, WedgeSignMode dflt) {
+  if (!given) return dflt;
+  // true/false: configuration files written when --wedge-sign was an on/off flag.
+  if (text.empty() || text == "-1" || text == "true") return WedgeSignMode::minus;
+  if (text == "+1" || text == "1" || text == "false") return WedgeSignMode::plus;
+  if (text == "auto") return WedgeSignMode::automatic;
+  throw ValueError("--wedge-sign: '" + text + "' is not auto, +1 or -1");
+}
+
 void add_overwrite_flag(CLI::App& cmd, bool& overwrite) {
   cmd.add_flag("--overwrite", overwrite, "Replace outputs that already exist (default: refuse)");
 }

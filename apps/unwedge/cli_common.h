@@ -17,6 +17,16 @@ struct GlobalOptions {
   std::string command_line; ///< the command as typed, for label lines and configs
 };
 
+/// How a command picks the wedge convention (ops/wedge.h sign_flip, ops/wedge_sign.h).
+enum class WedgeSignMode { plus, minus, automatic };
+
+/// Adds `--wedge-sign [auto|+1|-1]` to `cmd`, bound to `text`; `dflt` is what no flag means
+/// (printed in --help). The flag alone means -1 (it took no value before).
+void add_wedge_sign_option(CLI::App& cmd, std::string& text, WedgeSignMode dflt);
+/// The mode `add_wedge_sign_option` parsed: `given` is cmd.count("--wedge-sign").
+/// Throws ValueError naming the value when it is none of auto, +1, 1, -1.
+WedgeSignMode wedge_sign_parse(const std::string& text, bool given, WedgeSignMode dflt);
+
 /// Adds `--overwrite` to a command that writes outputs.
 void add_overwrite_flag(CLI::App& cmd, bool& overwrite);
 /// Adds `--permissive` (accept common MRC quirks with a warning) to a command that reads MRC.

@@ -12,6 +12,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/eval/evaluate.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/ops/wedge_sign.h"
 
 namespace unwedge::cli {
 
@@ -20,7 +21,8 @@ namespace {
 struct EvalParams {
   std::string in, truth, half1, half2, mask, std_map, json;
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
-  bool wedge_sign = false;
+  std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
+  bool wedge_sign_given = false;
   double deep_margin = 10.0;     ///< degrees past the tilt limit
   double cone_angle = 30.0;      ///< directional FSC half-angle, degrees
   double mask_soft = 2.0;        ///< voxels
@@ -81,7 +83,15 @@ void run_eval(const EvalParams& p) {
   EvalOptions o;
   o.wedge.tilt_min_deg = p.tilt_range[0];
   o.wedge.tilt_max_deg = p.tilt_range[1];
-  o.wedge.sign_flip = p.wedge_sign;
+  const WedgeSignMode sign =
+      wedge_sign_parse(p.wedge_sign, p.wedge_sign_given, WedgeSignMode::plus);
+  o.wedge.sign_flip = sign == WedgeSignMode::minus;
+  if (sign == WedgeSignMode::automatic) {  // read from the restored volume (or the first half)
+    wedge_check(o.wedge);
+    const WedgeSignChoice c = wedge_sign_detect(a.data, o.wedge.tilt_min_deg, o.wedge.tilt_max_deg);
+    o.wedge.sign_flip = c.sign_flip;
+    log_info("{}", wedge_sign_describe(c, o.wedge.tilt_min_deg, o.wedge.tilt_max_deg, pa));
+  }
   o.deep_margin_deg = p.deep_margin;
   o.cone_half_angle_deg = p.cone_angle;
   o.mask_soft_sigma = p.mask_soft;
@@ -139,7 +149,7 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
                   "Tilt range in degrees defining the measured and missing-wedge bands")
       ->expected(2)
       ->capture_default_str();
-  cmd->add_flag("--wedge-sign", p->wedge_sign, "Mirror the wedge convention (theta -> -theta)");
+  add_wedge_sign_option(*cmd, p->wedge_sign, WedgeSignMode::plus);
   cmd->add_option("--deep-margin", p->deep_margin,
                   "Degrees past the tilt limit where the deep wedge band starts")
       ->check(CLI::Range(0.0, 90.0))
@@ -160,6 +170,7 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
   add_permissive_flag(*cmd, p->permissive);
   add_overwrite_flag(*cmd, p->overwrite);
   cmd->callback([p, cmd] {
+    p->wedge_sign_given = cmd->count("--wedge-sign") > 0;
     run_eval(*p);
     if (!p->json.empty()) write_config_beside(*cmd, p->json);
   });

@@ -13,6 +13,7 @@
 #include "unwedge/eval/png.h"
 #include "unwedge/eval/ring.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/ops/wedge_sign.h"
 
 namespace unwedge::cli {
 
@@ -28,7 +29,8 @@ struct RingParams {
   int band = 2;
   bool dark = false;
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
-  bool wedge_sign = false;
+  std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
+  bool wedge_sign_given = false;
   double deep_margin = 10.0;  ///< degrees past the tilt limit
   std::string json, png;
   int zoom = 3;
@@ -61,7 +63,9 @@ void run_ring(const RingParams& p) {
   o.band = p.band;
   o.wedge.tilt_min_deg = p.tilt_range[0];
   o.wedge.tilt_max_deg = p.tilt_range[1];
-  o.wedge.sign_flip = p.wedge_sign;
+  const WedgeSignMode sign =
+      wedge_sign_parse(p.wedge_sign, p.wedge_sign_given, WedgeSignMode::plus);
+  o.wedge.sign_flip = sign == WedgeSignMode::minus;
   o.deep_margin_deg = p.deep_margin;
   wedge_check(o.wedge);
   const std::string lat = o.axis == 'y' ? "X" : "Y";
@@ -72,6 +76,14 @@ void run_ring(const RingParams& p) {
   for (size_t i = 0; i < p.in.size(); ++i) {
     Volume v = mrc_read_finite(p.in[i], MrcReadOptions{p.permissive});
     at::Tensor d = p.dark ? -v.data.to(torch::kDouble) : v.data.to(torch::kDouble);
+    nlohmann::json autosign;
+    if (sign == WedgeSignMode::automatic) {
+      const WedgeSignChoice c = wedge_sign_detect(d, o.wedge.tilt_min_deg, o.wedge.tilt_max_deg);
+      o.wedge.sign_flip = c.sign_flip;
+      log_info("{}", wedge_sign_describe(c, o.wedge.tilt_min_deg, o.wedge.tilt_max_deg, p.in[i]));
+      autosign = {{"decided", c.decided}, {"power_plus", c.power_plus},
+                  {"power_minus", c.power_minus}};
+    }
     RingMeasure m;
     try {
       m = ring_measure(d, o);
@@ -83,6 +95,7 @@ void run_ring(const RingParams& p) {
     nlohmann::json j = ring_to_json(m, o, v.meta.voxel_size[0]);
     j["file"] = p.in[i];
     j["label"] = label;
+    if (!autosign.is_null()) j["wedge_sign_auto"] = autosign;
     out["volumes"].push_back(j);
     std::printf("%s: ring Z/%s %s (Z %s%s, %s %s%s vox), moment Z/%s %s, wedge power %s %% "
                 "(deep %s %%)\n",
@@ -141,7 +154,7 @@ void add_ring_command(CLI::App& root, GlobalOptions& g) {
                   "Tilt range in degrees defining the missing-wedge band")
       ->expected(2)
       ->capture_default_str();
-  cmd->add_flag("--wedge-sign", p->wedge_sign, "Mirror the wedge convention (default: off)");
+  add_wedge_sign_option(*cmd, p->wedge_sign, WedgeSignMode::plus);
   cmd->add_option("--deep-margin", p->deep_margin,
                   "Degrees past the tilt limit where the deep wedge band starts")
       ->check(CLI::Range(0.0, 90.0))
@@ -156,6 +169,7 @@ void add_ring_command(CLI::App& root, GlobalOptions& g) {
   add_permissive_flag(*cmd, p->permissive);
   add_overwrite_flag(*cmd, p->overwrite);
   cmd->callback([p, cmd] {
+    p->wedge_sign_given = cmd->count("--wedge-sign") > 0;
     run_ring(*p);
     if (!p->json.empty() || !p->png.empty()) {
       write_config_beside(*cmd, !p->json.empty() ? p->json : p->png);

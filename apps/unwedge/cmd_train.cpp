@@ -24,7 +24,7 @@ struct TrainParams {
   std::vector<std::string> opts;   ///< --opt KEY=VALUE
   std::string norm = "central";
   std::vector<double> tilt_range{-60.0, 60.0};
-  bool wedge_sign = false;
+  std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
   bool no_progress = false;
   static constexpr int64_t kDefaultSteps = 1000;
 };
@@ -41,7 +41,10 @@ void run_train(TrainParams& p, const CLI::App& cmd, const GlobalOptions& g) {
   for (size_t i = 0; i < tr.size(); i += 2) {
     if (!(tr[i] < tr[i + 1])) throw ValueError("--tilt-range: expected MIN < MAX in each pair");
   }
-  o.wedge = {tr[0], tr[1], p.wedge_sign};
+  const WedgeSignMode sign = wedge_sign_parse(p.wedge_sign, cmd.count("--wedge-sign") > 0,
+                                              WedgeSignMode::automatic);
+  o.wedge = {tr[0], tr[1], sign == WedgeSignMode::minus};
+  p.job.wedge_sign_auto = sign == WedgeSignMode::automatic;
   if (tr.size() > 2) p.job.tilt_ranges = tr;
   p.job.wedge_from_angles = p.job.tilt_from_files = cmd.count("--tilt-range") == 0;
   const std::string config = config_path_beside(p.job.model);
@@ -196,7 +199,7 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "(tomo.tlt for tomo.mrc or tomo_even.mrc) where there is one")
       ->expected(2, 2 * 4096)
       ->capture_default_str();
-  cmd->add_flag("--wedge-sign", p->wedge_sign, "Mirrored wedge convention (default: off)");
+  add_wedge_sign_option(*cmd, p->wedge_sign, WedgeSignMode::automatic);
   cmd->add_flag("--resume", f.resume,
                 "Continue from --out (same inputs and options; same result as one run)");
   cmd->add_flag("--no-progress", p->no_progress, "No progress bar");

@@ -3,6 +3,7 @@ round trip, the `unwedge` program for restoration, and the checkpoint a Ctrl-C l
 
 Run by CTest (python_pytest) with PYTHONPATH=build/python and UNWEDGE_BIN=build/unwedge.
 """
+import json
 import os
 import signal
 import subprocess
@@ -183,3 +184,21 @@ def test_sample_equals_the_program(sim, tmp_path):
         assert post[name].shape == theirs.shape
         assert np.max(np.abs(post[name] - theirs)) <= 1e-6 * max(1.0, float(np.abs(theirs).max()))
     assert post["summary"]["ess_min"] > 0
+
+
+def _same(a, b):
+    """Equal nested results, NaN equal to NaN."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_wedge_sign_choices_in_evaluate(sim):
+    s, _ = sim
+    # Symmetric range (the simulation's -60..60): every sign gives the same metrics.
+    a = unwedge.evaluate(s["tomo"], s["gt"], tilt_range=(-60, 60), wedge_sign=1)
+    b = unwedge.evaluate(s["tomo"], s["gt"], tilt_range=(-60, 60), wedge_sign="auto")
+    c = unwedge.evaluate(s["tomo"], s["gt"], tilt_range=(-60, 60), wedge_sign=True)
+    assert b["wedge_sign_flip"] is False and c["wedge_sign_flip"] is True
+    assert _same(a["metrics"], b["metrics"]) and _same(a["metrics"], c["metrics"])
+    with pytest.raises(ValueError, match="wedge_sign: 'up' is not 'auto', \\+1 or -1"):
+        unwedge.evaluate(s["tomo"], s["gt"], tilt_range=(-50, 65), wedge_sign="up")
+

@@ -9,6 +9,7 @@
 #include "unwedge/core/error.h"
 #include "unwedge/eval/metrics.h"
 #include "unwedge/ops/fourier.h"
+#include "unwedge/ops/wedge_sign.h"
 
 namespace unwedge {
 
@@ -185,16 +186,7 @@ RingMeasure ring_measure_section(const at::Tensor& section, const RingOptions& o
 }
 
 double wedge_power_fraction(const at::Tensor& v, const at::Tensor& band) {
-  if (v.dim() != 3) throw ShapeError("wedge power fraction: expected a 3-D volume");
-  at::Tensor d = v.to(torch::kDouble);
-  d = d - d.mean();
-  at::Tensor f = fourier_rfft3(d);  // [Z, Y, X/2+1]
-  at::Tensor p = rfft_weights({v.size(0), v.size(1), v.size(2)}) * f.abs().pow(2);
-  p.index_put_({0, 0, 0}, 0.0);  // DC
-  if (band.sizes() != p.sizes()) throw ShapeError("wedge power fraction: band shape mismatch");
-  const double total = p.sum().item<double>();
-  if (!(total > 0)) return kNaN;
-  return (p * band.to(torch::kDouble)).sum().item<double>() / total;
+  return wedge_band_power_fraction(v, band);  // ops/wedge_sign.h: the measure the sign uses
 }
 
 RingMeasure ring_measure(const at::Tensor& v, const RingOptions& o) {

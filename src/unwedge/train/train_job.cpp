@@ -9,6 +9,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/io/relion.h"
 #include "unwedge/io/tilt.h"
+#include "unwedge/ops/wedge_sign.h"
 
 namespace unwedge {
 
@@ -178,6 +179,19 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts) {
   for (size_t i = 0; i < wedges.size() && i < plan.inputs.size(); ++i) {
     plan.inputs[i].wedge = wedges[i];
   }
+  if (f.wedge_sign_auto && !tilt) {
+    for (size_t i = 0; i < plan.inputs.size(); ++i) {
+      TrainInput& t = plan.inputs[i];
+      MethodWedge w = t.wedge ? *t.wedge : o.wedge;
+      if (wedge_range_symmetric(w.tilt_min_deg, w.tilt_max_deg)) continue;
+      // The halves' mean (less noise) where there are two, else the tomogram.
+      const at::Tensor v = t.b.data.defined() ? (t.a.data + t.b.data) * 0.5 : t.a.data;
+      const WedgeSignChoice c = wedge_sign_detect(v, w.tilt_min_deg, w.tilt_max_deg);
+      w.flip_sign = c.sign_flip;
+      t.wedge = w;
+      log_info("{}", wedge_sign_describe(c, w.tilt_min_deg, w.tilt_max_deg, t.name));
+    }
+  }
   if (o.sampler.patch == 0) {  // auto: from the device and the volumes
     o.sampler.patch = tilt ? 64 : train_patch_auto(o.device, plan.inputs);
     log_info("patch {} (auto on {}: {}; --patch to choose)", o.sampler.patch, device_resolve(o.device),
@@ -185,7 +199,7 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts) {
                   : "40 on a CPU, 64 on a GPU, at most the volumes' smallest edge");
   }
   // The run's range (stored as the model's) is the first tomogram's own when it has one.
-  if (!wedges.empty() && wedges.front()) o.wedge = *wedges.front();
+  if (!plan.inputs.empty() && plan.inputs.front().wedge) o.wedge = *plan.inputs.front().wedge;
   if (tilt && plan.inputs.front().a.nz() != int64_t(o.angles_deg.size())) {
     throw ValueError("--domain tilt-series: " + f.angles + " has " +
                      std::to_string(o.angles_deg.size()) + " angles but " + f.tilt_series +

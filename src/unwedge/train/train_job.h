@@ -36,6 +36,11 @@ struct TrainFilesOptions {
   /// Each tomogram's tilt range from a `.tlt` beside it (train_tilt_file_beside) where there is
   /// one (the caller gave no tilt range); the others keep train.wedge.
   bool tilt_from_files = false;
+  /// Each tomogram's wedge sign from its own data where its range is asymmetric
+  /// (ops/wedge_sign.h: the convention whose missing band holds less power), logged with both
+  /// powers; train.wedge.flip_sign then applies only to symmetric ranges (where it changes
+  /// nothing). Off: train.wedge.flip_sign for every tomogram. Tomogram domain only.
+  bool wedge_sign_auto = false;
   std::string model;                       ///< the model to write (.uwm)
   bool resume = false;                     ///< continue from `model`
   bool overwrite = false;                  ///< replace an existing model and log
