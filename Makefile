@@ -32,10 +32,11 @@ BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread
   pybind11-dev python3-dev
 # What only the tests use: an independent MRC reader (mrcfile, numpy), the SSIM reference
 # (scikit-image), a real browser for the HTML report and the masking demo's page (Chromium; PIL
-# reads its screenshots), pytest for the Python package and an independent STAR reader (gemmi's
-# Python module).
+# reads its screenshots), pytest for the Python package, an independent STAR reader (gemmi's
+# Python module) and torch for the package's tensor calls (python3-torch: the same source package
+# and version as libtorch-dev).
 TEST_PACKAGES := python3-numpy python3-mrcfile python3-skimage python3-pil chromium \
-  python3-pytest python3-gemmi
+  python3-pytest python3-gemmi python3-torch
 
 # What only `make fuzz` uses: clang with its sanitizer and libFuzzer runtimes.
 FUZZ_PACKAGES := clang-14 libclang-rt-14-dev libfuzzer-14-dev

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
@@ -470,6 +471,10 @@ py::object py_evaluate(const FloatArray& restored, const FloatArray& truth,
 PYBIND11_MODULE(_unwedge, m) {
   using namespace unwedge;
   m.doc() = "unwedge: restore cryo-electron tomograms without ground truth (numpy [Z, Y, X])";
+  // The LibTorch this module was built against (major.minor, as torch/version.h says): the
+  // package takes torch tensors when the importable torch has the same (python/unwedge).
+  m.attr("libtorch_version") =
+      std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

@@ -202,3 +202,71 @@ def test_wedge_sign_choices_in_evaluate(sim):
     with pytest.raises(ValueError, match="wedge_sign: 'up' is not 'auto', \\+1 or -1"):
         unwedge.evaluate(s["tomo"], s["gt"], tilt_range=(-50, 65), wedge_sign="up")
 
+
+# --- torch tensors (Debian's python3-torch, the package matching libtorch-dev) -----------------
+
+def _torch():
+    ok, why = unwedge.torch_support()
+    if not ok:
+        pytest.skip(why)
+    import torch
+    return torch
+
+
+def test_torch_tensors_give_the_numpy_paths_values(sim, model, tmp_path):
+    torch = _torch()
+    s, out = sim
+    # read_mrc / write_mrc
+    data, _ = unwedge.read_mrc(str(out / "tomo.mrc"))
+    t, header = unwedge.read_mrc(str(out / "tomo.mrc"), tensor=True)
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+    np.testing.assert_array_equal(t.numpy(), data)
+    unwedge.write_mrc(str(tmp_path / "t.mrc"), t * 2, header=header)
+    back, _ = unwedge.read_mrc(str(tmp_path / "t.mrc"))
+    np.testing.assert_array_equal(back, data * 2)
+    # restore: one volume and a pair of halves; a tensor back, equal to the array path's values
+    r_np = model.restore(data, tile=32, overlap=8)
+    r_t = model.restore(t, tile=32, overlap=8)
+    assert isinstance(r_t, torch.Tensor) and r_t.shape == (32, 64, 64)
+    np.testing.assert_array_equal(r_t.numpy(), r_np)
+    even, odd = torch.from_numpy(s["even"]), torch.from_numpy(s["odd"])
+    h_np = model.restore(even=s["even"], odd=s["odd"], tile=32, overlap=8)
+    h_t = model.restore(even=even, odd=odd.double(), tile=32, overlap=8)  # any float dtype
+    np.testing.assert_array_equal(h_t.numpy(), h_np)
+    # evaluate
+    e_np = unwedge.evaluate(r_np, s["gt"])
+    e_t = unwedge.evaluate(r_t, torch.from_numpy(s["gt"]))
+    assert _same(e_t["metrics"], e_np["metrics"])
+    # train on tensors: the same model as on arrays (same seed, same steps)
+    m_t = unwedge.train("n2n", even=even, odd=odd, options=TINY, patch=16, batch=2, steps=2,
+                        out=str(tmp_path / "mt.uwm"))
+    m_np = unwedge.train("n2n", even=s["even"], odd=s["odd"], options=TINY, patch=16, batch=2,
+                         steps=2, out=str(tmp_path / "mn.uwm"))
+    np.testing.assert_array_equal(m_t.restore(t, tile=32, overlap=8).numpy(),
+                                  m_np.restore(data, tile=32, overlap=8))
+
+
+def test_torch_tensors_in_sample(sim, tmp_path):
+    torch = _torch()
+    s, _ = sim
+    mc = unwedge.train("cryowgen-mc", even=s["even"], odd=s["odd"], options=TINY, patch=24,
+                       batch=2, steps=2, out=str(tmp_path / "mc.uwm"))
+    a = mc.sample(even=s["even"], odd=s["odd"], n=2, seed=4, tile=32, overlap=8)
+    b = mc.sample(even=torch.from_numpy(s["even"]), odd=torch.from_numpy(s["odd"]), n=2, seed=4,
+                  tile=32, overlap=8)
+    for name in ("mean", "std"):
+        assert isinstance(b[name], torch.Tensor)
+        np.testing.assert_array_equal(b[name].numpy(), a[name])
+
+
+def test_a_torch_that_does_not_match_is_refused_with_the_reason(sim, monkeypatch):
+    torch = _torch()
+    s, _ = sim
+    monkeypatch.setattr(unwedge._unwedge, "libtorch_version", "0.1")
+    ok, why = unwedge.torch_support()
+    assert not ok and "is not the LibTorch 0.1 unwedge was built against" in why
+    with pytest.raises(TypeError, match="a torch tensor was given but torch .* is not the "
+                                        "LibTorch 0.1"):
+        unwedge.evaluate(torch.from_numpy(s["tomo"]), s["gt"])
+    # numpy arrays are unaffected
+    assert "metrics" in unwedge.evaluate(s["tomo"], s["gt"])
