@@ -167,6 +167,24 @@ TEST_F(StarTest, WrittenTextParsesBackToTheSameTable) {
   EXPECT_EQ(back.blocks[0].loops[0].rows, star.blocks[0].loops[0].rows);
 }
 
+TEST_F(StarTest, ValuesWithLineBreaksAreWrittenAsTextFieldsAndReadBack) {
+  // Found by fuzz_star: a ';' text field read from a file could not be written back.
+  StarFile star;
+  star.blocks.push_back({"global", {{"rlnJobNote", "line one\n  line two\n"}}, {}});
+  star.blocks[0].loops.push_back(
+      {{"rlnTomoName", "rlnNote"}, {{"TS_01", ";first\nsecond"}, {"TS_02", "plain"}}});
+  const std::string text = star_format(star);
+  EXPECT_NE(text.find("\n;line one\n  line two\n\n;"), std::string::npos) << text;
+  const StarFile back = star_parse(text, "w.star");
+  ASSERT_EQ(back.blocks.size(), 1u);
+  EXPECT_EQ(back.blocks[0].pairs, star.blocks[0].pairs);
+  EXPECT_EQ(back.blocks[0].loops.at(0).rows, star.blocks[0].loops[0].rows);
+  EXPECT_EQ(star_format(back), text);
+  // A line that starts with ';' cannot be inside a text field: refused, not written wrong.
+  star.blocks[0].pairs[0].second = "a\n;b";
+  EXPECT_THROW(star_format(star), ValueError);
+}
+
 TEST_F(StarTest, ReadsTomogramsHalvesAnglesAndVoxelSize) {
   const RelionTomograms t = relion_tomograms_read(write_project());
   ASSERT_EQ(t.tomograms.size(), 2u);
