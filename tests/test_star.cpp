@@ -180,6 +180,11 @@ TEST_F(StarTest, ValuesWithLineBreaksAreWrittenAsTextFieldsAndReadBack) {
   EXPECT_EQ(back.blocks[0].pairs, star.blocks[0].pairs);
   EXPECT_EQ(back.blocks[0].loops.at(0).rows, star.blocks[0].loops[0].rows);
   EXPECT_EQ(star_format(back), text);
+  // Quotes followed by any blank (a form feed too), and values that neither quote can hold.
+  star.blocks[0].loops[0].rows[1][1] = "c\"\fw";
+  star.blocks[0].loops[0].rows[0][1] = "it's \"both\" ok";
+  const StarFile quoted = star_parse(star_format(star), "q.star");
+  EXPECT_EQ(quoted.blocks.at(0).loops.at(0).rows, star.blocks[0].loops[0].rows);
   // A line that starts with ';' cannot be inside a text field: refused, not written wrong.
   star.blocks[0].pairs[0].second = "a\n;b";
   EXPECT_THROW(star_format(star), ValueError);

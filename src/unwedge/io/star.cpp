@@ -225,12 +225,18 @@ std::string star_quote(const std::string& v) {
     if (is_blank(c)) needs = true;
   }
   if (!needs) return v;
-  // A quote ends only before a blank, so "..." can hold '"' unless followed by a blank.
-  const char q = v.find("\" ") == std::string::npos && v.find("\"\t") == std::string::npos &&
-                         (v.empty() || v.back() != '"')
-                     ? '"'
-                     : '\'';
-  return q + v + q;
+  // A quote ends only before a blank (any of is_blank's), so "..." can hold '"' unless it is
+  // followed by a blank or ends the value; when neither quote can hold it, a text field can
+  // (found by fuzz_star: '"' before a form feed was written inside "...").
+  auto quote_fits = [&v](char q) {
+    for (size_t i = 0; i + 1 < v.size(); ++i) {
+      if (v[i] == q && is_blank(v[i + 1])) return false;
+    }
+    return v.empty() || v.back() != q;
+  };
+  if (quote_fits('"')) return '"' + v + '"';
+  if (quote_fits('\'')) return '\'' + v + '\'';
+  return "\n;" + v + "\n;";
 }
 
 }  // namespace
