@@ -10,7 +10,11 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/infer/sample.h"
+#include "unwedge/methods/bootstrap.h"
 #include "unwedge/methods/posterior.h"
+#include "unwedge/methods/wedge_common.h"
+#include "unwedge/ops/fourier.h"
+#include "unwedge/ops/wedge.h"
 
 using namespace unwedge;
 
@@ -419,4 +423,101 @@ TEST(SampleStats, MergeOfTheRanksAgreesWithTheHandComputation) {
   std::vector<SampleStats> odd_planes = ranks;
   odd_planes[3].xz.pop_back();
   EXPECT_THROW(sample_stats_merge(odd_planes), ShapeError);
+}
+
+// ---- The equivariant bootstrap (methods/bootstrap.h) with an identity "restoration" G ----
+
+namespace {
+
+// Orthonormal full-grid power spectrum of v [..., Z, Y, X], float64 (an FFT of its own, not the
+// half-grid helpers the bootstrap uses).
+torch::Tensor full_power(const torch::Tensor& v) {
+  return torch::fft::fftn(v.to(torch::kDouble), c10::nullopt, {-3, -2, -1}, "ortho").abs().square();
+}
+
+}  // namespace
+
+TEST(EquivariantBootstrap, IdentityOnTheBandEveryRotationKeepsHasNoSpread) {
+  // v lies in the band that is measured in every rotated frame the bootstrap draws from, and
+  // below the noise shell: then R^-1 T_M(R v) = v for each R and the estimated noise is ~0, so
+  // every draw of the identity G must give v back.
+  const std::array<int64_t, 3> shape{16, 16, 16};
+  WedgeGeometry g;  // +-60
+  auto m = wedge_mask_rfft(shape, g, torch::kCPU).view({1, 1, 16, 16, 9}).to(torch::kFloat);
+  auto k = fourier_freq_rfft(shape, torch::TensorOptions().dtype(torch::kFloat));
+  auto low = ((k.kz.square() + k.ky.square() + k.kx.square()).sqrt() < 0.25).to(torch::kFloat);
+  torch::manual_seed(3);
+  auto v0 = torch::randn({1, 1, 16, 16, 16});
+  auto v = wedge_apply(wedge_apply(v0, low.view({1, 1, 16, 16, 9})), m);
+  const auto choices = wedge_moving_cube_rotations(shape, g, 0.5);
+  ASSERT_FALSE(choices.empty());
+  for (const auto& r : choices) {  // projections diagonal in Fourier: they commute
+    v = cube_rotate(wedge_apply(cube_rotate(v, r), m), cube_inverse(r));
+  }
+  v = v - v.mean();
+  ASSERT_GT(v.norm().item<double>(), 0.05 * v0.norm().item<double>()) << "empty common band";
+  v = v / v.abs().max();  // unit peak: the noise floor (std 1e-4 from the clamped level) is small
+  NotPosterior identity;
+  EquivariantBootstrap boot(identity);
+  PosteriorOptions o;
+  o.n = 6;
+  o.seed = 11;
+  PosteriorDraws d = boot.draw(v, MethodWedge{}, o);
+  ASSERT_EQ(d.samples.sizes(), (std::vector<int64_t>{6, 1, 1, 16, 16, 16}));
+  const double scale = v.abs().max().item<double>();
+  EXPECT_LT((d.samples - v.unsqueeze(0)).abs().max().item<double>(), 1e-3 * scale);
+  EXPECT_NEAR(d.log_weights.exp().sum(0).item<double>(), 1.0, 1e-6);
+}
+
+TEST(EquivariantBootstrap, NoiseHasTheDataLevelOnTheMeasuredBandOnly) {
+  // Data = wedge-filtered white noise of variance 0.49: the pseudo-observations' noise must have
+  // that variance per measured coefficient (full-grid FFT here) and nothing in the wedge.
+  const std::array<int64_t, 3> shape{24, 24, 24};
+  WedgeGeometry g;
+  g.tilt_min_deg = -50;
+  g.tilt_max_deg = 65;
+  auto m_half = wedge_mask_rfft(shape, g, torch::kCPU).to(torch::kFloat);
+  auto m = m_half.view({1, 1, 24, 24, 13});
+  torch::manual_seed(5);
+  auto y = wedge_apply(0.7 * torch::randn({2, 1, 24, 24, 24}), m);
+  auto sigma2 = posterior_noise_variance_highfreq(y, m, 0.3, "test");
+  ASSERT_EQ(sigma2.sizes(), (std::vector<int64_t>{2}));
+  for (int64_t b = 0; b < 2; ++b) EXPECT_NEAR(sigma2[b].item<double>(), 0.49, 0.49 * 0.05);
+  NotPosterior identity;
+  EquivariantBootstrap boot(identity);
+  auto [r, noise] = boot.draw_rotation_noise(shape, g, m, sigma2, 7);
+  auto full = fourier_half_to_full(m_half, 24).to(torch::kDouble);  // [Z, Y, X]
+  auto p = full_power(noise);                                        // [2, 1, Z, Y, X]
+  for (int64_t b = 0; b < 2; ++b) {
+    const double measured = (p[b][0] * full).sum().item<double>() / full.sum().item<double>();
+    const double missing = (p[b][0] * (1 - full)).sum().item<double>();
+    EXPECT_NEAR(measured, sigma2[b].item<double>(), 0.05 * sigma2[b].item<double>());
+    EXPECT_LT(missing, 1e-8);
+  }
+  // The rotation moves the wedge: some missing coefficients of R's frame are measured here.
+  const auto keep = cube_rotations_keeping_wedge(g);
+  EXPECT_EQ(std::find(keep.begin(), keep.end(), r), keep.end()) << r.name();
+  // Same seed, same draw; another seed, other noise.
+  auto again = boot.draw_rotation_noise(shape, g, m, sigma2, 7);
+  EXPECT_EQ(again.first, r);
+  EXPECT_TRUE(torch::equal(again.second, noise));
+  EXPECT_FALSE(torch::equal(boot.draw_rotation_noise(shape, g, m, sigma2, 8).second, noise));
+}
+
+TEST(EquivariantBootstrap, SampleWithUqBootstrapTakesAnyMethod) {
+  NotPosterior identity;  // deterministic: refused with uq = model, drawn with bootstrap
+  torch::manual_seed(9);
+  at::Tensor vol = torch::randn({16, 16, 16});
+  SampleOptions o = small_opts(16, 0, 4);
+  EXPECT_THROW(sample_volume(identity, vol, o), ValueError);
+  o.posterior.uq = "bootstrap";
+  SampleVolumes s = sample_volume(identity, vol, o, /*keep_samples=*/true);
+  ASSERT_EQ(s.samples.size(), 4u);
+  // One tile: the mean and std are the draws' plain moments, computed here from the draws.
+  auto st = torch::stack(s.samples);
+  EXPECT_TRUE(torch::allclose(s.mean, st.mean(0), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(s.std, st.std(0, /*unbiased=*/false), 1e-4, 1e-4));
+  EXPECT_GT(s.std.mean().item<double>(), 0.01);  // noise and moved wedges: the draws differ
+  o.posterior.uq = "sure";
+  EXPECT_THROW(sample_volume(identity, vol, o), ValueError);
 }

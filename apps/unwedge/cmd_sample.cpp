@@ -50,9 +50,11 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
   CLI::App* cmd = root.add_subcommand(
       "sample", "Posterior samples of a tomogram from a " +
                     method_registry().names_with(&MethodCapabilities::posterior) +
-                    " model: mean, std, credible bounds, samples, summary, report and "
-                    "config.yaml in --out-dir");
-  cmd->add_option("--model", o.model, "Model file from `unwedge train` (.uwm), a posterior method")
+                    " model, or of any model with --uq bootstrap: mean, std, credible bounds, "
+                    "samples, summary, report and config.yaml in --out-dir");
+  cmd->add_option("--model", o.model,
+                  "Model file from `unwedge train` (.uwm): a posterior method, or any method "
+                  "with --uq bootstrap")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--in", o.in, "Tomogram, MRC")->check(CLI::ExistingFile);
@@ -87,6 +89,12 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t(0), int64_t(64)));
   cmd->add_flag("--no-report", p->no_report, "Skip report.html and flipbook.png (default: write)");
+  cmd->add_option("--uq", po.uq,
+                  "Where the draws come from: model (the method's own posterior: cryowgen-mc, "
+                  "cryowgen-langevin) | bootstrap (equivariant bootstrap of the restoration, any "
+                  "method: R^-1 G(T_M(R x) + noise) with wedge-moving rotations R)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"model", "bootstrap"}));
   cmd->add_option("--gamma", po.gamma, "cryowgen-mc temperature (< 0 = the trained value)")
       ->capture_default_str();
   cmd->add_option("--candidates", po.candidates,

@@ -16,6 +16,14 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
     --out-dir "$WORK/s1"
   check sample-even-needs-odd 1 "--even needs --odd" -- "$BIN" sample \
     --model "$WORK/s_n2n.uwm" --even "$SS/even.mrc" --out-dir "$WORK/s1"
+  # Any model through the equivariant bootstrap.
+  check sample-bootstrap 0 "wrote" -- "$BIN" sample --model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" \
+    --uq bootstrap --n 3 --tile 24 --overlap 4 --out-dir "$WORK/s_boot" --truth "$SS/gt.mrc" \
+    --no-progress --threads 1
+  check sample-bootstrap-std 0 "64 x 64 x 32" -- "$BIN" info "$WORK/s_boot/std.mrc"
+  check sample-bootstrap-summary 0 '"uq": "equivariant bootstrap' -- cat "$WORK/s_boot/summary.json"
+  check sample-uq-unknown 1 "--uq" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
+    --in "$SS/tomo.mrc" --uq sure --out-dir "$WORK/s_boot2"
   mkdir -p "$WORK/s2" && : > "$WORK/s2/mean.mrc"
   check sample-exists 1 "mean.mrc.*exists|exists.*mean.mrc" -- "$BIN" sample \
     --model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --out-dir "$WORK/s2"

@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/progress.h"
+#include "unwedge/methods/bootstrap.h"
 
 namespace unwedge {
 
@@ -83,9 +85,18 @@ at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights
 SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
                           const std::vector<TileReader>& inputs, const SampleSinks& sinks,
                           const SampleOptions& opts, const ProgressFn& progress) {
-  PosteriorMethod* posterior = &method_posterior(method);
-  if (inputs.empty() || inputs.size() > 2) throw ValueError("sample: 1 or 2 inputs expected");
   const PosteriorOptions& po = opts.posterior;
+  std::unique_ptr<EquivariantBootstrap> bootstrap;
+  PosteriorMethod* posterior = nullptr;
+  if (po.uq == "bootstrap") {
+    bootstrap = std::make_unique<EquivariantBootstrap>(method);
+    posterior = bootstrap.get();
+  } else if (po.uq == "model") {
+    posterior = &method_posterior(method);
+  } else {
+    throw ValueError("uq: '" + po.uq + "' is not model or bootstrap");
+  }
+  if (inputs.empty() || inputs.size() > 2) throw ValueError("sample: 1 or 2 inputs expected");
   const int64_t n = po.n;
   if (n < 1) throw ValueError("n: " + std::to_string(n) + " draws (need at least 1)");
   if (inputs.size() == 2 && n < 2) {

@@ -67,8 +67,10 @@ double sample_interval_z(double interval);
 /// With equal weights this is the (i - 1/2) / n ("Hazen") quantile.
 at::Tensor weighted_quantile(const at::Tensor& values, const at::Tensor& weights, double q);
 
-/// Draws from `method` (which must also be a PosteriorMethod, else ValueError naming it) over a
-/// volume of `shape` [Z, Y, X]. One reader: draws of that volume. Two readers (even, odd):
+/// Draws from `method` (with posterior.uq = model it must also be a PosteriorMethod, else
+/// ValueError naming it; with bootstrap, any method: the equivariant bootstrap of its
+/// restoration, methods/bootstrap.h) over a volume of `shape` [Z, Y, X]. One reader: draws of
+/// that volume. Two readers (even, odd):
 /// the first ceil(n/2) draws come from the even half (seeds seed, seed + 1, ...), the rest from
 /// the odd half (seeds continue), each half's weights self-normalised and pooled in proportion.
 /// Only sections [tiling.z_begin, tiling.z_end) are produced (the tile rows touching them are

@@ -129,6 +129,7 @@ json sample_files_options_json(const SampleFilesOptions& o) {
   const SampleOptions& s = o.sample;
   const PosteriorOptions& po = s.posterior;
   return {{"model", o.model},
+          {"uq", po.uq},
           {"in", o.in},
           {"even", o.even},
           {"odd", o.odd},
@@ -270,12 +271,15 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
 
   LoadedCheckpoint ck = checkpoint_load(o.model);
   const CheckpointInfo& info = ck.info;
-  if (!method_registry().get(ck.method->name()).can.posterior) {
+  if (po.uq != "model" && po.uq != "bootstrap") {
+    throw ValueError("--uq '" + po.uq + "': expected model or bootstrap");
+  }
+  if (po.uq == "model" && !method_registry().get(ck.method->name()).can.posterior) {
     throw ValueError(o.model + ": method " + ck.method->name() +
                      " is deterministic (no posterior to sample): unwedge sample needs a model "
                      "trained with " +
                      method_registry().names_with(&MethodCapabilities::posterior) +
-                     "; use unwedge restore for " + ck.method->name());
+                     ", or --uq bootstrap (the equivariant bootstrap of any restoration)");
   }
   if (info.domain == "tilt-series") {
     throw ValueError(o.model + " is a tilt-series-domain model; unwedge sample takes tomograms");
@@ -363,6 +367,8 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
   res.written = out.volumes;
   const SampleStats& m = res.stats;
   res.summary = {{"method", res.method},
+                 {"uq", po.uq == "bootstrap" ? "equivariant bootstrap of the restoration"
+                                             : "the method's posterior"},
                  {"model_step", info.step},
                  {"draws", m.draws},
                  {"tiles", m.tiles},

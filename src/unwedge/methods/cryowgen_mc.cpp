@@ -167,19 +167,8 @@ torch::Tensor CryoWGenMc::noise_variance(const torch::Tensor& sub, const torch::
     }
     return halves_sigma2_.to(sub.device(), sub.scalar_type()).expand({b}).clone();
   }
-  torch::NoGradGuard no_grad;
-  const int64_t z = sub.size(2), y = sub.size(3), x = sub.size(4);
-  auto k = fourier_freq_rfft({z, y, x}, torch::TensorOptions().dtype(torch::kFloat).device(sub.device()));
-  auto shell = ((k.kz.square() + k.ky.square() + k.kx.square()).sqrt() > noise_shell_).to(torch::kFloat);
-  auto w = (m.to(torch::kFloat) * shell * fourier_half_multiplicity(x, sub.device()))
-               .expand({1, 1, z, y, x / 2 + 1});  // [1, 1, Z, Y, X/2+1]
-  const double count = w.sum().item<double>();
-  if (count < 1) {
-    throw ValueError("method " + name() + ": no measured frequency above noise_shell = " +
-                     std::to_string(noise_shell_) + " in a " + c10::str(sub.sizes()) + " input");
-  }
-  auto p = fourier_rfft3(sub.to(torch::kFloat)).abs().square();
-  return ((p * w).flatten(1).sum(1) / count).clamp_min(1e-8).to(sub.scalar_type());  // [B]
+  return posterior_noise_variance_highfreq(sub, m, noise_shell_,
+                                           "method " + name() + ": noise_shell");
 }
 
 PosteriorDraws CryoWGenMc::draw(const torch::Tensor& sub, const MethodWedge& wedge,

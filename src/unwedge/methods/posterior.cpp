@@ -96,6 +96,23 @@ torch::Tensor posterior_wedge_cost(const torch::Tensor& x, const torch::Tensor& 
   return sum / (2.0 * pad_trailing(sigma2, sum.dim(), sum));
 }
 
+torch::Tensor posterior_noise_variance_highfreq(const torch::Tensor& sub, const torch::Tensor& m,
+                                                double shell, const std::string& who) {
+  torch::NoGradGuard no_grad;
+  const int64_t z = sub.size(2), y = sub.size(3), x = sub.size(4);
+  auto k = fourier_freq_rfft({z, y, x}, torch::TensorOptions().dtype(torch::kFloat).device(sub.device()));
+  auto above = ((k.kz.square() + k.ky.square() + k.kx.square()).sqrt() > shell).to(torch::kFloat);
+  auto w = (m.to(torch::kFloat) * above * fourier_half_multiplicity(x, sub.device()))
+               .expand({1, 1, z, y, x / 2 + 1});  // [1, 1, Z, Y, X/2+1]
+  const double count = w.sum().item<double>();
+  if (count < 1) {
+    throw ValueError(who + ": no measured frequency above " + std::to_string(shell) +
+                     " cycles/voxel in a " + c10::str(sub.sizes()) + " input");
+  }
+  auto p = fourier_rfft3(sub.to(torch::kFloat)).abs().square();
+  return ((p * w).flatten(1).sum(1) / count).clamp_min(1e-8).to(sub.scalar_type());  // [B]
+}
+
 torch::Tensor posterior_wedge_loglik_grad(const torch::Tensor& x, const torch::Tensor& y,
                                           const torch::Tensor& m, const torch::Tensor& sigma2) {
   return -wedge_apply(x - y, m) / pad_trailing(sigma2, x.dim(), x);

@@ -16,6 +16,8 @@ namespace unwedge {
 
 /// Inference-time options of the posterior methods (one source of defaults for the CLI).
 struct PosteriorOptions {
+  std::string uq = "model";  ///< model: the method's own posterior (cryowgen-*) | bootstrap: the
+                             ///< equivariant bootstrap of its restoration (any method; bootstrap.h)
   int64_t n = 16;            ///< draws returned per tile
   uint64_t seed = 0;         ///< draws k of every tile use seed + k (tiles agree at their seams)
   double gamma = -1;         ///< cryowgen-mc temperature override (< 0: the trained value)
@@ -78,6 +80,14 @@ torch::Tensor posterior_wedge_cost(const torch::Tensor& x, const torch::Tensor& 
 /// shapes as posterior_wedge_cost) -> x's shape.
 torch::Tensor posterior_wedge_loglik_grad(const torch::Tensor& x, const torch::Tensor& y,
                                           const torch::Tensor& m, const torch::Tensor& sigma2);
+
+/// Noise variance per measured Fourier coefficient [B] of sub [B, 1, Z, Y, X] with measured
+/// mask m (broadcastable to [B, 1, Z, Y, X/2+1]): the mean power of sub's measured coefficients
+/// above `shell` cycles/voxel (orthonormal FFT, so white noise of variance s² per voxel gives s²
+/// per coefficient), where the signal of a tomogram is small next to its noise. `who` names the
+/// caller in the ValueError thrown when no measured coefficient lies above the shell.
+torch::Tensor posterior_noise_variance_highfreq(const torch::Tensor& sub, const torch::Tensor& m,
+                                                double shell, const std::string& who);
 
 /// Options of a Langevin run (see langevin_run).
 struct LangevinOptions {
