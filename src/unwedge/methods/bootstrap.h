@@ -9,7 +9,9 @@
 // n_k noise of the data's level and band: T_M of white noise whose variance per coefficient is
 // the input's measured power above `noise_shell` cycles/voxel (posterior_noise_variance_highfreq).
 // The spread of the draws is how much G's answer depends on which band was missing and on the
-// noise: large where G invents, small where the data decide. Draws are equally weighted. Draw k
+// noise: large where G invents, small where the data decide. The draws are returned centred on
+// the point estimate, x̂ + x⁽ᵏ⁾ − mean_j x⁽ʲ⁾ (per tile), so their mean is x̂ and their spread the
+// bootstrap's; they are equally weighted. Draw k
 // of every tile uses the rotation and noise of seed + k (the noise of one [1, 1, Z, Y, X] tile,
 // the same for every tile of a batch), so neighbouring tiles agree where they overlap as far as
 // G allows. `unwedge sample --uq bootstrap` puts any model's restoration (ddw, ei, cryogen-ot,
