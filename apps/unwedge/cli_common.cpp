@@ -1,5 +1,8 @@
 #include "cli_common.h"
 
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 
 #include "unwedge/core/atomic_file.h"
@@ -53,6 +56,31 @@ std::string config_path_beside(const std::string& output) {
 
 void write_config_beside(const CLI::App& cmd, const std::string& output) {
   write_resolved_config(cmd, config_path_beside(output), /*overwrite=*/true);
+}
+
+void integer_options_check_range(CLI::App& cmd) {
+  for (CLI::Option* opt : cmd.get_options()) {
+    const std::string type = opt->get_type_name();  // "INT", "UINT", "INT:INT in [1 - 9]", ...
+    const bool is_unsigned = type.rfind("UINT", 0) == 0;
+    if (!is_unsigned && type.rfind("INT", 0) != 0) continue;
+    opt->check(CLI::Validator(
+        [is_unsigned](std::string& text) -> std::string {
+          size_t i = 0;
+          while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+          if (is_unsigned && i < text.size() && text[i] == '-') {
+            return text + " is negative (a count or seed, 0 or more)";
+          }
+          errno = 0;
+          char* end = nullptr;
+          if (is_unsigned) {
+            (void)std::strtoull(text.c_str(), &end, /*base=*/0);
+          } else {
+            (void)std::strtoll(text.c_str(), &end, /*base=*/0);
+          }
+          return errno == ERANGE ? text + " is out of the 64-bit integer range" : std::string();
+        },
+        /*validator_desc=*/"", /*validator_name=*/"integer range"));
+  }
 }
 
 NormSource norm_flag_parse(const std::string& text) {

@@ -40,6 +40,11 @@ std::string config_path_beside(const std::string& output);
 /// Writes the resolved configuration next to `output` (config_path_beside), replacing an
 /// earlier one: it describes the run that just wrote the output.
 void write_config_beside(const CLI::App& cmd, const std::string& output);
+/// CLI11 (2.1) reads an integer option with strtoll/strtoull and keeps the clamped value of a
+/// number out of range (--steps 99999999999999999999 ran 2^63 - 1 steps) and wraps a negative
+/// value of an unsigned one (--seed -1 became 2^64 - 1). This adds to every integer option of
+/// `cmd` a check that refuses both, naming the option and the value.
+void integer_options_check_range(CLI::App& cmd);
 /// --norm of restore and sample: input | model (ValueError naming the flag otherwise).
 NormSource norm_flag_parse(const std::string& text);
 /// The label line added to MRC outputs: "unwedge <version> <command>", cut to 80 characters.

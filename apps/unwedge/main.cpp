@@ -84,7 +84,11 @@ int main(int argc, char** argv) {
   app.add_flag("-q,--quiet", g.quiet, "Print warnings and errors only");
   app.add_flag("-v,--verbose", g.verbose, "Print debug lines");
   for (AddCommand add : kCommands) add(app, g);
-  for (CLI::App* cmd : app.get_subcommands({})) config_attach(*cmd);
+  cli::integer_options_check_range(app);
+  for (CLI::App* cmd : app.get_subcommands({})) {
+    config_attach(*cmd);
+    cli::integer_options_check_range(*cmd);
+  }
 
   app.parse_complete_callback([&] {
     log_set_level(g.quiet ? LogLevel::quiet : g.verbose ? LogLevel::verbose : LogLevel::normal);
