@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -527,6 +528,10 @@ TEST(Budget, StopsOnTheStepCountAndOnTheWallAndCpuClocks) {
   EXPECT_EQ(steps.planned_steps(), 5);
   EXPECT_THROW(Budget::of_steps(0), ValueError);
   EXPECT_THROW(Budget::of_minutes(0, BudgetClock::wall), ValueError);
+  // An infinite budget would never end (issue 19: --minutes inf trained until killed).
+  EXPECT_THROW(Budget::of_minutes(std::numeric_limits<double>::infinity(), BudgetClock::wall),
+               ValueError);
+  EXPECT_THROW(Budget::of_minutes(std::nan(""), BudgetClock::cpu), ValueError);
   EXPECT_THROW(budget_clock_parse("sundial"), ValueError);
 
   const double budget_s = 0.05;

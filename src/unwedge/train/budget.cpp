@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "unwedge/core/error.h"
@@ -35,10 +36,10 @@ Budget Budget::of_steps(int64_t steps, BudgetClock clock) {
 }
 
 Budget Budget::of_minutes(double minutes, BudgetClock clock, double spent_s, int64_t planned_steps) {
-  if (!(minutes > 0)) {
+  if (!(minutes > 0) || !std::isfinite(minutes)) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%g", minutes);
-    throw ValueError(std::string("budget: ") + buf + " minutes is not positive");
+    throw ValueError(std::string("budget: ") + buf + " minutes is not a positive finite number");
   }
   // Until the rate is measured, plan "many" steps (the schedule holds its warm-up and peak).
   return Budget(clock, minutes * 60.0, spent_s, planned_steps > 0 ? planned_steps : int64_t(1) << 30);

@@ -58,6 +58,9 @@ void check_options(const TrainOptions& o) {
   if (o.checkpoint_every < 0) {
     throw ValueError("checkpoint-every: " + std::to_string(o.checkpoint_every) + " is negative");
   }
+  if (!std::isfinite(o.minutes)) {
+    throw ValueError("budget: --minutes " + fmt("%g", o.minutes) + " is not a finite number");
+  }
   int budgets = (o.steps > 0) + (o.epochs > 0) + (o.minutes > 0);
   if (budgets != 1) {
     throw ValueError("budget: give exactly one of --steps, --epochs, --minutes (got steps " +
@@ -66,7 +69,9 @@ void check_options(const TrainOptions& o) {
   }
   check_options_wedge(o.wedge, "--tilt-range");
   if (o.batch < 1) throw ValueError("batch: " + std::to_string(o.batch) + " is not positive");
-  if (!(o.schedule.lr > 0)) throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not positive");
+  if (!(o.schedule.lr > 0) || !std::isfinite(o.schedule.lr)) {
+    throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not a positive finite number");
+  }
   if (o.clip < 0) throw ValueError("clip: " + fmt("%g", o.clip) + " is negative");
   if (o.log_every < 1) throw ValueError("log-every: " + std::to_string(o.log_every));
   if (o.val_every < 0 || o.val_batches < 1) {
