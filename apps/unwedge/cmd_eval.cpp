@@ -74,6 +74,7 @@ void run_eval(const EvalParams& p) {
   std::string pa = truth_mode ? p.in : p.half1, pb = truth_mode ? p.truth : p.half2;
   Volume a = mrc_read_finite(pa, ro), b = mrc_read_finite(pb, ro);
   same_shape(a, pa, b, pb);
+  if (p.voxel_size <= 0) voxel_sizes_check_same(pa, a.meta, pb, b.meta);
   at::Tensor mask;
   if (!p.mask.empty()) {
     Volume m = mrc_read_finite(p.mask, ro);

@@ -69,6 +69,7 @@ RestoreFilesResult restore_tilt_series(const RestoreFilesOptions& o, const Progr
   const std::string angles_from = ts.angles.empty() ? o.model + " (training angles)" : ts.angles;
   MrcFile f(ts.series, MrcReadOptions{o.permissive});
   for (const auto& w : f.warnings()) log_warn("{}: {}", ts.series, w);
+  model_warn_voxel_size(info, o.model, f);
   const auto shape = f.shape();  // [n_tilts, Y, X]
   if (int64_t(angles.size()) != shape[0]) {
     throw ValueError(angles_from + " has " + std::to_string(angles.size()) + " angles but " +
@@ -329,9 +330,8 @@ RestoreFilesResult restore_files(const RestoreFilesOptions& o_in, Distributed* d
   std::vector<std::array<int64_t, 3>> shapes;
   for (auto& it : items) {
     for (const auto& path : it.ins) it.files.push_back(std::make_unique<MrcFile>(path, rdo));
-    if (pair && it.files[1]->shape() != it.files[0]->shape()) {
-      throw ShapeError("halves differ in shape: " + it.ins[0] + " and " + it.ins[1]);
-    }
+    if (pair) halves_check_same_grid(*it.files[0], *it.files[1]);
+    model_warn_voxel_size(info, o.model, *it.files[0]);
     shapes.push_back(it.files[0]->shape());
   }
   const std::vector<WorkSlab> mine = partition_for_rank(shapes, dist.rank(), dist.world_size());

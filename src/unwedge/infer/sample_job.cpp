@@ -306,9 +306,8 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
     files.push_back(std::make_unique<MrcFile>(path, rdo));
   }
   const auto shape = files[0]->shape();
-  if (pair && files[1]->shape() != shape) {
-    throw ShapeError("halves differ in shape: " + o.even + " and " + o.odd);
-  }
+  if (pair) halves_check_same_grid(*files[0], *files[1]);
+  model_warn_voxel_size(info, o.model, *files[0]);
   if (!o.truth.empty() && MrcFile(o.truth, rdo).shape() != shape) {
     throw ShapeError("--truth " + o.truth + " differs in shape from " + files[0]->path());
   }

@@ -811,6 +811,29 @@ void check_finite(const at::Tensor& t, const std::string& what) {
                     " Inf values");
 }
 
+void voxel_sizes_check_same(const std::string& path_a, const VolumeMeta& a,
+                            const std::string& path_b, const VolumeMeta& b) {
+  for (int i = 0; i < 3; ++i) {
+    const double x = a.voxel_size[size_t(i)], y = b.voxel_size[size_t(i)];
+    if (x > 0 && y > 0 && std::abs(x - y) > 1e-3 * std::max(x, y)) {
+      throw ShapeError(path_a + " has voxel size " + fmt_num(x) + " A along " + "xyz"[i] +
+                       " but " + path_b + " has " + fmt_num(y) +
+                       " A: not two halves (or views) of one tomogram");
+    }
+  }
+}
+
+void halves_check_same_grid(const MrcFile& a, const MrcFile& b) {
+  auto text = [](const std::array<int64_t, 3>& s) {  // [Z, Y, X] -> "X x Y x Z"
+    return std::to_string(s[2]) + " x " + std::to_string(s[1]) + " x " + std::to_string(s[0]);
+  };
+  if (a.shape() != b.shape()) {
+    throw ShapeError("halves differ in shape: " + a.path() + " is " + text(a.shape()) + " but " +
+                     b.path() + " is " + text(b.shape()) + " voxels (X x Y x Z)");
+  }
+  voxel_sizes_check_same(a.path(), a.meta(), b.path(), b.meta());
+}
+
 Volume mrc_read_finite(const std::string& path, MrcReadOptions opts) {
   Volume v = mrc_read(path, opts);
   check_finite(v.data, path);

@@ -160,6 +160,15 @@ class MrcSlabWriter {
 
 /// Checks that a tensor has no NaN/Inf; throws FormatError "<what>: N NaN and M Inf values".
 void check_finite(const at::Tensor& t, const std::string& what);
+/// Two volumes that share one grid (the halves of a tomogram, a restoration and its truth):
+/// throws ShapeError naming both files and sizes when their voxel sizes differ along an axis by
+/// more than 0.1 % (headers store cell lengths, so equal sizes can differ in the last digits); a
+/// size of 0 (not set in a header) is not compared.
+void voxel_sizes_check_same(const std::string& path_a, const VolumeMeta& a,
+                            const std::string& path_b, const VolumeMeta& b);
+/// The halves of one tomogram (even and odd): throws ShapeError naming both files when their
+/// shapes differ, then voxel_sizes_check_same.
+void halves_check_same_grid(const MrcFile& a, const MrcFile& b);
 /// mrc_read, then check_finite: a volume with NaN or Inf values is a FormatError naming `path`
 /// (metrics of such a volume would read as perfect or undefined).
 Volume mrc_read_finite(const std::string& path, MrcReadOptions opts = {});

@@ -1,11 +1,14 @@
 #include "unwedge/model/model.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include <torch/cuda.h>
 
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
 #include "unwedge/io/mrc.h"
 
 namespace unwedge {
@@ -44,6 +47,16 @@ NormStats model_norm_stats(const CheckpointInfo& info, NormSource source,
   }
   return norm_stats_compute(files, norm_mode_parse(info.norm_mode, model_path + ": norm_mode"),
                             info.norm_fraction);
+}
+
+void model_warn_voxel_size(const CheckpointInfo& info, const std::string& model_path,
+                           const MrcFile& input) {
+  const double trained = info.voxel_size[0], given = input.meta().voxel_size[0];
+  if (trained > 0 && given > 0 && std::abs(trained - given) > 0.01 * std::max(trained, given)) {
+    log_warn("{} has voxel size {:.4g} A but {} was trained at {:.4g} A ({:.3g}x): the network "
+             "sees features at another scale; resample the tomogram to {:.4g} A or train on it",
+             input.path(), given, model_path, trained, given / trained, trained);
+  }
 }
 
 std::string model_device(const CheckpointInfo& info, const std::string& requested,

@@ -29,6 +29,12 @@ const char* norm_source_name(NormSource source);
 NormStats model_norm_stats(const CheckpointInfo& info, NormSource source,
                            const std::vector<const MrcFile*>& files, const std::string& model_path);
 
+/// Logs a warning when `input`'s voxel size along X differs by more than 1 % from the one the
+/// model (`model_path`) was trained at: a network learns features of a size in voxels, so on
+/// another sampling it sees other structures. Sizes of 0 (not set) are not compared.
+void model_warn_voxel_size(const CheckpointInfo& info, const std::string& model_path,
+                           const MrcFile& input);
+
 /// The device a model runs on: `requested` "model" is the training device when it is available,
 /// else the CPU; any other name (auto, cpu, cuda, cuda:N) is resolved as device_resolve does,
 /// with `local_rank` >= 0 (several ranks on a node) turning a bare cuda into cuda:local_rank.

@@ -159,6 +159,7 @@ std::vector<TrainInput> train_inputs_read(const std::vector<std::string>& even,
         throw ShapeError("halves differ in shape: " + even[i] + " is " + shape_text(t.a) +
                          " but " + odd[i] + " is " + shape_text(t.b) + " voxels (X x Y x Z)");
       }
+      voxel_sizes_check_same(even[i], t.a.meta, odd[i], t.b.meta);
       t.name += "+" + odd[i];
     }
     if (!masks.empty()) {
