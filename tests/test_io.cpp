@@ -684,6 +684,33 @@ TEST(IoTilt, ErrorsNameFileAndLine) {
   expect_throw_msg<IoError>([] { tilt_read("/nonexistent/x.tlt"); }, {"/nonexistent/x.tlt"});
 }
 
+TEST(IoTilt, OneDirectionIsNotATiltSeries) {
+  const std::string dir = (fs::temp_directory_path() /
+                           ("unwedge_tilt1_" + std::to_string(::getpid()))).string();
+  fs::create_directories(dir);
+  std::ofstream(dir + "/one.tlt") << "0\n";
+  std::ofstream(dir + "/same.tlt") << "# two views, one angle\n5\n5.0\n";
+  std::ofstream(dir + "/two.tlt") << "5\n-5\n";
+  expect_throw_msg<FormatError>([&] { tilt_read(dir + "/one.tlt"); },
+                                {"one.tlt", "1 tilt angle(s), all 0 degrees"});
+  expect_throw_msg<FormatError>([&] { tilt_read(dir + "/same.tlt"); },
+                                {"same.tlt", "2 tilt angle(s), all 5 degrees"});
+  EXPECT_EQ(tilt_read(dir + "/two.tlt"), (std::vector<double>{5.0, -5.0}));
+  fs::remove_all(dir);
+}
+
+TEST(IoMrc, HalvesOfDifferentVoxelSizesAreRefused) {
+  VolumeMeta a, b;
+  a.voxel_size = {10.0, 10.0, 10.0};
+  b.voxel_size = {10.0, 10.0, 10.0 * (1 + 5e-4)};  // header rounding: the same size
+  EXPECT_NO_THROW(voxel_sizes_check_same("a.mrc", a, "b.mrc", b));
+  b.voxel_size = {10.0, 5.0, 10.0};
+  expect_throw_msg<ShapeError>([&] { voxel_sizes_check_same("a.mrc", a, "b.mrc", b); },
+                               {"a.mrc has voxel size 10 A along y", "b.mrc has 5 A"});
+  b.voxel_size = {0.0, 0.0, 0.0};  // not set in b's header: nothing to compare
+  EXPECT_NO_THROW(voxel_sizes_check_same("a.mrc", a, "b.mrc", b));
+}
+
 TEST(IoTilt, IndependentOfACommaDecimalLocale) {
   struct CommaPunct : std::numpunct<char> {
     char do_decimal_point() const override { return ','; }

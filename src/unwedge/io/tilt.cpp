@@ -2,8 +2,10 @@
 // locales, so "1.5" reads as 1.5 under a comma-decimal locale too.
 #include "unwedge/io/tilt.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -62,6 +64,13 @@ std::vector<double> tilt_read(const std::string& path) {
   if (f.bad()) throw IoError(path + ": read failed");
   std::vector<double> angles = tilt_parse(ss.str(), path);
   if (angles.empty()) throw FormatError(path + ": no tilt angles in the file");
+  const auto [lo, hi] = std::minmax_element(angles.begin(), angles.end());
+  if (*lo == *hi) {
+    char angle[32];
+    std::snprintf(angle, sizeof angle, "%g", *lo);
+    throw FormatError(path + ": " + std::to_string(angles.size()) + " tilt angle(s), all " +
+                      angle + " degrees: a tilt series needs at least 2 different angles");
+  }
   return angles;
 }
 

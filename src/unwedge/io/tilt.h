@@ -6,7 +6,8 @@
 namespace unwedge {
 
 /// Reads angles in degrees. Blank lines and lines starting with '#' are skipped; anything else
-/// that is not one number is a FormatError naming the file and line.
+/// that is not one number is a FormatError naming the file and line; so is a file without two
+/// different angles (no tomogram can be made from one direction).
 std::vector<double> tilt_read(const std::string& path);
 
 /// Parses the text of a tilt file (`origin` names it in errors).
