@@ -12,6 +12,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/eval/evaluate.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/ops/wedge.h"
 #include "unwedge/ops/wedge_sign.h"
 
 namespace unwedge::cli {
@@ -68,6 +69,11 @@ void run_eval(const EvalParams& p) {
   }
   if (half_mode && (p.half1.empty() || p.half2.empty())) {
     throw ValueError("eval: --half1 and --half2 go together");
+  }
+  try {
+    wedge_check(WedgeGeometry{p.tilt_range[0], p.tilt_range[1]});
+  } catch (const ValueError& e) {
+    throw ValueError(std::string("--tilt-range: ") + e.what());
   }
   if (!p.json.empty()) output_check_writable(p.json, p.overwrite);
   MrcReadOptions ro{p.permissive};

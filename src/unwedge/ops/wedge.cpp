@@ -2,6 +2,7 @@
 #include "unwedge/ops/wedge.h"
 
 #include <cmath>
+#include <cstdio>
 
 #include <torch/torch.h>
 
@@ -83,9 +84,10 @@ at::Tensor measured_from_k(const at::Tensor& kz, const at::Tensor& ky, const at:
 void wedge_check(const WedgeGeometry& g) {
   if (!std::isfinite(g.tilt_min_deg) || !std::isfinite(g.tilt_max_deg) ||
       g.tilt_min_deg < -90.0 || g.tilt_max_deg > 90.0 || g.tilt_min_deg > g.tilt_max_deg) {
-    throw ValueError("wedge: tilt range [" + std::to_string(g.tilt_min_deg) + ", " +
-                     std::to_string(g.tilt_max_deg) +
-                     "] degrees must satisfy -90 <= min <= max <= 90");
+    char range[80];
+    std::snprintf(range, sizeof range, "[%g, %g]", g.tilt_min_deg, g.tilt_max_deg);
+    throw ValueError(std::string("wedge: tilt range ") + range +
+                     " degrees must satisfy -90 <= min <= max <= 90");
   }
 }
 

@@ -51,8 +51,9 @@ void acquisition_check(const AcquisitionParams& p) {
     throw ValueError(what + " = " + std::to_string(v) + ": " + why);
   };
   if (p.tilt_min_deg < -90 || p.tilt_max_deg > 90 || p.tilt_min_deg > p.tilt_max_deg) {
-    throw ValueError("tilt range " + std::to_string(p.tilt_min_deg) + ".." +
-                     std::to_string(p.tilt_max_deg) + " deg must lie in [-90, 90], min <= max");
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "tilt range %g .. %g degrees", p.tilt_min_deg, p.tilt_max_deg);
+    throw ValueError(std::string(buf) + " must lie in [-90, 90] with min <= max");
   }
   if (!(p.tilt_step_deg > 0)) bad("tilt step (deg)", p.tilt_step_deg, "must be > 0");
   if (!(p.total_dose > 0)) bad("total dose (e/A^2)", p.total_dose, "must be > 0");

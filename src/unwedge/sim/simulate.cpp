@@ -94,6 +94,9 @@ double pearson_cc(const at::Tensor& a, const at::Tensor& b) {
 SimResult simulate_run(const SimParams& p, bool progress) {
   auto t0 = std::chrono::steady_clock::now();
   SimResult r;
+  // The parameters are checked before the templates are resampled to the voxel size (seconds).
+  specimen_check(p.specimen);
+  acquisition_check(p.acquisition);
   std::vector<SimTemplate> templates;
   if (p.use_maps) {
     std::string dir = p.maps_dir.empty() ? sim_default_maps_dir() : p.maps_dir;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include <torch/torch.h>
@@ -100,14 +101,26 @@ std::array<double, 4> rotation_to_quaternion(const at::Tensor& Rt) {
   return {sg * w / n, sg * x / n, sg * y / n, sg * z / n};
 }
 
-Specimen specimen_make(const SpecimenParams& p, const std::vector<SimTemplate>& templates) {
+void specimen_check(const SpecimenParams& p) {
   const int64_t Z = p.shape[0], Y = p.shape[1], X = p.shape[2];
   if (Z < 4 || Y < 4 || X < 4) {
     throw ValueError("specimen: shape " + std::to_string(X) + "x" + std::to_string(Y) + "x" +
                      std::to_string(Z) + " (X x Y x Z) is too small (each side >= 4 voxels)");
   }
-  if (!(p.voxel_A > 0)) throw ValueError("specimen: voxel size " + std::to_string(p.voxel_A) + " A must be > 0");
-  if (!(p.thickness_A > 0)) throw ValueError("specimen: thickness " + std::to_string(p.thickness_A) + " A must be > 0");
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  if (!(p.voxel_A > 0) || !std::isfinite(p.voxel_A)) {
+    throw ValueError("specimen: voxel size " + num(p.voxel_A) + " A must be > 0");
+  }
+  if (!(p.thickness_A > 0)) throw ValueError("specimen: thickness " + num(p.thickness_A) + " A must be > 0");
+}
+
+Specimen specimen_make(const SpecimenParams& p, const std::vector<SimTemplate>& templates) {
+  specimen_check(p);
+  const int64_t Z = p.shape[0], Y = p.shape[1], X = p.shape[2];
   if (p.n_particles > 0 && templates.empty()) throw ValueError("specimen: particles requested but no templates given");
   const double vs = p.voxel_A;
   double T = p.thickness_A / vs;  // slab thickness in voxels

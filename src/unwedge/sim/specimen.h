@@ -70,6 +70,9 @@ struct Specimen {
 /// Builds the specimen. Throws ValueError for impossible parameters (slab thicker than the box
 /// is clipped to the box with a warning; no templates with n_particles > 0).
 Specimen specimen_make(const SpecimenParams& p, const std::vector<SimTemplate>& templates);
+/// Throws ValueError naming the value when the box, voxel size or thickness cannot be simulated
+/// (specimen_make checks this first).
+void specimen_check(const SpecimenParams& p);
 
 /// The quaternion (w >= 0) of a rotation matrix R [3,3].
 std::array<double, 4> rotation_to_quaternion(const at::Tensor& R);
