@@ -185,6 +185,9 @@ TEST_F(StarTest, ValuesWithLineBreaksAreWrittenAsTextFieldsAndReadBack) {
   star.blocks[0].loops[0].rows[0][1] = "it's \"both\" ok";
   const StarFile quoted = star_parse(star_format(star), "q.star");
   EXPECT_EQ(quoted.blocks.at(0).loops.at(0).rows, star.blocks[0].loops[0].rows);
+  // Carriage returns at the ends of a text field's lines are line ends, however many there are.
+  const StarFile cr = star_parse("data_\n_rlnNote\n;one\r\r\ntwo\r\n;\n", "cr.star");
+  EXPECT_EQ(cr.blocks.at(0).pairs.at(0).second, "one\ntwo");
   // A line that starts with ';' cannot be inside a text field: refused, not written wrong.
   star.blocks[0].pairs[0].second = "a\n;b";
   EXPECT_THROW(star_format(star), ValueError);

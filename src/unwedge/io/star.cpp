@@ -55,14 +55,14 @@ std::vector<Token> star_tokenize(const std::string& text, const std::string& ori
   int line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    while (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF, and stray CRs
     if (!line.empty() && line.front() == ';') {  // text field: up to a line starting with ';'
       const int start = line_no;
       std::string value = line.substr(1);
       bool closed = false;
       while (std::getline(in, line)) {
         ++line_no;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+        while (!line.empty() && line.back() == '\r') line.pop_back();
         if (!line.empty() && line.front() == ';') {
           closed = true;
           line = line.substr(1);
