@@ -38,7 +38,7 @@ if "$BIN" -q simulate --preset tiny --out "$Q/sim" > /dev/null 2>&1 && [[ -f "$Q
   "$BIN" --threads 1 -q train "${NET[@]}" --steps $STEPS --out "$Q/ref.uwm" > /dev/null 2>&1
   M="$Q/k.uwm"
   kills=0 during_write=0 starts=0 done_rc=1
-  while [[ $starts -lt 80 ]]; do
+  while [[ $starts -lt 150 ]]; do  # each session advances at least one step of 100
     starts=$((starts + 1))
     if [[ -e $M ]]; then resume=(--resume); else resume=(--overwrite); fi
     "$BIN" --threads 1 -q train "${NET[@]}" --steps $STEPS --checkpoint-every 1 --out "$M" \
