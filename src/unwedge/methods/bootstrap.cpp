@@ -13,7 +13,7 @@
 namespace unwedge {
 
 EquivariantBootstrap::EquivariantBootstrap(Method& point, double noise_shell, double min_fraction)
-    : point_(point), noise_shell_(noise_shell), min_fraction_(min_fraction) {
+    : point_(point), noise_shell_(noise_shell), rotations_(WedgeRotations::cube, min_fraction) {
   if (!(noise_shell > 0 && noise_shell < 0.5)) {
     throw ValueError("bootstrap: noise_shell = " + std::to_string(noise_shell) +
                      " (need 0 < shell < 0.5 cycles/voxel)");
@@ -23,7 +23,7 @@ EquivariantBootstrap::EquivariantBootstrap(Method& point, double noise_shell, do
 std::pair<CubeRotation, torch::Tensor> EquivariantBootstrap::draw_rotation_noise(
     std::array<int64_t, 3> shape, const WedgeGeometry& g, const torch::Tensor& m,
     const torch::Tensor& sigma2, uint64_t seed) {
-  const auto choices = wedge_moving_cube_rotations(shape, g, min_fraction_);
+  const auto& choices = rotations_.cube_choices(shape, g);
   if (choices.empty()) {
     throw ValueError("bootstrap: no cube rotation of a " + std::to_string(shape[0]) + "x" +
                      std::to_string(shape[1]) + "x" + std::to_string(shape[2]) +

@@ -25,6 +25,7 @@
 
 #include "unwedge/methods/method.h"
 #include "unwedge/methods/posterior.h"
+#include "unwedge/methods/wedge_common.h"
 #include "unwedge/ops/rotate.h"
 #include "unwedge/ops/wedge.h"
 
@@ -54,7 +55,8 @@ class EquivariantBootstrap : public PosteriorMethod {
 
  private:
   Method& point_;
-  double noise_shell_, min_fraction_;
+  double noise_shell_;
+  WedgeRotationSampler rotations_;  ///< its cube_choices: the wedge-moving rotations, cached
   WedgeMaskCache masks_;
 };
 
