@@ -148,7 +148,7 @@ print('ok')" "$Q/sig$sig.copy.train.jsonl"
 
   # 3. SIGKILL while an output is being written. Each command runs once uninterrupted (REF),
   # then again at the same path (same command line, so the same bytes: outputs are seeded) and
-  # is SIGKILLed as soon as a temporary appears in its folder, up to 4 tries until one kill
+  # is SIGKILLed as soon as a temporary appears in its folder, up to 12 tries until one kill
   # leaves a temporary behind (it came mid-write). Afterwards every file at the output is absent
   # or equal to REF's (or, with --overwrite over an older output, equal to that one): never a
   # partial file.
@@ -181,7 +181,7 @@ print('ok')" "$Q/sig$sig.copy.train.jsonl"
     "$@" > /dev/null 2>&1
     mv "$out" "$out.ref"
     local try hit=0 pid
-    for try in 1 2 3 4; do
+    for try in $(seq 1 12); do  # under load the poll can miss a short write several times
       rm -rf "$out"
       [[ -n $old ]] && cp -r "$old" "$out"
       "$@" > /dev/null 2>&1 &
@@ -206,7 +206,7 @@ print('ok')" "$Q/sig$sig.copy.train.jsonl"
     --in "$S/tomo.mrc" --out "$W/r.mrc" --tile 16 --overlap 8 --no-progress --overwrite
   kill_mid_write simulate "$W" "$W/simk" -- "$BIN" simulate --preset tiny --out "$W/simk"
   kill_mid_write reconstruct "$W" "$W/rec.mrc" -- "$BIN" --threads 1 reconstruct \
-    --tilt-series "$S/tilt_series.mrc" --angles "$S/tilt_series.tlt" --thickness 256 \
+    --tilt-series "$S/tilt_series.mrc" --angles "$S/tilt_series.tlt" --thickness 1024 \
     --out "$W/rec.mrc" --overwrite
   kill_mid_write convert "$W" "$W/c.mrc" -- "$BIN" convert --in "$W/rec.mrc.ref" \
     --out "$W/c.mrc" --mode 12 --overwrite
