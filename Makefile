@@ -24,12 +24,12 @@ export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR
 endif
 
 # What the build needs: the compiler, CMake and ccache, LibTorch and the libraries the code
-# includes (CLI11, JSON, YAML, spdlog, libpng, gemmi for atomic models, Gloo's headers for the
-# distributed backend, GoogleTest for the test programs), the BLAS LibTorch runs fastest with, and
-# pybind11 with Python's headers for the Python package.
+# includes (CLI11, JSON, YAML, spdlog, libpng, zlib to verify model files, gemmi for atomic
+# models, Gloo's headers for the distributed backend, GoogleTest for the test programs), the BLAS
+# LibTorch runs fastest with, and pybind11 with Python's headers for the Python package.
 BUILD_PACKAGES := build-essential cmake ccache libtorch-dev libopenblas0-pthread libcli11-dev \
-  nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev gemmi-dev libgloo-dev libgtest-dev \
-  pybind11-dev python3-dev
+  nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libpng-dev zlib1g-dev gemmi-dev libgloo-dev \
+  libgtest-dev pybind11-dev python3-dev
 # What only the tests use: an independent MRC reader (mrcfile, numpy), the SSIM reference
 # (scikit-image), a real browser for the HTML report and the masking demo's page (Chromium; PIL
 # reads its screenshots), pytest for the Python package, an independent STAR reader (gemmi's

@@ -1,12 +1,20 @@
 // model/: what a trained model is for the jobs: the statistics an input is normalised with
-// (input, model, matching; one tomogram or a pair of halves), and the device it runs on.
+// (input, model, matching; one tomogram or a pair of halves), the device it runs on, and the
+// verification of a model file's zip archive before LibTorch parses it.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/model/checkpoint.h"
 #include "unwedge/model/model.h"
+#include "unwedge/model/zip_check.h"
 
 #include "temp_dir.h"
 
@@ -95,4 +103,278 @@ TEST(ModelDevice, TrainingDeviceWhenAvailableElseCpu) {
   EXPECT_EQ(model_device(info, "model"), "cpu");
   EXPECT_EQ(model_device(info, "cpu", /*local_rank=*/2), "cpu");
   EXPECT_EQ(model_device(info, "auto"), torch::cuda::is_available() ? "cuda" : "cpu");
+}
+
+// ---- Model files are verified as zip archives before LibTorch parses them (model/zip_check.h).
+
+namespace {
+
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_file_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << bytes;
+}
+
+void put16(std::string& s, uint32_t v) {
+  s += char(v & 0xff);
+  s += char((v >> 8) & 0xff);
+}
+void put32(std::string& s, uint32_t v) {
+  put16(s, v & 0xffff);
+  put16(s, v >> 16);
+}
+uint32_t get32(const std::string& s, size_t at) {
+  return uint32_t(uint8_t(s[at])) | uint32_t(uint8_t(s[at + 1])) << 8 |
+         uint32_t(uint8_t(s[at + 2])) << 16 | uint32_t(uint8_t(s[at + 3])) << 24;
+}
+uint16_t get16(const std::string& s, size_t at) {
+  return uint16_t(uint8_t(s[at]) | uint8_t(s[at + 1]) << 8);
+}
+
+// A zip archive of stored entries written field by field from the format's description
+// (APPNOTE 4.3.7, 4.3.12, 4.3.16), with the CRC-32 given, not computed.
+struct RawEntry {
+  std::string name, data;
+  uint32_t crc;
+};
+std::string make_stored_zip(const std::vector<RawEntry>& entries) {
+  std::string zip, dir;
+  for (const auto& e : entries) {
+    const uint32_t offset = uint32_t(zip.size());
+    put32(zip, 0x04034b50);
+    put16(zip, 20);  // version needed
+    put16(zip, 0);   // flags
+    put16(zip, 0);   // stored
+    put32(zip, 0);   // time, date
+    put32(zip, e.crc);
+    put32(zip, uint32_t(e.data.size()));
+    put32(zip, uint32_t(e.data.size()));
+    put16(zip, uint32_t(e.name.size()));
+    put16(zip, 0);  // extra
+    zip += e.name + e.data;
+    put32(dir, 0x02014b50);
+    put16(dir, 20);
+    put16(dir, 20);
+    put16(dir, 0);
+    put16(dir, 0);
+    put32(dir, 0);
+    put32(dir, e.crc);
+    put32(dir, uint32_t(e.data.size()));
+    put32(dir, uint32_t(e.data.size()));
+    put16(dir, uint32_t(e.name.size()));
+    put16(dir, 0);  // extra
+    put16(dir, 0);  // comment
+    put16(dir, 0);  // disk
+    put16(dir, 0);  // internal attributes
+    put32(dir, 0);  // external attributes
+    put32(dir, offset);
+    dir += e.name;
+  }
+  const uint32_t dir_offset = uint32_t(zip.size());
+  zip += dir;
+  put32(zip, 0x06054b50);
+  put16(zip, 0);
+  put16(zip, 0);
+  put16(zip, uint32_t(entries.size()));
+  put16(zip, uint32_t(entries.size()));
+  put32(zip, uint32_t(dir.size()));
+  put32(zip, dir_offset);
+  put16(zip, 0);  // comment
+  return zip;
+}
+
+/// What `fn` threw as a FormatError (or ZipDamage), "" when it did not throw.
+template <class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const FormatError& e) {
+    return e.what();
+  } catch (const ZipDamage& e) {
+    return e.what();
+  }
+  return "";
+}
+
+/// Runs tests/interop/zip_entries.py; "" with `skip` set when Python is absent.
+std::string python_zip_entries(const std::string& verb, const std::string& path, bool& skip) {
+  skip = !std::filesystem::exists("/usr/bin/python3");
+  if (skip) return "";
+  const std::string cmd = "/usr/bin/python3 " UNWEDGE_SOURCE_DIR "/tests/interop/zip_entries.py " +
+                          verb + " '" + path + "' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return "popen failed";
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(rc), 0) << out;
+  return out;
+}
+
+/// Our entries in zip_entries.py's format.
+std::string our_zip_entries(const std::string& path) {
+  std::ostringstream s;
+  for (const auto& e : zip_verify(path)) {
+    char crc[16];
+    std::snprintf(crc, sizeof crc, "%08x", unsigned(e.crc32));
+    s << e.name << ' ' << e.method << ' ' << e.compressed_size << ' ' << e.size << ' ' << crc
+      << ' ' << e.header_offset << '\n';
+  }
+  s << "testzip OK\n";
+  return s.str();
+}
+
+std::unique_ptr<Method> tiny_n2n() {
+  torch::manual_seed(4);
+  return method_create("n2n", {{"depth", 1}, {"base_channels", 4}, {"convs_per_level", 1}});
+}
+
+}  // namespace
+
+// The CRC-32 check value of "123456789" is 0xCBF43926 (the standard CRC-32 catalogue); an archive
+// written by hand with it verifies, the same archive recording 0xCBF43927 or one byte of the data
+// changed is refused naming the entry.
+TEST(CheckpointArchive, Crc32CheckValueAcceptedAndAWrongOneRefused) {
+  TempDir dir;
+  write_file_bytes(dir / "good.zip", make_stored_zip({{"a/first", "", 0x00000000},
+                                                      {"a/check", "123456789", 0xCBF43926}}));
+  const auto entries = zip_verify(dir / "good.zip");
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].name, "a/check");
+  EXPECT_EQ(entries[1].crc32, 0xCBF43926u);
+  EXPECT_EQ(entries[1].size, 9u);
+  write_file_bytes(dir / "wrong.zip", make_stored_zip({{"a/first", "", 0x00000000},
+                                                       {"a/check", "123456789", 0xCBF43927}}));
+  std::string e = error_of([&] { zip_verify(dir / "wrong.zip"); });
+  EXPECT_NE(e.find("entry 'a/check' is damaged"), std::string::npos) << e;
+  EXPECT_NE(e.find("0xcbf43926"), std::string::npos) << e;  // what the data has
+  write_file_bytes(dir / "changed.zip", make_stored_zip({{"a/first", "", 0x00000000},
+                                                         {"a/check", "123456780", 0xCBF43926}}));
+  e = error_of([&] { zip_verify(dir / "changed.zip"); });
+  EXPECT_NE(e.find("entry 'a/check' is damaged"), std::string::npos) << e;
+}
+
+// Python's zipfile is the reference: an archive it wrote (stored, deflated, some larger than the
+// verifier's 64 KiB chunks, empty and zip64 entries) and a checkpoint LibTorch wrote list the
+// same entries, sizes, CRC-32s and offsets.
+TEST(CheckpointArchive, EntriesAgreeWithPythonZipfile) {
+  TempDir dir;
+  bool skip = false;
+  const std::string made = python_zip_entries("make", dir / "py.zip", skip);
+  if (skip) GTEST_SKIP() << "/usr/bin/python3 absent: zipfile reference not run";
+  EXPECT_NE(made.find(" 8 "), std::string::npos) << "no deflated entry:\n" << made;
+  EXPECT_EQ(our_zip_entries(dir / "py.zip"), made);
+
+  auto m = tiny_n2n();
+  checkpoint_save(dir / "m.uwm", *m, nullptr, CheckpointInfo{}, false);
+  const std::string listed = python_zip_entries("list", dir / "m.uwm", skip);
+  EXPECT_NE(listed.find("/data.pkl 0 "), std::string::npos) << listed;
+  EXPECT_EQ(our_zip_entries(dir / "m.uwm"), listed);
+}
+
+// A checkpoint as written loads (and so does the corpus's, written by an earlier build); a byte
+// changed inside a stored entry's data or a deflated entry's data is refused with one line naming
+// the file and that entry, before LibTorch parses anything.
+TEST(CheckpointArchive, GoodCheckpointLoadsAndAFlippedByteIsRefusedNamingTheEntry) {
+  TempDir dir;
+  auto m = tiny_n2n();
+  checkpoint_save(dir / "m.uwm", *m, nullptr, CheckpointInfo{}, false);
+  LoadedCheckpoint ck = checkpoint_load(dir / "m.uwm");
+  const auto x = torch::randn({1, 1, 8, 8, 8});
+  EXPECT_TRUE(torch::equal(ck.method->restore(x), m->restore(x)));
+  EXPECT_NO_THROW(checkpoint_load(UNWEDGE_SOURCE_DIR "/tests/fuzz/corpus/checkpoint/n2n_tiny.uwm"));
+
+  const std::string bytes = read_file_bytes(dir / "m.uwm");
+  // The local headers, found by their signature before the central directory (whose offset
+  // the end record, the last 22 bytes, gives).
+  const size_t dir_offset = get32(bytes, bytes.size() - 22 + 16);
+  ASSERT_LT(dir_offset, bytes.size());
+  int tried_stored = 0, tried_deflated = 0;
+  for (size_t at = bytes.find("PK\x03\x04"); at < dir_offset; at = bytes.find("PK\x03\x04", at + 4)) {
+    const uint16_t method = get16(bytes, at + 8), name_len = get16(bytes, at + 26),
+                   extra_len = get16(bytes, at + 28);
+    const std::string name = bytes.substr(at + 30, name_len);
+    const size_t data = at + 30 + name_len + extra_len;
+    const bool stored_tensor = method == 0 && name.find("/data/") != std::string::npos;
+    if (!(stored_tensor && tried_stored == 0) && !(method == 8 && tried_deflated == 0)) continue;
+    (method == 0 ? tried_stored : tried_deflated)++;
+    std::string bad = bytes;
+    bad[data + 3] = char(bad[data + 3] ^ 0x10);
+    write_file_bytes(dir / "bad.uwm", bad);
+    const std::string e = error_of([&] { checkpoint_load(dir / "bad.uwm"); });
+    EXPECT_EQ(e.rfind(dir / "bad.uwm: not a readable unwedge checkpoint (corrupt or truncated: ", 0),
+              0u) << e;
+    EXPECT_NE(e.find("entry '" + name + "'"), std::string::npos) << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
+  EXPECT_EQ(tried_stored, 1);
+  EXPECT_EQ(tried_deflated, 1) << "LibTorch's writer deflated no entry of this checkpoint";
+}
+
+// Truncated files (cut anywhere, down to nothing), a central directory pointing past the end
+// and a local header offset past the data are refused as corrupt or truncated, naming the file.
+TEST(CheckpointArchive, TruncatedFilesAndOffsetsPastTheEndAreRefused) {
+  TempDir dir;
+  auto m = tiny_n2n();
+  checkpoint_save(dir / "m.uwm", *m, nullptr, CheckpointInfo{}, false);
+  const std::string bytes = read_file_bytes(dir / "m.uwm");
+  for (size_t keep : {size_t(0), size_t(21), size_t(2000), bytes.size() / 2, bytes.size() - 23,
+                      bytes.size() - 1}) {
+    write_file_bytes(dir / "cut.uwm", bytes.substr(0, keep));
+    const std::string e = error_of([&] { checkpoint_load(dir / "cut.uwm"); });
+    EXPECT_NE(e.find(dir / "cut.uwm: not a readable unwedge checkpoint (corrupt or truncated: "),
+              std::string::npos)
+        << keep << " bytes: " << e;
+  }
+
+  // The central directory's offset, in the end record and in the zip64 end record LibTorch
+  // writes too (APPNOTE 4.3.14: 48 bytes into it), moved past the end of the file.
+  const size_t end = bytes.size() - 22;
+  const size_t end64 = bytes.rfind("PK\x06\x06");
+  ASSERT_NE(end64, std::string::npos);
+  std::string past = bytes;
+  for (size_t at : {end + 16, end64 + 48}) {
+    const uint32_t v = uint32_t(bytes.size()) + 100;
+    for (int i = 0; i < 4; ++i) past[at + i] = char((v >> (8 * i)) & 0xff);
+  }
+  write_file_bytes(dir / "past.uwm", past);
+  std::string e = error_of([&] { checkpoint_load(dir / "past.uwm"); });
+  EXPECT_NE(e.find("past.uwm: not a readable unwedge checkpoint (corrupt or truncated: the central "
+                   "directory"), std::string::npos) << e;
+
+  // A hand-written archive whose directory offset lies past the end, and one whose entry's local
+  // header does.
+  std::string zip = make_stored_zip({{"a/check", "123456789", 0xCBF43926}});
+  std::string z1 = zip;
+  z1[z1.size() - 22 + 16] = char(0x7f);
+  write_file_bytes(dir / "z1.zip", z1);
+  e = error_of([&] { zip_verify(dir / "z1.zip"); });
+  EXPECT_NE(e.find("the central directory"), std::string::npos) << e;
+  std::string z2 = zip;
+  const size_t cd = get32(zip, zip.size() - 22 + 16);
+  z2[cd + 42 + 1] = char(0x70);  // the entry's local header offset: 0x7000
+  write_file_bytes(dir / "z2.zip", z2);
+  e = error_of([&] { zip_verify(dir / "z2.zip"); });
+  EXPECT_NE(e.find("entry 'a/check': its local header at offset 28672"), std::string::npos) << e;
+}
+
+// The fuzzer's input that crashed LibTorch 1.13's TorchScript importer (a SEGV in
+// ScriptTypeParser::parseClassConstant): one stored code entry has a damaged byte. It is refused
+// from its CRC-32, naming the entry python's zipfile.testzip() names.
+TEST(CheckpointArchive, TheInputThatCrashedLibTorchIsRefused) {
+  const std::string path =
+      UNWEDGE_SOURCE_DIR "/tests/fuzz/corpus/checkpoint/regress_segv_in_torchscript_importer.uwm";
+  const std::string e = error_of([&] { checkpoint_load(path); });
+  EXPECT_NE(e.find("code/__torch__/___torch_mangle_10.py' is damaged"), std::string::npos) << e;
+  bool skip = false;
+  const std::string listed = python_zip_entries("list", path, skip);
+  if (!skip) {
+    EXPECT_NE(listed.find("testzip BAD .a.uwm.27868.25836/code/__torch__/___torch_mangle_10.py\n"),
+              std::string::npos) << listed;
+  }
 }

@@ -5,6 +5,7 @@
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/error.h"
+#include "unwedge/model/zip_check.h"
 
 namespace unwedge {
 
@@ -172,6 +173,14 @@ namespace {
 LoadedCheckpoint checkpoint_load_checked(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) {
     throw IoError(path + ": checkpoint not found");
+  }
+  // LibTorch's reader trusts the archive (a damaged entry of TorchScript code can crash its
+  // importer): every entry's structure and CRC-32 is verified first.
+  try {
+    zip_verify(path);
+  } catch (const ZipDamage& e) {
+    throw FormatError(path + ": not a readable unwedge checkpoint (corrupt or truncated: " +
+                      e.what() + ")");
   }
   LoadedCheckpoint ck;
   ck.archive = std::make_shared<torch::serialize::InputArchive>();

@@ -6,8 +6,9 @@
 //   info            training state, JSON text        (string; see CheckpointInfo)
 //   method_state    archive: Method::save()          (every network, aux optimizers)
 //   optimizer       archive: the main optimizer's state (moments, step counts)
-// Written atomically (temporary + rename); reading validates every key and reports a corrupt or
-// truncated file as a FormatError naming it.
+// Written atomically (temporary + rename); reading first verifies the zip archive (structure and
+// every entry's CRC-32, model/zip_check.h), then validates every key, and reports a corrupt or
+// truncated file as a FormatError naming it (and the damaged entry).
 #pragma once
 #include <memory>
 #include <string>
