@@ -255,9 +255,11 @@ class PyModel {
   py::dict sample(const py::object& volume, const py::object& even, const py::object& odd, int64_t n,
                   uint64_t seed, const py::object& tilt_range, int64_t tile, int64_t overlap,
                   const std::string& device, const py::object& voxel_size,
-                  const py::object& progress) const {
+                  const std::string& uq, bool calibrate, const py::object& progress) const {
     TempFolder tmp;
     SampleFilesOptions o;
+    o.sample.posterior.uq = uq;
+    o.calibrate = calibrate;
     o.model = path_;
     if (!volume.is_none()) {
       o.in = input_file(volume, tmp, "in", voxel_size);
@@ -539,12 +541,15 @@ PYBIND11_MODULE(_unwedge, m) {
            py::arg("batch") = 0, py::arg("device") = "model", py::arg("norm") = "input",
            py::arg("voxel_size") = 1.0, py::arg("progress") = py::none())
       .def("sample", &PyModel::sample,
-           "Posterior draws of a posterior model: dict of mean, std, lower, upper, summary",
+           "Posterior draws: dict of mean, std, lower, upper, summary. uq='model' (a "
+           "cryowgen-* model's posterior) or 'bootstrap' (the equivariant bootstrap of any "
+           "model's restoration); calibrate=True scales std and bounds from the data alone "
+           "(summary['calibration'], as `unwedge sample --calibrate`)",
            py::arg("volume") = py::none(), py::kw_only(), py::arg("even") = py::none(),
            py::arg("odd") = py::none(), py::arg("n") = 8, py::arg("seed") = 0,
            py::arg("tilt_range") = py::none(), py::arg("tile") = 0, py::arg("overlap") = -1,
-           py::arg("device") = "model", py::arg("voxel_size") = 1.0,
-           py::arg("progress") = py::none());
+           py::arg("device") = "model", py::arg("voxel_size") = 1.0, py::arg("uq") = "model",
+           py::arg("calibrate") = false, py::arg("progress") = py::none());
   m.def("train", &py_train,
         "Trains a method on halves (even=, odd=: arrays or paths, one or a list), tomograms "
         "(volumes=) or a RELION 5 table (star=); returns the Model. options: the method's "

@@ -2,6 +2,7 @@
 // weights are known in closed form, checked against whole-volume computations done here.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
+#include "unwedge/infer/calibrate.h"
 #include "unwedge/infer/sample.h"
 #include "unwedge/methods/bootstrap.h"
 #include "unwedge/methods/posterior.h"
@@ -520,4 +522,82 @@ TEST(EquivariantBootstrap, SampleWithUqBootstrapTakesAnyMethod) {
   EXPECT_GT(s.std.mean().item<double>(), 0.01);  // noise and moved wedges: the draws differ
   o.posterior.uq = "sure";
   EXPECT_THROW(sample_volume(identity, vol, o), ValueError);
+}
+
+// Brute force: the smallest c (tried over every voxel's exact need, computed with plain loops)
+// whose bounds mean -/+ c * (distance to the bound) hold at least k = ceil(q (V + 1)) (at most V)
+// of the truths.
+double brute_conformal_scale(const std::vector<double>& t, const std::vector<double>& m,
+                             const std::vector<double>& l, const std::vector<double>& u, double q) {
+  const size_t v = t.size();
+  const size_t k = std::min(v, size_t(std::ceil(q * double(v + 1))));
+  std::vector<double> candidates{0.0};
+  for (size_t i = 0; i < v; ++i) {
+    const double w = t[i] >= m[i] ? u[i] - m[i] : m[i] - l[i];
+    if (w > 0) candidates.push_back(std::abs(t[i] - m[i]) / w);
+  }
+  std::sort(candidates.begin(), candidates.end());
+  for (double c : candidates) {
+    size_t inside = 0;  // truth within c times the bound's distance from the mean
+    for (size_t i = 0; i < v; ++i) {
+      const double w = t[i] >= m[i] ? u[i] - m[i] : m[i] - l[i];
+      if (t[i] == m[i] || (w > 0 && std::abs(t[i] - m[i]) / w <= c)) ++inside;
+    }
+    if (inside >= k) return c;
+  }
+  return std::numeric_limits<double>::infinity();
+}
+
+TEST(ConformalBoundsScale, MatchesABruteForceSearch) {
+  torch::manual_seed(21);
+  for (double q : {0.5, 0.8, 0.9}) {
+    const int64_t v = 257;
+    auto m = torch::randn({v}, torch::kDouble);
+    auto l = m - torch::rand({v}, torch::kDouble) * 2;  // asymmetric bounds
+    auto u = m + torch::rand({v}, torch::kDouble) * 0.5;
+    auto t = m + torch::randn({v}, torch::kDouble);
+    auto vec = [](const at::Tensor& x) {
+      return std::vector<double>(x.data_ptr<double>(), x.data_ptr<double>() + x.numel());
+    };
+    const double c = conformal_bounds_scale(t, m, l, u, q);
+    EXPECT_DOUBLE_EQ(c, brute_conformal_scale(vec(t), vec(m), vec(l), vec(u), q)) << "q " << q;
+    // Scaling the bounds by 2 halves the factor; a voxel on its mean needs nothing.
+    EXPECT_NEAR(conformal_bounds_scale(t, m, m - 2 * (m - l), m + 2 * (u - m), q), c / 2, 1e-12);
+  }
+  auto z = torch::zeros({10}, torch::kDouble);
+  EXPECT_EQ(conformal_bounds_scale(z, z, z - 1, z + 1, 0.9), 0.0);
+  // Truth off the mean where the bounds have no width: no factor covers it.
+  EXPECT_TRUE(std::isinf(conformal_bounds_scale(z + 1, z, z, z, 0.9)));
+  EXPECT_THROW(conformal_bounds_scale(z, z, z, z, 1.0), ValueError);
+  EXPECT_THROW(conformal_bounds_scale(z, z.narrow(0, 0, 5), z, z, 0.5), ShapeError);
+}
+
+TEST(CalibrateSpread, ItsFactorCoversThePseudoProblemAndSampleAppliesIt) {
+  NotPosterior identity;  // G = identity: the bootstrap's spread is the added noise's
+  torch::manual_seed(5);
+  at::Tensor vol = torch::randn({16, 16, 16});
+  SampleOptions o = small_opts(16, 0, 6);
+  o.posterior.uq = "bootstrap";
+  o.interval = 0.8;
+  const SpreadCalibration c = calibrate_spread(identity, vol, o);
+  EXPECT_EQ(c.side, 16);
+  EXPECT_GT(c.scale, 0.0);
+  EXPECT_GE(c.coverage_after, 0.8);
+  EXPECT_GT(c.noise_variance, 0.0);
+  // With G the identity the pseudo-problem's error is the added noise, which is also what the
+  // bootstrap's draws spread by: the factor is about 1 (0.926 with this seed).
+  EXPECT_NEAR(c.scale, 1.0, 0.35);
+  // Same seed, same factor.
+  EXPECT_DOUBLE_EQ(calibrate_spread(identity, vol, o).scale, c.scale);
+  // The factor multiplies std and the bounds' distances from the (unchanged) mean.
+  SampleVolumes plain = sample_volume(identity, vol, o);
+  o.spread_scale = c.scale;
+  SampleVolumes scaled = sample_volume(identity, vol, o);
+  EXPECT_TRUE(torch::allclose(scaled.mean, plain.mean, 0, 0));
+  EXPECT_TRUE(torch::allclose(scaled.std, plain.std * c.scale, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(plain.mean - scaled.lower, (plain.mean - plain.lower) * c.scale, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(scaled.upper - plain.mean, (plain.upper - plain.mean) * c.scale, 1e-4, 1e-5));
+  o.spread_scale = 0;
+  EXPECT_THROW(sample_volume(identity, vol, o), ValueError);
+  EXPECT_THROW(calibrate_spread(identity, torch::randn({16, 16, 8}), o), ValueError);
 }

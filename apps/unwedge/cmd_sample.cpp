@@ -95,6 +95,11 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
                   "method: R^-1 G(T_M(R x) + noise) with wedge-moving rotations R)")
       ->capture_default_str()
       ->check(CLI::IsMember({"model", "bootstrap"}));
+  cmd->add_flag("--calibrate", o.calibrate,
+                "Calibrate std and bounds from the data alone first: a central cube restored, "
+                "turned by a wedge-moving rotation, wedged and noised again, sampled; std and "
+                "bounds scaled so the known answer is covered at --interval; recorded in "
+                "summary.json (docs/posterior.md; default: off)");
   cmd->add_option("--gamma", po.gamma, "cryowgen-mc temperature (< 0 = the trained value)")
       ->capture_default_str();
   cmd->add_option("--candidates", po.candidates,

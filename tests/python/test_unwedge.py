@@ -186,6 +186,24 @@ def test_sample_equals_the_program(sim, tmp_path):
     assert post["summary"]["ess_min"] > 0
 
 
+def test_sample_bootstrap_calibrated_equals_the_program(sim, model, tmp_path):
+    s, out = sim
+    post = model.sample(str(out / "tomo.mrc"), n=3, seed=2, tile=24, overlap=4, uq="bootstrap",
+                      calibrate=True)
+    subprocess.run([BIN, "-q", "--threads", "1", "sample", "--model", model.path, "--in",
+                    str(out / "tomo.mrc"), "--out-dir", str(tmp_path / "boot"), "--n", "3",
+                    "--seed", "2", "--tile", "24", "--overlap", "4", "--uq", "bootstrap",
+                    "--calibrate", "--no-report", "--no-progress"], check=True)
+    for name in ("mean", "std", "upper"):
+        with mrcfile.open(str(tmp_path / "boot" / f"{name}.mrc")) as m:
+            theirs = np.array(m.data)
+        assert np.max(np.abs(post[name] - theirs)) <= 1e-6 * max(1.0, float(np.abs(theirs).max()))
+    c = post["summary"]["calibration"]
+    assert c["scale"] > 0 and c["coverage_after"] >= c["interval"]
+    with pytest.raises(ValueError, match="deterministic"):
+        model.sample(str(out / "tomo.mrc"), n=2)
+
+
 def _same(a, b):
     """Equal nested results, NaN equal to NaN."""
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

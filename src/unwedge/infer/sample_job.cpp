@@ -15,6 +15,7 @@
 #include "unwedge/eval/metrics.h"
 #include "unwedge/eval/png.h"
 #include "unwedge/eval/report.h"
+#include "unwedge/infer/calibrate.h"
 #include "unwedge/infer/partition.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/io/relion.h"
@@ -154,7 +155,8 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"device", s.tiling.device},
           {"norm", norm_source_name(o.norm)},
           {"mode", o.mode},
-          {"save_samples", o.save_samples}};
+          {"save_samples", o.save_samples},
+          {"calibrate", o.calibrate}};
 }
 
 namespace {
@@ -343,6 +345,13 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
     sinks.samples.push_back(slab_sink_to_input_scale(*writers[k], stats));
   }
 
+  SpreadCalibration cal;
+  if (o.calibrate) {  // every rank computes the same factor (same cube, seed and device kind)
+    const int64_t side = std::min({so.tiling.tile, shape[0], shape[1], shape[2]});
+    const int64_t z0 = (shape[0] - side) / 2, y0 = (shape[1] - side) / 2, x0 = (shape[2] - side) / 2;
+    cal = calibrate_spread(*ck.method, readers[0](z0, z0 + side, y0, y0 + side, x0, x0 + side), so);
+    so.spread_scale = cal.scale;
+  }
   so.tiling.z_begin = slab.z0;
   so.tiling.z_end = slab.z1;
   if (dist.world_size() > 1) {
@@ -381,6 +390,7 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
                                 ? "weighted quantiles of the draws per tile, blended"
                                 : "mean -/+ z std (Gaussian)"},
                  {"options", sample_files_options_json(resolved)}};
+  if (o.calibrate) res.summary["calibration"] = spread_calibration_json(cal, so.interval);
   if (!dist.is_main()) return res;  // rank 0 writes the summary and the report
 
   json eval;

@@ -39,6 +39,10 @@ struct SampleFilesOptions {
   int mode = 2;                   ///< MRC mode written: 2 (float32) or 12 (float16)
   bool save_samples = false;      ///< also write every draw to out_dir/samples/
   bool report = true;             ///< write report.html and flipbook.png
+  /// Calibrate the spread from the data alone first (infer/calibrate.h: a central cube of the
+  /// first input, the T_M∘R proxy's known answer), scale std and bounds by its factor and
+  /// record it in summary.json ("calibration").
+  bool calibrate = false;
   bool overwrite = false;
   bool permissive = false;
   std::string label;              ///< label line added to outputs (program, command)
