@@ -327,6 +327,15 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
 
   std::vector<TileReader> readers;
   for (const auto& f : files) readers.push_back(tile_reader_normalised(*f, stats));
+  // Before any output exists, so a calibration that fails leaves nothing behind. Every rank
+  // computes the same factor (same cube, seed and device kind).
+  SpreadCalibration cal;
+  if (o.calibrate) {
+    const int64_t side = std::min({so.tiling.tile, shape[0], shape[1], shape[2]});
+    const int64_t z0 = (shape[0] - side) / 2, y0 = (shape[1] - side) / 2, x0 = (shape[2] - side) / 2;
+    cal = calibrate_spread(*ck.method, readers[0](z0, z0 + side, y0, y0 + side, x0, x0 + side), so);
+    so.spread_scale = cal.scale;
+  }
   fs::create_directories(dir);
   if (o.save_samples) fs::create_directories(dir / "samples");
   const MrcWriteOptions wo{o.mode, o.overwrite, /*keep_ext_header=*/false, o.label};
@@ -345,13 +354,6 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
     sinks.samples.push_back(slab_sink_to_input_scale(*writers[k], stats));
   }
 
-  SpreadCalibration cal;
-  if (o.calibrate) {  // every rank computes the same factor (same cube, seed and device kind)
-    const int64_t side = std::min({so.tiling.tile, shape[0], shape[1], shape[2]});
-    const int64_t z0 = (shape[0] - side) / 2, y0 = (shape[1] - side) / 2, x0 = (shape[2] - side) / 2;
-    cal = calibrate_spread(*ck.method, readers[0](z0, z0 + side, y0, y0 + side, x0, x0 + side), so);
-    so.spread_scale = cal.scale;
-  }
   so.tiling.z_begin = slab.z0;
   so.tiling.z_end = slab.z1;
   if (dist.world_size() > 1) {
