@@ -1,7 +1,5 @@
 #include "unwedge/infer/calibrate.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -11,8 +9,8 @@
 #include "unwedge/core/log.h"
 #include "unwedge/eval/metrics.h"
 #include "unwedge/methods/augment.h"
+#include "unwedge/methods/bootstrap.h"
 #include "unwedge/methods/posterior.h"
-#include "unwedge/methods/wedge_common.h"
 #include "unwedge/ops/rotate.h"
 #include "unwedge/ops/wedge.h"
 
@@ -60,27 +58,19 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   method.to(device);
   const WedgeGeometry g = method_wedge_geometry(opts.wedge);
 
-  // The known answer: the restoration turned so that its invented wedge lies where data are.
+  // The known answer: the restoration turned so that its invented wedge lies where data are,
+  // observed again with the wedge and noise of the data's level and band, drawn as the
+  // equivariant bootstrap draws its rotations and noise (methods/bootstrap.h).
   auto y = cube.to(device, torch::kFloat).view({1, 1, s, s, s});
   auto x_hat = method.restore(y).to(torch::kFloat);
-  WedgeRotationSampler sampler(WedgeRotations::cube, 0.5);
-  const auto& choices = sampler.cube_choices(shape, g);
-  if (choices.empty()) {
-    throw ValueError("calibration: no cube rotation moves the missing wedge of " +
-                     std::to_string(g.tilt_min_deg) + ".." + std::to_string(g.tilt_max_deg) +
-                     " deg");
-  }
-  auto gen = at::detail::createCPUGenerator(opts.posterior.seed ^ 0x5eed'ca1bULL);
-  const CubeRotation r =
-      choices[size_t(torch::randint(int64_t(choices.size()), {1}, gen, torch::kLong).item<int64_t>())];
-  auto truth = cube_rotate(x_hat, r);  // [1, 1, s, s, s]
-
-  // Observed again: the wedge and noise of the data's level and band.
   WedgeMaskCache masks;
   auto m = masks.mask(shape, g, device).view({1, 1, s, s, s / 2 + 1});
   auto sigma2 = posterior_noise_variance_highfreq(y, m, 0.3, "calibration");  // [1]
-  auto xi = torch::randn({1, 1, s, s, s}, gen, torch::kFloat).to(device);
-  auto y_pseudo = wedge_apply(truth, m) + wedge_apply(xi, m) * sigma2.to(torch::kFloat).sqrt().view({1, 1, 1, 1, 1});
+  EquivariantBootstrap rotations_and_noise(method);
+  const auto [r, noise] = rotations_and_noise.draw_rotation_noise(
+      shape, g, m, sigma2, opts.posterior.seed ^ 0x5eed'ca1bULL);
+  auto truth = cube_rotate(x_hat, r);  // [1, 1, s, s, s]
+  auto y_pseudo = wedge_apply(truth, m) + noise;
 
   SampleOptions so = opts;
   so.spread_scale = 1.0;
