@@ -13,7 +13,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include <torch/cuda.h>
@@ -566,6 +568,26 @@ TEST(Device, AutoResolvesAndBadNamesAreErrors) {
   EXPECT_EQ(precision_parse("bf16", "--precision"), c10::kBFloat16);
   EXPECT_THROW(precision_parse("fp16", "--precision"), ValueError);
   EXPECT_EQ(dist_backend_for(c10::Device("cpu")), "gloo");
+}
+
+// "auto" precision: bf16 exactly when the kernel lists avx512_bf16 among this CPU's flags (read
+// here from /proc/cpuinfo, independently of the compiler builtin the code asks), fp32 on a GPU.
+TEST(Precision, AutoFollowsTheCpuFlags) {
+  bool flag = false;
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line);
+    for (std::string w; words >> w;) flag = flag || w == "avx512_bf16";
+    break;
+  }
+  if (!info.is_open()) GTEST_SKIP() << "no /proc/cpuinfo to compare with";
+  EXPECT_EQ(cpu_has_bf16(), flag);
+  EXPECT_EQ(precision_resolve("auto", c10::Device("cpu")), flag ? "bf16" : "fp32");
+  EXPECT_EQ(precision_resolve("auto", c10::Device(c10::kCUDA, 0)), "fp32");
+  EXPECT_EQ(precision_resolve("fp32", c10::Device("cpu")), "fp32");
+  EXPECT_EQ(precision_resolve("bf16", c10::Device(c10::kCUDA, 0)), "bf16");
+  EXPECT_THROW(precision_parse("auto", "--precision"), ValueError);  // resolve first
 }
 
 // bf16 autocast on the CPU: convolutions run in bf16 inside the guard only; a method's loss

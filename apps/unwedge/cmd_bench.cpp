@@ -46,7 +46,7 @@ struct BenchParams {
   std::vector<double> tilt_range{-60.0, 60.0};
   uint64_t seed = 0;
   std::string device = "cpu";      ///< for the train and restore children
-  std::string precision = "fp32";  ///< fp32 | bf16, for the train and restore children
+  std::string precision = "auto";  ///< auto | fp32 | bf16, for the train and restore children
   std::string out;
   bool overwrite = false;
   bool resume = false;  ///< continue: train on from OUT/METHOD/model.uwm where it exists
@@ -110,8 +110,9 @@ void run_bench(const BenchParams& p) {
   output_check_writable((out / "report.html").string(), replace);
   for (const auto& m : p.methods) method_registry().get(m);  // unknown names fail first
   const std::string device = device_resolve(p.device);  // auto -> cpu or cuda, once for all
-  device_parse(device);  // a bad name, or CUDA without a GPU, fails before any child runs
-  precision_parse(p.precision, "--precision");
+  // a bad name, or CUDA without a GPU, fails before any child runs; auto precision resolved once
+  const std::string precision = precision_resolve(p.precision, device_parse(device));
+  precision_parse(precision, "--precision");
   fs::create_directories(out / "baselines");
   std::string budget = p.minutes > 0 ? std::to_string(p.minutes) +
                                            (p.budget_clock == "cpu" ? " CPU min" : " min")
@@ -172,7 +173,7 @@ void run_bench(const BenchParams& p) {
                                    (dir / "model.uwm").string(), "--patch",
                                    std::to_string(p.patch), "--batch", std::to_string(p.batch),
                                    "--seed", std::to_string(p.seed), "--tilt-range", tmin, tmax,
-                                   "--device", device, "--precision", p.precision,
+                                   "--device", device, "--precision", precision,
                                    "--no-progress"};
     // --resume: a checkpoint left by an interrupted bench is trained on to the same budget (its
     // history keeps the elapsed budget); train does nothing more when the budget is spent.
@@ -188,7 +189,7 @@ void run_bench(const BenchParams& p) {
     ChildRun tr = run_self(train);
     std::vector<std::string> restore{"restore", "--model", (dir / "model.uwm").string(), "--out",
                                      (dir / "restored.mrc").string(), "--device", device,
-                                     "--precision", p.precision, "--no-progress",
+                                     "--precision", precision, "--no-progress",
                                      "--overwrite"};
     restore.insert(restore.end(), in_args.begin(), in_args.end());
     ChildRun rs = run_self(restore);
@@ -213,7 +214,7 @@ void run_bench(const BenchParams& p) {
                         {"batch", p.batch},
                         {"seed", p.seed},
                         {"device", device},
-                        {"precision", p.precision},
+                        {"precision", precision},
                         {"simulate_s", sim.wall_s}}},
              {"methods", methods}};
   write_text_file_atomic((out / "bench.json").string(), bench.dump(1) + "\n", replace);
@@ -272,9 +273,10 @@ void add_bench_command(CLI::App& root, GlobalOptions& g) {
                   "(auto: cuda when available)")
       ->capture_default_str();
   cmd->add_option("--precision", p->precision,
-                  "fp32 | bf16 (bf16: autocast mixed precision in training and restoration)")
+                  "auto | fp32 | bf16 (bf16: autocast mixed precision in training and "
+                  "restoration; auto: bf16 on a CPU with avx512_bf16, else fp32)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--out", p->out, "Output folder")->required();
   add_overwrite_flag(*cmd, p->overwrite);
   cmd->add_flag("--resume", p->resume,

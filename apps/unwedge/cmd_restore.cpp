@@ -106,9 +106,10 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
                   "available, else cpu; with several ranks, cuda means cuda:LOCAL_RANK)")
       ->capture_default_str();
   cmd->add_option("--precision", o.restore.precision,
-                  "Network arithmetic: fp32 | bf16 (autocast; blending and output stay float32)")
+                  "Network arithmetic: auto | fp32 | bf16 (autocast; blending and output stay "
+                  "float32; auto: bf16 on a CPU with avx512_bf16, else fp32)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--norm", p->norm,
                   "Scale: input (robust statistics of this input, as in training) | model "
                   "(the first training tomogram's)")

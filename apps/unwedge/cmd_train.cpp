@@ -183,9 +183,10 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "cuda means cuda:LOCAL_RANK)")
       ->capture_default_str();
   cmd->add_option("--precision", o.precision,
-                  "fp32 | bf16 (bf16: autocast mixed precision, loss in float32)")
+                  "auto | fp32 | bf16 (bf16: autocast mixed precision, loss in float32; auto: "
+                  "bf16 on a CPU with avx512_bf16, ~1.9x the steps per CPU-second, else fp32)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--norm", p->norm,
                   "Normalisation: central (mean/std of the central region) | percentile "
                   "(median, p1..p99 spread)")

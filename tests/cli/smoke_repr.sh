@@ -4,8 +4,12 @@ RS="$WORK/repr_sim"
 if "$BIN" -q simulate --preset tiny --out "$RS" --seed 5 > /dev/null 2>&1 && [[ -f "$RS/tomo.mrc" ]]; then
   MAE_TINY=(--opt dim=24 --opt depth=1 --opt heads=2 --opt decoder_dim=12 --opt decoder_depth=1
             --opt decoder_heads=2 --patch 16 --batch 2 --steps 3 --no-progress --threads 1)
-  check repr-train-mae 0 "wrote" -- "$BIN" train --method mae --in "$RS/tomo.mrc" \
-    --out "$WORK/mae.uwm" "${MAE_TINY[@]}"
+  # The transformer methods train in fp32 whatever the CPU: auto says so, bf16 is refused.
+  check repr-train-mae 0 "precision fp32 \(auto: mae runs in fp32 only" -- "$BIN" train \
+    --method mae --in "$RS/tomo.mrc" --out "$WORK/mae.uwm" "${MAE_TINY[@]}"
+  check repr-train-mae-bf16 1 "--precision bf16: method mae runs in fp32 only" -- "$BIN" train \
+    --method mae --in "$RS/tomo.mrc" --out "$WORK/mae_bf16.uwm" "${MAE_TINY[@]}" --precision bf16
+  check repr-train-mae-bf16-nothing 1 "" -- test -e "$WORK/mae_bf16.uwm"
   check repr-train-contrastive 0 "wrote" -- "$BIN" train --method contrastive --in "$RS/tomo.mrc" \
     --out "$WORK/con.uwm" --opt base=4 --opt levels=2 --patch 16 --batch 2 --steps 2 \
     --no-progress --threads 1

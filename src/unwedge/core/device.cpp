@@ -42,7 +42,26 @@ c10::Device device_parse(const std::string& name) {
 c10::ScalarType precision_parse(const std::string& name, const std::string& what) {
   if (name == "fp32") return c10::kFloat;
   if (name == "bf16") return c10::kBFloat16;
-  throw ValueError(what + ": '" + name + "' is not a precision (fp32, bf16)");
+  throw ValueError(what + ": '" + name + "' is not a precision (auto, fp32, bf16)");
+}
+
+bool cpu_has_bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+std::string precision_resolve(const std::string& name, const c10::Device& device) {
+  if (name != "auto") return name;
+  return device.is_cpu() && cpu_has_bf16() ? "bf16" : "fp32";
+}
+
+std::string precision_auto_reason(const c10::Device& device) {
+  if (!device.is_cpu()) return "fp32 on a GPU until bf16 is measured there";
+  return cpu_has_bf16() ? "this CPU has avx512_bf16" : "this CPU has no avx512_bf16";
 }
 
 namespace {

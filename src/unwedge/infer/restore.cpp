@@ -60,7 +60,8 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   if (outputs.size() != n_out) throw ValueError("restore: wrong number of outputs");
   if (opts.batch < 1) throw ValueError("batch: " + std::to_string(opts.batch));
   const torch::Device device = device_parse(opts.device);
-  const c10::ScalarType precision = precision_parse(opts.precision, "precision");
+  const c10::ScalarType precision =
+      precision_parse(precision_resolve(opts.precision, device), "precision");
   const TilePlan plan = restore_plan(method, shape, opts);
   const TileAxis &az = plan.axes[0], &ay = plan.axes[1], &ax = plan.axes[2];
   // The slab of output sections to produce, and the tile rows that touch it.

@@ -28,7 +28,8 @@ struct RestoreOptions {
   int64_t overlap = 32;    ///< overlap of neighbouring tiles, voxels
   int64_t batch = 1;       ///< tiles per forward pass
   std::string device = "cpu";   ///< auto | cpu | cuda | cuda:N
-  std::string precision = "fp32";  ///< fp32 | bf16 (autocast around the network; output float)
+  std::string precision = "auto";  ///< auto | fp32 | bf16 (autocast around the network; output
+                                   ///< float); auto: precision_resolve (bf16 on avx512_bf16 CPUs)
   int64_t z_begin = 0;     ///< produce only output sections [z_begin, z_end) (a rank's slab);
   int64_t z_end = -1;      ///< -1: to the end. Tiles touching the slab are restored whole, so
                            ///< the slab equals the same sections of a full restoration.

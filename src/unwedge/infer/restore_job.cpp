@@ -134,11 +134,11 @@ void restore_item(const RestoreFilesOptions& o, Method& method, const Checkpoint
       shared_writers_open(item.outs, shape, item.files[0]->meta(), write_options(o), shared, dist);
   std::vector<SlabSink> sinks;
   for (auto& w : writers) sinks.push_back(slab_sink_to_input_scale(*w, stats));
-  log_info("restoring {} (sections {}..{} of {}) with {} (step {}), tiles {} overlap {} on {}; "
-           "scale mean {:.5g} std {:.5g}",
+  log_info("restoring {} (sections {}..{} of {}) with {} (step {}), tiles {} overlap {} on {} "
+           "in {}; scale mean {:.5g} std {:.5g}",
            item.ins.size() == 2 ? item.ins[0] + " + " + item.ins[1] : item.ins[0], slab.z0,
            slab.z1, shape[0], method.name(), info.step, ro.tile, ro.overlap, ro.device,
-           stats.mean, stats.std);
+           ro.precision, stats.mean, stats.std);
   ro.z_begin = slab.z0;
   ro.z_end = slab.z1;
   if (slab.z1 > slab.z0) restore_stream(method, shape, readers, sinks, ro, progress);
@@ -319,6 +319,7 @@ RestoreFilesResult restore_files(const RestoreFilesOptions& o_in, Distributed* d
   RestoreOptions ro = o.restore;
   ro.device = model_device(info, o.device, dist.world_size() > 1 ? dist.config().local_rank : -1);
   if (ro.tile == 0) ro.tile = info.train_options.value("patch", int64_t(64)) + ro.overlap;
+  ro.precision = precision_resolve(ro.precision, device_parse(ro.device));
   precision_parse(ro.precision, "--precision");
   if (pair != ck.method->needs_halves()) {
     log_warn("model {} was trained on {}; restoring {}", ck.method->name(),

@@ -57,6 +57,7 @@ class Contrastive : public Method, public Embedder {
 
   std::string name() const override { return "contrastive"; }
   bool needs_halves() const override { return false; }
+  bool bf16_ok() const override { return false; }
 
   torch::Tensor loss(const Batch& batch) override {
     method_check_batch_tensor(name(), "input", batch.input);

@@ -98,6 +98,10 @@ class Method {
   /// True when the method draws posterior samples (it is a PosteriorMethod, methods/posterior.h;
   /// restore() then returns one deterministic point estimate).
   virtual bool stochastic() const { return false; }
+  /// True when loss() and restore() run under bf16 autocast (core/device.h). The transformer
+  /// methods (mae, contrastive) mix autocast's bf16 outputs with float32 buffers and say false:
+  /// `--precision auto` then trains them in fp32 and `--precision bf16` is refused.
+  virtual bool bf16_ok() const { return true; }
 
   /// Training loss for one batch: a scalar with a graph back to parameters(). A pure function
   /// of the batch and the networks: it steps no optimizer (step_stats() records its terms), so

@@ -194,7 +194,8 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   }
   o.device = device_resolve(o.device);  // auto -> cpu or cuda, the same on every rank
   device_ = device_parse(device_resolve(o.device, dist_ ? dist_->config().local_rank : -1));
-  precision_ = precision_parse(o.precision, "--precision");
+  // A bad name fails here; "auto" is resolved once the method is known (bf16_ok).
+  precision_parse(precision_resolve(o.precision, device_), "--precision");
   if (inputs.empty()) throw ValueError("train: no input tomograms");
 
   // Method: fresh, or recreated from the checkpoint being resumed.
@@ -223,6 +224,19 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     torch::manual_seed(train_step_seed(o.seed, -1));  // initial weights follow --seed
     method_ = method_create(o.method, o.method_options);
   }
+  if (o.precision == "auto") {
+    o.precision = method_->bf16_ok() ? precision_resolve(o.precision, device_) : "fp32";
+    if (main_rank) {
+      log_info("precision {} (auto: {}; --precision to choose)", o.precision,
+               method_->bf16_ok() ? precision_auto_reason(device_)
+                                  : o.method + " runs in fp32 only");
+    }
+  }
+  if (o.precision == "bf16" && !method_->bf16_ok()) {
+    throw ValueError("--precision bf16: method " + o.method + " runs in fp32 only (use fp32 "
+                     "or auto)");
+  }
+  precision_ = precision_parse(o.precision, "--precision");
   const bool pairs = inputs.front().b.data.defined();
   if (method_->needs_halves() && !pairs) {
     throw ValueError("method " + o.method + " trains on half tomograms: give --even and --odd");

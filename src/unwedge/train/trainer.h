@@ -51,7 +51,8 @@ struct TrainOptions {
   int64_t checkpoint_every = 500;  ///< steps between checkpoints (0: only at the end)
   uint64_t seed = 0;
   std::string device = "cpu";     ///< auto | cpu | cuda | cuda:N (ranks: cuda -> cuda:LOCAL_RANK)
-  std::string precision = "fp32";  ///< fp32 | bf16: autocast around loss(); loss taken as float32
+  std::string precision = "auto";  ///< auto | fp32 | bf16: autocast around loss(); loss taken as
+                                   ///< float32; auto: precision_resolve (bf16 on avx512_bf16 CPUs)
   NormMode norm_mode = NormMode::central;
   double norm_fraction = 0.5;  ///< central fraction of each axis used for the statistics
   MethodWedge wedge;
