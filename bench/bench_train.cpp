@@ -1,7 +1,8 @@
 // Training-step and restoration speed of the default n2n U-Net on this machine (JSON to stdout):
 // step time (patch^3, batch B) split into sampling and network, achieved network GFLOP/s next to
-// a measured matmul GFLOP/s, channels-last-3d vs the default layout, restoration Mvoxel/s and the
-// fraction of restoration time spent outside the network. First the BLAS: which library the
+// a measured matmul GFLOP/s, channels-last-3d vs the default layout, each in fp32 and in bf16
+// autocast, restoration Mvoxel/s in both precisions and the fraction of restoration time spent
+// outside the network. First the BLAS: which library the
 // process mapped (/proc/self/maps), OpenBLAS's kernel, and matmul GFLOP/s (1024^2 and ViT-sized)
 // at 1 and 2 threads of both LibTorch and OpenBLAS (a single torch::mm is one BLAS call: its
 // threads are OpenBLAS's own, not LibTorch's).
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "unwedge/core/device.h"
 #include "unwedge/core/threads.h"
 #include "unwedge/infer/restore.h"
 #include "unwedge/methods/method.h"
@@ -174,60 +176,84 @@ int main(int argc, char** argv) {
   torch::optim::AdamW opt(method->parameters(), torch::optim::AdamWOptions(4e-4));
   const double step_flops = 3.0 * unet_forward_flops(net_opts, double(batch * patch * patch * patch));
 
-  for (bool channels_last : {false, true}) {
-    if (channels_last) {
+  // A training step in each precision and layout. Times are wall and process CPU seconds (the
+  // CPU figure is the one to compare on a loaded machine, with --threads 1).
+  for (const char* precision : {"fp32", "bf16"}) {
+    const c10::ScalarType dtype = precision_parse(precision, "precision");
+    for (bool channels_last : {false, true}) {
       for (auto& p : method->parameters()) {
-        if (p.dim() == 5) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast3d));
+        if (p.dim() == 5) {
+          p.set_data(channels_last ? p.contiguous(torch::MemoryFormat::ChannelsLast3d)
+                                   : p.contiguous());
+        }
       }
+      double t_sample = 0, t_net = 0, c_step = 0;
+      for (int64_t s = -1; s < steps; ++s) {  // step -1 warms up
+        auto t0 = Clock::now();
+        const double c0 = cpu_seconds();
+        PatchBatch pb = sampler.extract(sampler.draw(batch, Split::train, gen));
+        Batch b;
+        b.input = pb.a;
+        b.target = pb.b;
+        if (channels_last) {
+          b.input = b.input.contiguous(torch::MemoryFormat::ChannelsLast3d);
+          b.target = b.target.contiguous(torch::MemoryFormat::ChannelsLast3d);
+        }
+        double ts = secs(t0);
+        auto t1 = Clock::now();
+        opt.zero_grad();
+        at::Tensor loss;
+        {
+          AutocastGuard amp(dtype, c10::Device("cpu"));
+          loss = method->loss(b).to(torch::kFloat);
+        }
+        loss.backward();
+        opt.step();
+        if (s >= 0) {
+          t_sample += ts;
+          t_net += secs(t1);
+          c_step += cpu_seconds() - c0;
+        }
+      }
+      nlohmann::json r;
+      r["step_s"] = (t_sample + t_net) / double(steps);
+      r["step_cpu_s"] = c_step / double(steps);
+      r["outside_network_fraction"] = t_sample / (t_sample + t_net);
+      r["network_gflops"] = step_flops / (t_net / double(steps)) / 1e9;
+      out[std::string("step_") + (dtype == c10::kFloat ? "" : "bf16_") +
+          (channels_last ? "channels_last_3d" : "default_layout")] = r;
     }
-    double t_sample = 0, t_net = 0;
-    for (int64_t s = -1; s < steps; ++s) {  // step -1 warms up
-      auto t0 = Clock::now();
-      PatchBatch pb = sampler.extract(sampler.draw(batch, Split::train, gen));
-      Batch b;
-      b.input = pb.a;
-      b.target = pb.b;
-      if (channels_last) {
-        b.input = b.input.contiguous(torch::MemoryFormat::ChannelsLast3d);
-        b.target = b.target.contiguous(torch::MemoryFormat::ChannelsLast3d);
-      }
-      double ts = secs(t0);
-      auto t1 = Clock::now();
-      opt.zero_grad();
-      method->loss(b).backward();
-      opt.step();
-      if (s >= 0) {
-        t_sample += ts;
-        t_net += secs(t1);
-      }
-    }
-    nlohmann::json r;
-    r["step_s"] = (t_sample + t_net) / double(steps);
-    r["outside_network_fraction"] = t_sample / (t_sample + t_net);
-    r["network_gflops"] = step_flops / (t_net / double(steps)) / 1e9;
-    out[channels_last ? "step_channels_last_3d" : "step_default_layout"] = r;
   }
   out["step_flops_estimate"] = step_flops;
 
-  // Restoration of a volume^3 tomogram with the default tiles.
-  {
-    for (auto& p : method->parameters()) p.set_data(p.contiguous());
-    at::Tensor vol = torch::randn({volume, volume, volume});
+  // Restoration of a volume^3 tomogram with the default tiles, in each precision.
+  for (auto& p : method->parameters()) p.set_data(p.contiguous());
+  at::Tensor vol = torch::randn({volume, volume, volume});
+  for (const char* precision : {"fp32", "bf16"}) {
     RestoreOptions ro;
+    ro.precision = precision;
     TilePlan plan = restore_plan(*method, {volume, volume, volume}, ro);
     auto t0 = Clock::now();
+    const double c0 = cpu_seconds();
     restore_volume(*method, vol, ro);
-    double total = secs(t0);
+    double total = secs(t0), total_cpu = cpu_seconds() - c0;
     at::Tensor tile = torch::randn({1, 1, plan.axes[0].tile, plan.axes[1].tile, plan.axes[2].tile});
     auto t1 = Clock::now();
-    for (int64_t i = 0; i < plan.num_tiles(); ++i) method->restore(tile);
+    {
+      torch::NoGradGuard no_grad;
+      AutocastGuard amp(precision_parse(precision, "precision"), c10::Device("cpu"));
+      for (int64_t i = 0; i < plan.num_tiles(); ++i) method->restore(tile);
+    }
     double net = secs(t1);
-    out["restore"] = {{"volume", volume},
-                      {"tile", plan.axes[0].tile},
-                      {"tiles", plan.num_tiles()},
-                      {"seconds", total},
-                      {"mvoxel_per_s", double(volume * volume * volume) / total / 1e6},
-                      {"outside_network_fraction", std::max(0.0, 1.0 - net / total)}};
+    out[std::string("restore") + (std::string(precision) == "fp32" ? "" : "_bf16")] = {
+        {"volume", volume},
+        {"tile", plan.axes[0].tile},
+        {"tiles", plan.num_tiles()},
+        {"seconds", total},
+        {"cpu_seconds", total_cpu},
+        {"mvoxel_per_s", double(volume * volume * volume) / total / 1e6},
+        {"mvoxel_per_cpu_s", double(volume * volume * volume) / total_cpu / 1e6},
+        {"outside_network_fraction", std::max(0.0, 1.0 - net / total)}};
   }
   std::printf("%s\n", out.dump(1).c_str());
   return 0;
