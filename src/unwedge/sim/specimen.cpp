@@ -48,16 +48,18 @@ at::Tensor soft_inside(const at::Tensor& d, double R, double w) {
 }
 
 /// Adds `src` [a, b, c] into `dst` [Z, Y, X] with its corner at (z0, y0, x0), clipped.
+/// (Views by narrow(), not a std::vector<TensorIndex>: moving a TensorIndex copies its
+/// uninitialized bool member, undefined behaviour that UBSan reports in LibTorch's header.)
 void add_box(at::Tensor& dst, const at::Tensor& src, int64_t z0, int64_t y0, int64_t x0) {
-  int64_t o[3] = {z0, y0, x0};
-  std::vector<at::indexing::TensorIndex> di, si;
+  const int64_t o[3] = {z0, y0, x0};
+  at::Tensor dv = dst, sv = src;
   for (int d = 0; d < 3; ++d) {
     int64_t a = std::max<int64_t>(0, o[d]), b = std::min<int64_t>(dst.size(d), o[d] + src.size(d));
     if (b <= a) return;
-    di.emplace_back(at::indexing::Slice(a, b));
-    si.emplace_back(at::indexing::Slice(a - o[d], b - o[d]));
+    dv = dv.narrow(d, a, b - a);
+    sv = sv.narrow(d, a - o[d], b - a);
   }
-  dst.index(di).add_(src.index(si));
+  dv.add_(sv);
 }
 
 /// Distances (voxels) from (cx, cy, cz) over a cubic box of side m whose corner is (z0, y0, x0).
