@@ -18,9 +18,11 @@ BUILD := build-sanitize
 SANITIZE_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 # (no Python package: an instrumented module cannot be loaded by an uninstrumented python3)
 CMAKE_ARGS += -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" -DUNWEDGE_BUILD_BENCH=OFF -DUNWEDGE_PYTHON=OFF
-export ASAN_OPTIONS := detect_leaks=1:abort_on_error=0:detect_odr_violation=0
+# A sanitizer report exits with status 86, not the default 1 (unwedge's own error status, which
+# many CLI checks expect): a report on an error path cannot pass for the expected refusal.
+export ASAN_OPTIONS := detect_leaks=1:abort_on_error=0:detect_odr_violation=0:exitcode=86
 export LSAN_OPTIONS := suppressions=$(CURDIR)/tests/sanitize/lsan.supp:print_suppressions=0
-export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1:suppressions=$(CURDIR)/tests/sanitize/ubsan.supp
+export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1:exitcode=86:suppressions=$(CURDIR)/tests/sanitize/ubsan.supp
 endif
 
 # What the build needs: the compiler, CMake and ccache, LibTorch and the libraries the code
