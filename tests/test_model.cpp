@@ -223,10 +223,44 @@ std::string our_zip_entries(const std::string& path) {
     char crc[16];
     std::snprintf(crc, sizeof crc, "%08x", unsigned(e.crc32));
     s << e.name << ' ' << e.method << ' ' << e.compressed_size << ' ' << e.size << ' ' << crc
-      << ' ' << e.header_offset << '\n';
+      << ' ' << e.header_offset << ' ' << e.flags << '\n';
   }
   s << "testzip OK\n";
   return s.str();
+}
+
+/// One line of zip_entries.py's listing.
+struct ListedEntry {
+  std::string name;
+  int method = 0;
+  uint64_t compressed_size = 0, size = 0, header_offset = 0;
+  uint32_t crc = 0;
+  int flags = 0;
+};
+std::vector<ListedEntry> parse_listing(const std::string& listed) {
+  std::vector<ListedEntry> out;
+  std::istringstream in(listed);
+  std::string line;
+  while (std::getline(in, line) && line.rfind("testzip ", 0) != 0) {
+    std::istringstream f(line);
+    ListedEntry e;
+    std::string crc;
+    f >> e.name >> e.method >> e.compressed_size >> e.size >> crc >> e.header_offset >> e.flags;
+    EXPECT_FALSE(f.fail()) << line;
+    e.crc = uint32_t(std::stoul(crc, nullptr, 16));
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::string hex32(uint32_t v) {
+  char b[16];
+  std::snprintf(b, sizeof b, "0x%08x", unsigned(v));
+  return b;
+}
+
+void set32(std::string& s, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) s[at + i] = char((v >> (8 * i)) & 0xff);
 }
 
 std::unique_ptr<Method> tiny_n2n() {
@@ -377,4 +411,112 @@ TEST(CheckpointArchive, TheInputThatCrashedLibTorchIsRefused) {
     EXPECT_NE(listed.find("testzip BAD .a.uwm.27868.25836/code/__torch__/___torch_mangle_10.py\n"),
               std::string::npos) << listed;
   }
+}
+
+// Every local header must agree with its central directory entry (APPNOTE 4.3.7, 4.3.9): flag
+// bit 3, and the CRC-32 and sizes the header records or, with bit 3, those of the data
+// descriptor after the data (8-byte sizes when the header has a zip64 extra field). Archives
+// Python's zipfile wrote with descriptors (to an unseekable stream) and without them verify and
+// list as zipfile lists them; one field changed in a header or a descriptor is refused naming the
+// entry and both values, the central directory's as zipfile lists them. A LibTorch checkpoint
+// (descriptors after every entry) whose descriptor disagrees is refused by checkpoint_load.
+TEST(CheckpointArchive, LocalHeadersAndDataDescriptorsAgreeWithTheCentralDirectory) {
+  TempDir dir;
+  bool skip = false;
+  const std::string streamed = python_zip_entries("make-stream", dir / "s.zip", skip);
+  if (skip) GTEST_SKIP() << "/usr/bin/python3 absent: zipfile reference not run";
+  const std::string plain = python_zip_entries("make", dir / "p.zip", skip);
+  EXPECT_EQ(our_zip_entries(dir / "s.zip"), streamed);
+  EXPECT_EQ(our_zip_entries(dir / "p.zip"), plain);
+  const auto s_entries = parse_listing(streamed), p_entries = parse_listing(plain);
+  ASSERT_EQ(s_entries.size(), 7u) << streamed;
+  ASSERT_EQ(p_entries.size(), 7u) << plain;
+  const std::string s_bytes = read_file_bytes(dir / "s.zip"), p_bytes = read_file_bytes(dir / "p.zip");
+
+  // Where an entry's data starts: after the local header's 30 bytes, name and extra field.
+  auto data_pos = [](const std::string& b, const ListedEntry& e) {
+    return size_t(e.header_offset) + 30 + get16(b, e.header_offset + 26) +
+           get16(b, e.header_offset + 28);
+  };
+  int tried = 0;
+  auto refused = [&](const std::string& bytes, const std::string& want) {
+    ++tried;
+    write_file_bytes(dir / "bad.zip", bytes);
+    const std::string e = error_of([&] { zip_verify(dir / "bad.zip"); });
+    EXPECT_NE(e.find(want), std::string::npos) << "want: " << want << "\ngot:  " << e;
+  };
+  auto sizes = [](uint64_t compressed, uint64_t size, const ListedEntry& e) {
+    return std::to_string(compressed) + " bytes compressed, " + std::to_string(size) +
+           " uncompressed; the central directory " + std::to_string(e.compressed_size) + " and " +
+           std::to_string(e.size);
+  };
+  for (const auto& e : s_entries) {
+    SCOPED_TRACE(e.name);
+    EXPECT_EQ(e.flags & 8, 8);
+    const std::string entry = "entry '" + e.name + "': ";
+    const size_t dd = data_pos(s_bytes, e) + size_t(e.compressed_size);
+    ASSERT_EQ(get32(s_bytes, dd), 0x08074b50u);  // the descriptor's signature
+    ASSERT_EQ(get32(s_bytes, dd + 4), e.crc);
+    // zipfile gives the entry it wrote with force_zip64 8-byte sizes in its descriptor.
+    const size_t size_at = dd + (e.name == "top/zip64.bin" ? 16 : 12);
+    ASSERT_EQ(get32(s_bytes, size_at), uint32_t(e.size));
+    std::string b = s_bytes;
+    set32(b, dd + 4, e.crc ^ 0x00010000u);
+    refused(b, entry + "its data descriptor records CRC-32 " + hex32(e.crc ^ 0x00010000u) +
+                   ", the central directory " + hex32(e.crc));
+    b = s_bytes;
+    set32(b, size_at, uint32_t(e.size + 1));
+    refused(b, entry + "its data descriptor records " + sizes(e.compressed_size, e.size + 1, e));
+    b = s_bytes;
+    b[e.header_offset + 6] = char(b[e.header_offset + 6] & ~8);
+    refused(b, entry + "its local header does not announce a data descriptor (flag bit 3), the "
+                       "central directory does");
+  }
+  for (const auto& e : p_entries) {
+    SCOPED_TRACE(e.name);
+    EXPECT_EQ(e.flags & 8, 0);
+    const std::string entry = "entry '" + e.name + "': ";
+    std::string b = p_bytes;
+    set32(b, e.header_offset + 14, e.crc ^ 1u);
+    refused(b, entry + "its local header records CRC-32 " + hex32(e.crc ^ 1u) +
+                   ", the central directory " + hex32(e.crc));
+    b = p_bytes;
+    if (get32(p_bytes, e.header_offset + 18) == 0xffffffffu) {
+      // zip64: the sizes are in the extra field (id 1: uncompressed, then compressed, 8 bytes each).
+      const size_t x = e.header_offset + 30 + get16(p_bytes, e.header_offset + 26);
+      ASSERT_EQ(get16(p_bytes, x), 1);
+      ASSERT_EQ(get32(p_bytes, x + 12), uint32_t(e.compressed_size));
+      set32(b, x + 12, uint32_t(e.compressed_size + 1));
+    } else {
+      ASSERT_EQ(get32(p_bytes, e.header_offset + 18), uint32_t(e.compressed_size));
+      set32(b, e.header_offset + 18, uint32_t(e.compressed_size + 1));
+    }
+    refused(b, entry + "its local header records " + sizes(e.compressed_size + 1, e.size, e));
+    b = p_bytes;
+    b[e.header_offset + 6] = char(b[e.header_offset + 6] | 8);
+    refused(b, entry + "its local header announces a data descriptor (flag bit 3), the central "
+                       "directory does not");
+  }
+  EXPECT_EQ(tried, 7 * 3 + 7 * 3);
+
+  auto m = tiny_n2n();
+  checkpoint_save(dir / "m.uwm", *m, nullptr, CheckpointInfo{}, false);
+  const auto listed = parse_listing(python_zip_entries("list", dir / "m.uwm", skip));
+  const std::string bytes = read_file_bytes(dir / "m.uwm");
+  int changed = 0;
+  for (const auto& e : listed) {
+    if (e.name.size() < 9 || e.name.substr(e.name.size() - 9) != "/data.pkl") continue;
+    ASSERT_EQ(e.flags & 8, 8) << "LibTorch's writer wrote no data descriptor";
+    const size_t dd = data_pos(bytes, e) + size_t(e.compressed_size);
+    ASSERT_EQ(get32(bytes, dd), 0x08074b50u);
+    std::string b = bytes;
+    set32(b, dd + 8, uint32_t(e.compressed_size + 4));
+    write_file_bytes(dir / "bad.uwm", b);
+    const std::string err = error_of([&] { checkpoint_load(dir / "bad.uwm"); });
+    EXPECT_EQ(err.rfind(dir / "bad.uwm: not a readable unwedge checkpoint (corrupt or truncated: "
+                              "entry '" + e.name + "': its data descriptor records " +
+                              sizes(e.compressed_size + 4, e.size, e), 0), 0u) << err;
+    ++changed;
+  }
+  EXPECT_EQ(changed, 1);
 }

@@ -22,6 +22,8 @@ constexpr uint32_t kCentralSig = 0x02014b50;   // central directory header, 46 b
 constexpr uint32_t kEndSig = 0x06054b50;       // end of central directory, 22 bytes + comment
 constexpr uint32_t kEnd64Sig = 0x06064b50;     // zip64 end of central directory, 56 bytes + ...
 constexpr uint32_t kLocator64Sig = 0x07064b50; // zip64 end locator, 20 bytes
+constexpr uint32_t kDescriptorSig = 0x08074b50; // data descriptor (optional signature)
+constexpr uint16_t kFlagDescriptor = 0x08;      // general purpose bit 3: sizes and CRC follow data
 constexpr uint64_t kLocalSize = 30, kCentralSize = 46, kEndSize = 22, kEnd64Size = 56,
                    kLocator64Size = 20;
 constexpr size_t kChunk = 1 << 16;  // bytes read (and inflated) at a time
@@ -201,6 +203,7 @@ uint64_t parse_central(const unsigned char* p, uint64_t avail, uint64_t index, Z
   if (len > avail) throw ZipDamage(which + " runs past the end of the central directory");
   out.name.assign(reinterpret_cast<const char*>(p + kCentralSize), name_len);
   const std::string entry = "entry '" + printable(out.name) + "'";
+  out.flags = flags;
   out.method = le16(p + 10);
   out.crc32 = le32(p + 16);
   out.compressed_size = le32(p + 20);
@@ -312,6 +315,51 @@ uint32_t entry_crc(const File& f, const ZipEntry& e, uint64_t data_pos) {
   return uint32_t(crc);
 }
 
+/// The 64-bit sizes of a local header's zip64 extra field (0x0001: uncompressed size, then
+/// compressed size, both present when either 32-bit field is saturated); `found` tells whether
+/// the field is there at all (then a data descriptor holds 8-byte sizes, APPNOTE 4.3.9.2).
+struct LocalZip64 {
+  bool found = false;
+  uint64_t size = 0, compressed_size = 0;
+  bool has_sizes = false;
+};
+LocalZip64 local_zip64(const unsigned char* x, uint64_t n, const std::string& entry) {
+  LocalZip64 z;
+  const unsigned char* end = x + n;
+  while (end - x >= 4) {
+    const uint16_t id = le16(x), len = le16(x + 2);
+    if (len > end - x - 4) {
+      throw ZipDamage(entry + ": an extra field of its local header runs past the header");
+    }
+    if (id == 0x0001 && !z.found) {
+      z.found = true;
+      if (len >= 16) {
+        z.has_sizes = true;
+        z.size = le64(x + 4);
+        z.compressed_size = le64(x + 12);
+      }
+    }
+    x += 4 + len;
+  }
+  return z;
+}
+
+/// Compares the CRC-32 and sizes the local header (or its data descriptor) records with the
+/// central directory's; `where` names the record.
+void agree(const ZipEntry& e, const std::string& entry, const std::string& where, uint32_t crc,
+           uint64_t compressed_size, uint64_t size) {
+  if (crc != e.crc32) {
+    throw ZipDamage(entry + ": its " + where + " records CRC-32 " + hex32(crc) +
+                    ", the central directory " + hex32(e.crc32));
+  }
+  if (compressed_size != e.compressed_size || size != e.size) {
+    throw ZipDamage(entry + ": its " + where + " records " + std::to_string(compressed_size) +
+                    " bytes compressed, " + std::to_string(size) + " uncompressed; the central " +
+                    "directory " + std::to_string(e.compressed_size) + " and " +
+                    std::to_string(e.size));
+  }
+}
+
 }  // namespace
 
 std::vector<ZipEntry> zip_verify(const std::string& path) {
@@ -382,18 +430,71 @@ std::vector<ZipEntry> zip_verify(const std::string& path) {
                       std::to_string(le16(h + 8)) + ", the central directory " +
                       std::to_string(e.method));
     }
-    // Without a data descriptor (flag bit 3, which LibTorch's writer sets) the local header
-    // repeats the CRC and sizes.
-    if (!(flags & 0x08) && le32(h + 14) != e.crc32) {
-      throw ZipDamage(entry + ": its local header records CRC-32 " + hex32(le32(h + 14)) +
-                      ", the central directory " + hex32(e.crc32));
+    if ((flags & kFlagDescriptor) != (e.flags & kFlagDescriptor)) {
+      throw ZipDamage(entry + ": its local header " +
+                      ((flags & kFlagDescriptor) ? "announces" : "does not announce") +
+                      " a data descriptor (flag bit 3), the central directory " +
+                      ((e.flags & kFlagDescriptor) ? "does" : "does not"));
+    }
+    std::vector<unsigned char> extra(extra_len);
+    f.read(name_pos + name_len, extra.data(), extra_len);
+    const LocalZip64 z64 = local_zip64(extra.data(), extra_len, entry);
+    uint64_t data_end = data_pos + e.compressed_size;
+    if (!(flags & kFlagDescriptor)) {
+      // The local header repeats the CRC and sizes (64-bit ones in its zip64 extra field when
+      // a 32-bit field is saturated).
+      uint64_t csize = le32(h + 18), size = le32(h + 22);
+      if (csize == 0xffffffff || size == 0xffffffff) {
+        if (!z64.has_sizes) {
+          throw ZipDamage(entry + ": its local header has a saturated size but no zip64 sizes");
+        }
+        csize = z64.compressed_size;
+        size = z64.size;
+      }
+      agree(e, entry, "local header", le32(h + 14), csize, size);
+    } else {
+      // A data descriptor after the data (flag bit 3, which LibTorch's writer sets; the local
+      // header's fields are then zero): an optional signature, the CRC-32 and both sizes, 8
+      // bytes each when the local header has a zip64 extra field, 4 otherwise.
+      const uint64_t wide = z64.found ? 8 : 4, body = 4 + 2 * wide;
+      unsigned char dd[4 + 4 + 16];
+      const bool signed_fits = fits(data_end, 4 + body, d.offset);
+      if (!signed_fits && !fits(data_end, body, d.offset)) {
+        throw ZipDamage(entry + ": its data descriptor at offset " + std::to_string(data_end) +
+                        " runs past the data area (which ends at " + std::to_string(d.offset) +
+                        ")");
+      }
+      f.read(data_end, dd, size_t(signed_fits ? 4 + body : body));
+      auto read_sizes = [&](const unsigned char* q, uint32_t& crc, uint64_t& csize,
+                            uint64_t& size) {
+        crc = le32(q);
+        csize = wide == 8 ? le64(q + 4) : le32(q + 4);
+        size = wide == 8 ? le64(q + 12) : le32(q + 8);
+      };
+      uint32_t crc = 0;
+      uint64_t csize = 0, size = 0;
+      // With its signature (what LibTorch's and Python's writers put), or without one (also
+      // allowed: then the first four bytes are the CRC, which may equal the signature).
+      bool with_signature = signed_fits && le32(dd) == kDescriptorSig;
+      if (with_signature) {
+        read_sizes(dd + 4, crc, csize, size);
+        if (crc != e.crc32 || csize != e.compressed_size || size != e.size) {
+          uint32_t c2 = 0;
+          uint64_t cs2 = 0, s2 = 0;
+          read_sizes(dd, c2, cs2, s2);
+          if (c2 == e.crc32 && cs2 == e.compressed_size && s2 == e.size) with_signature = false;
+        }
+      }
+      if (!with_signature) read_sizes(dd, crc, csize, size);
+      agree(e, entry, "data descriptor", crc, csize, size);
+      data_end += with_signature ? 4 + body : body;
     }
     const uint32_t crc = entry_crc(f, e, data_pos);
     if (crc != e.crc32) {
       throw ZipDamage(entry + " is damaged: its data has CRC-32 " + hex32(crc) +
                       ", the archive records " + hex32(e.crc32));
     }
-    previous_end = data_pos + e.compressed_size;
+    previous_end = data_end;
     previous = entry;
   }
   return entries;

@@ -1,6 +1,7 @@
 // Verifies a zip archive (a model file, as LibTorch's writer makes it) before LibTorch parses it:
 // the end-of-central-directory record (and its zip64 form), the central directory, each entry's
-// local header, and every entry's CRC-32 over its data (stored entries read as they are, deflated
+// local header (name, method, flag bit 3, and its CRC-32 and sizes, or those of its data
+// descriptor, against the central directory's), and every entry's CRC-32 over its data (stored entries read as they are, deflated
 // ones inflated in chunks). Every offset and size is checked against the file size before it is
 // used, entries may not overlap, and nothing is allocated from a size taken on trust.
 //
@@ -19,6 +20,7 @@ namespace unwedge {
 struct ZipEntry {
   std::string name;
   int method = 0;                ///< 0 stored, 8 deflated
+  uint16_t flags = 0;            ///< general purpose bits (bit 3: a data descriptor follows)
   uint64_t compressed_size = 0;  ///< bytes of data in the file
   uint64_t size = 0;             ///< bytes once inflated
   uint32_t crc32 = 0;            ///< as recorded (and verified)
