@@ -711,6 +711,9 @@ TEST(SharedWriters, TwoRanksWriteTheSameFilesWithTheWholeVolumesStatistics) {
                                        /*shared=*/false, dist);
     writers[0]->write_slab(0, vols[size_t(rank)]);
     shared_writers_commit(writers, /*shared=*/false, dist);
+    // No collective call above: without this barrier a rank could close its connections while
+    // the other is still setting up the process group (Gloo: "Connection closed by peer").
+    dist.barrier();
   });
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_TRUE(torch::equal(MrcFile(paths[i]).read().data, vols[i])) << paths[i];
