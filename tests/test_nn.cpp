@@ -1,5 +1,6 @@
 // UNet3d: shapes, padding, options round trip, and the receptive field against a gradient
 // measurement of a randomly initialised network.
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <vector>
@@ -149,6 +150,48 @@ TEST(UNet3d, LowpassSkipMatchesADirectSeparableSum) {
     want = out;
   }
   EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+}
+
+// Axes no longer than kLowpassSkipRadius are padded by replicating the edge (reflect needs the
+// pad to be shorter than the axis): a direct sum with clamped indices, along Z of length 5.
+TEST(UNet3d, LowpassSkipReplicatesOnAxesShorterThanItsRadius) {
+  torch::manual_seed(6);
+  const int64_t r = kLowpassSkipRadius;
+  auto x = torch::randn({1, 1, 5, 1, 1}, torch::kDouble);  // Y, X of length 1 are left alone
+  const double sigma = 0.05, s = 1.0 / (2.0 * M_PI * sigma);
+  auto got = unet3d_lowpass_skip(x, torch::full({3}, std::log(sigma))).to(torch::kDouble);
+  std::vector<double> w;
+  double total = 0;
+  for (int64_t t = -r; t <= r; ++t) total += w.emplace_back(std::exp(-0.5 * double(t * t) / (s * s)));
+  for (int64_t i = 0; i < 5; ++i) {
+    double want = 0;
+    for (int64_t t = -r; t <= r; ++t) {
+      want += w[static_cast<size_t>(t + r)] / total *
+              x[0][0][std::clamp<int64_t>(i + t, 0, 4)][0][0].item<double>();
+    }
+    EXPECT_NEAR(got[0][0][i][0][0].item<double>(), want, 1e-5) << "z " << i;
+  }
+}
+
+// The skip's gradient in its log-widths (what training learns) against central differences.
+TEST(UNet3d, LowpassSkipGradientMatchesFiniteDifferences) {
+  torch::manual_seed(7);
+  auto x = torch::randn({2, 1, 12, 10, 9});
+  auto g = torch::randn({2, 1, 12, 10, 9});
+  auto base = torch::tensor({std::log(0.05), std::log(0.1), std::log(0.2)}, torch::kFloat);
+  auto ls = base.clone().requires_grad_(true);
+  (unet3d_lowpass_skip(x, ls) * g).sum().backward();
+  const double eps = 1e-2;
+  for (int64_t a = 0; a < 3; ++a) {
+    auto plus = base.clone(), minus = base.clone();
+    plus[a] += eps;
+    minus[a] -= eps;
+    torch::NoGradGuard no_grad;
+    const double fd = ((unet3d_lowpass_skip(x, plus) * g).sum().item<double>() -
+                       (unet3d_lowpass_skip(x, minus) * g).sum().item<double>()) / (2 * eps);
+    const double an = ls.grad()[a].item<double>();
+    EXPECT_NEAR(an, fd, 1e-2 * std::max(1.0, std::abs(fd))) << "axis " << a;
+  }
 }
 
 // zero_head: a residual network starts as exactly its skip path (here the low-pass), and the
