@@ -12,7 +12,7 @@
 // bench/efficiency.sh runs it next to the PyTorch reference bench/unet_ref.py.
 // usage: bench_train [--patch 64] [--batch 4] [--steps 3] [--repeats 1] [--volume 128]
 //                    [--threads 0] [--roofline 1] [--channels-last 1] [--thread-scaling 0]
-//                    [--matmul-only 0]
+//                    [--matmul-only 0] [--steps-only 0]
 #include <dlfcn.h>
 
 #include <time.h>
@@ -127,8 +127,8 @@ void set_layout(Method& method, bool channels_last) {
   }
 }
 
-/// Forward and forward+backward GFLOP per CPU-second (and per wall second) of one 3^3
-/// convolution, C -> C channels with bias, on [B, C, S, S, S] ("same" padding), in `dtype`
+/// Forward and forward+backward GFLOP per CPU-second of one 3^3 convolution, C -> C channels
+/// with bias, on [B, C, S, S, S] ("same" padding), in `dtype`
 /// (bf16: autocast, as the training step runs), for a few shapes; the best of each is the
 /// roofline the network is compared with. Each figure is the best of `repeats` timed calls.
 nlohmann::json conv_roofline(c10::ScalarType dtype, int64_t repeats) {
@@ -137,7 +137,10 @@ nlohmann::json conv_roofline(c10::ScalarType dtype, int64_t repeats) {
   };
   nlohmann::json shapes = nlohmann::json::array();
   double best_f = 0, best_fb = 0;
-  for (Shape sh : {Shape{32, 48, 4}, Shape{32, 64, 2}, Shape{64, 48, 2}, Shape{64, 64, 1}}) {
+  // Large volumes (48^3, beyond the caches) and cache-sized ones (16^3-24^3 x 4, ~4-14 MB of
+  // activations), which run fastest on this machine's CPU (~20 % above the large ones).
+  for (Shape sh : {Shape{32, 48, 4}, Shape{64, 48, 2}, Shape{32, 20, 4}, Shape{64, 16, 4},
+                   Shape{64, 24, 4}}) {
     at::Tensor w = torch::randn({sh.c, sh.c, 3, 3, 3}).mul_(0.05).requires_grad_(true);
     at::Tensor bias = torch::zeros({sh.c}).requires_grad_(true);
     at::Tensor x = torch::randn({sh.b, sh.c, sh.s, sh.s, sh.s}).requires_grad_(true);
@@ -292,7 +295,7 @@ nlohmann::json restore_bench(Method& method, int64_t volume, const char* precisi
 int main(int argc, char** argv) {
   int64_t patch = 64, batch = 4, steps = 3, volume = 128, repeats = 1;
   int threads = 0;
-  bool matmul_only = false, roofline = true, layouts = true, scaling = false;
+  bool matmul_only = false, roofline = true, layouts = true, scaling = false, steps_only = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     int64_t v = std::stoll(argv[i + 1]);
@@ -306,6 +309,7 @@ int main(int argc, char** argv) {
     else if (a == "--roofline") roofline = v != 0;
     else if (a == "--channels-last") layouts = v != 0;
     else if (a == "--thread-scaling") scaling = v != 0;
+    else if (a == "--steps-only") steps_only = v != 0;
     else {
       std::fprintf(stderr, "bench_train: unknown option %s\n", a.c_str());
       return 1;
@@ -318,7 +322,7 @@ int main(int argc, char** argv) {
   // BLAS: the library in use and matmul GFLOP/s at 1 and 2 threads (LibTorch and OpenBLAS
   // together). ViT-sized: the MLP of the default mae encoder on a batch of 8 subtomograms of
   // 32^3 (8 x 64 tokens of width 96 -> 384).
-  {
+  if (!steps_only) {
     nlohmann::json blas;
     blas["libraries_mapped"] = blas_libraries_mapped();
     blas["openblas_config"] = openblas_config();
@@ -342,7 +346,10 @@ int main(int argc, char** argv) {
     std::printf("%s\n", out.dump(1).c_str());
     return 0;
   }
-  // The rest runs as unwedge does: LibTorch's threads, OpenBLAS at 1 thread.
+  // The rest runs as unwedge does: LibTorch's threads, OpenBLAS at 1 thread. --steps-only: the
+  // training steps in the default layout alone (bench/efficiency.sh alternates such runs with
+  // the PyTorch reference).
+  if (steps_only) roofline = layouts = scaling = false;
   threads_set(threads);
   out["threads"] = torch::get_num_threads();
   out["patch"] = patch;
@@ -395,6 +402,7 @@ int main(int argc, char** argv) {
 
   // Restoration of a volume^3 tomogram with the default tiles, in each precision.
   for (const char* precision : {"fp32", "bf16"}) {
+    if (steps_only) break;
     out[std::string("restore") + (std::string(precision) == "fp32" ? "" : "_bf16")] =
         restore_bench(*method, volume, precision);
   }

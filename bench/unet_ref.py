@@ -211,6 +211,31 @@ def time_steps(net, opt, patch, batch, precision, steps, repeats):
     return {"best_step_cpu_s": min(b["step_cpu_s"] for b in blocks), "blocks": blocks}
 
 
+def conv_probe(spec, precision):
+    """GFLOP per CPU-second of one 3^3 convolution C -> C on [B, C, S, S, S], forward and
+    forward+backward (input, weight and bias gradients), best of 2 after a warm-up."""
+    c, s, b = (int(v) for v in spec.split(","))
+    x = torch.randn(b, c, s, s, s, requires_grad=True)
+    w = (torch.randn(c, c, 3, 3, 3) * 0.05).requires_grad_(True)
+    bias = torch.zeros(c, requires_grad=True)
+    flop = 2.0 * 27 * c * c * b * s ** 3
+    f = fb = 1e30
+    for i in range(3):
+        c0 = time.process_time()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            F.conv3d(x, w, bias, padding=1)
+        c1 = time.process_time()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            y = F.conv3d(x, w, bias, padding=1)
+        y.float().sum().backward()
+        c2 = time.process_time()
+        x.grad = w.grad = bias.grad = None
+        if i:
+            f, fb = min(f, c1 - c0), min(fb, c2 - c1)
+    return {"channels": c, "size": s, "batch": b, "precision": precision,
+            "fwd_gflop_per_cpu_s": flop / f / 1e9, "fwd_bwd_gflop_per_cpu_s": 3 * flop / fb / 1e9}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patch", type=int, default=40)
@@ -221,11 +246,18 @@ def main():
     ap.add_argument("--precision", default="fp32,bf16")
     ap.add_argument("--skip", choices=("matrix", "conv"), default="matrix",
                     help="how the low-pass skip is computed (unwedge's way since 2026-12-05, or before)")
+    ap.add_argument("--conv", action="append", default=[], metavar="C,S,B",
+                    help="instead of the step: time one 3^3 convolution C -> C on [B, C, S^3] "
+                         "(repeatable)")
     ap.add_argument("--expect-params", type=int, default=0,
                     help="fail unless the network has exactly this many parameters")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.conv:
+        print(json.dumps([conv_probe(c, p) for p in args.precision.split(",") for c in args.conv],
+                         indent=1))
+        return
     net = UNet3d(skip=lowpass_skip_matrix if args.skip == "matrix" else lowpass_skip_conv)
     params = sum(p.numel() for p in net.parameters())
     if args.expect_params and params != args.expect_params:
