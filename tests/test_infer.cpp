@@ -203,3 +203,26 @@ TEST(RestoreFiles, RestoresInTheInputsScaleAndRefusesBadRequests) {
   EXPECT_FALSE(std::filesystem::exists(at_dir("ts_out.mrc")));
   std::filesystem::remove_all(dir);
 }
+
+// The streaming accumulator moves the sections it keeps to its front in place (no second buffer
+// of a large tomogram's slab): the same values as a fresh copy, for shifts shorter and longer than
+// the part kept, and for the first row (undefined) and a shape change.
+TEST(Restore, AccumulatorRebaseInPlaceMatchesAFreshCopy) {
+  torch::manual_seed(3);
+  for (int64_t shift : {0, 1, 2, 3, 5, 6, 9}) {
+    at::Tensor acc = torch::randn({6, 3, 4});
+    const at::Tensor before = acc.clone();
+    at::Tensor expect = torch::zeros({6, 3, 4});
+    for (int64_t i = 0; i + shift < 6; ++i) expect[i] = before[i + shift];
+    const void* storage = acc.data_ptr();
+    at::Tensor out = tile_accumulator_rebase(acc, 10, 10 + shift, 6, 3, 4);
+    EXPECT_TRUE(torch::equal(out, expect)) << "shift " << shift;
+    EXPECT_EQ(out.data_ptr(), storage) << "shift " << shift << ": not rebased in place";
+  }
+  EXPECT_TRUE(torch::equal(tile_accumulator_rebase({}, 0, 4, 2, 3, 4), torch::zeros({2, 3, 4})));
+  at::Tensor small = torch::randn({4, 3, 4});
+  at::Tensor grown = tile_accumulator_rebase(small, 0, 1, 6, 3, 4);
+  ASSERT_EQ(grown.sizes(), at::IntArrayRef({6, 3, 4}));
+  EXPECT_TRUE(torch::equal(grown.slice(0, 0, 3), small.slice(0, 1, 4)));
+  EXPECT_TRUE(torch::equal(grown.slice(0, 3, 6), torch::zeros({3, 3, 4})));
+}

@@ -739,3 +739,38 @@ TEST(IoTilt, IndependentOfACommaDecimalLocale) {
   EXPECT_EQ(text, "-1.50\n2.25\n60.00\n");
   EXPECT_EQ(back, (std::vector<double>{-1.5, 2.25, 60.0}));
 }
+
+// A reader streaming through a file in Z gives back the mapped pages of the sections it has
+// passed (restore's tile reader does, so a large tomogram's restoration keeps its resident memory
+// flat): the mapping's resident size, as the kernel reports it in /proc/self/smaps, drops, and
+// reading those sections again still gives the file's values.
+TEST_F(IoTest, ReleaseBeforeGivesBackMappedPagesAndReadsStayExact) {
+  Volume v;
+  v.data = torch::randn({32, 64, 256});  // 64 KiB per section
+  mrc_write(path("stream.mrc"), v, MrcWriteOptions{});
+  MrcFile f(path("stream.mrc"));
+  auto resident_kb = [&] {  // Rss of this file's mapping
+    std::ifstream smaps("/proc/self/smaps");
+    int64_t kb = 0;
+    bool ours = false;
+    for (std::string line; std::getline(smaps, line);) {
+      if (line.find(" ") != std::string::npos && line.find('-') < line.find(' ') &&
+          std::isxdigit(static_cast<unsigned char>(line[0]))) {
+        ours = line.find(path("stream.mrc")) != std::string::npos;
+      } else if (ours && line.rfind("Rss:", 0) == 0) {
+        kb += std::stoll(line.substr(4));
+      }
+    }
+    return kb;
+  };
+  EXPECT_TRUE(torch::equal(f.read_box(0, 32, 0, 64, 0, 256), v.data));
+  const int64_t all = resident_kb();
+  EXPECT_GE(all, 32 * 64 - 64);  // the 2 MiB of data were touched
+  f.release_before(24);
+  const int64_t after = resident_kb();
+  EXPECT_LE(after, all - 24 * 64 + 8) << "kB resident before " << all;
+  EXPECT_TRUE(torch::equal(f.read_box(0, 32, 0, 64, 0, 256), v.data));
+  f.release_before(0);   // nothing to give back
+  f.release_before(99);  // past the end: the whole data
+  EXPECT_TRUE(torch::equal(f.read_box(5, 6, 0, 64, 0, 256), v.data.slice(0, 5, 6)));
+}

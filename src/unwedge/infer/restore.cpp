@@ -21,6 +21,8 @@ struct TileJob {
 TileReader tile_reader_normalised(const MrcFile& file, const NormStats& stats) {
   const MrcFile* f = &file;
   return [f, stats](int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0, int64_t x1) {
+    // Tile rows come in increasing z0: the sections before this row are done with.
+    f->release_before(z0);
     at::Tensor t = f->read_box(z0, z1, y0, y1, x0, x1);
     check_finite(t, f->path());
     return norm_apply(t, stats);
@@ -90,11 +92,14 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
     z_end = std::min(z_end, az.dim);
     if (z_end <= flushed) return;
     const int64_t a = std::max(flushed, zb), b = std::min(z_end, ze);  // inside the slab
-    if (b > a) {
-      at::Tensor den = sz.slice(0, a, b).view({-1, 1, 1}) * syx;  // [z, Y', X']
+    // A few sections at a time, so the temporaries stay small next to the accumulators.
+    const int64_t chunk = 8;
+    for (int64_t c0 = a; c0 < b; c0 += chunk) {
+      const int64_t c1 = std::min(b, c0 + chunk);
+      at::Tensor den = sz.slice(0, c0, c1).view({-1, 1, 1}) * syx;  // [z, Y', X']
       for (size_t k = 0; k < n_out; ++k) {
-        at::Tensor part = acc[k].slice(0, a - base, b - base) / den;
-        outputs[k](a, part.slice(1, 0, ay.dim).slice(2, 0, ax.dim).contiguous());
+        at::Tensor part = acc[k].slice(0, c0 - base, c1 - base) / den;
+        outputs[k](c0, part.slice(1, 0, ay.dim).slice(2, 0, ax.dim).contiguous());
       }
     }
     flushed = z_end;

@@ -94,14 +94,25 @@ at::Tensor tile_window_3d(const at::Tensor& wz, const at::Tensor& wy, const at::
 
 at::Tensor tile_accumulator_rebase(const at::Tensor& acc, int64_t base, int64_t z0, int64_t depth,
                                    int64_t ny, int64_t nx) {
-  at::Tensor fresh = torch::zeros({depth, ny, nx}, torch::kFloat);
-  if (acc.defined()) {
-    const int64_t keep_end = base + acc.size(0);
-    if (keep_end > z0) {
+  const std::vector<int64_t> shape{depth, ny, nx};
+  if (!acc.defined() || acc.sizes() != at::IntArrayRef(shape) || !acc.is_contiguous()) {
+    at::Tensor fresh = torch::zeros(shape, torch::kFloat);
+    if (acc.defined() && base + acc.size(0) > z0) {
+      const int64_t keep_end = base + acc.size(0);
       fresh.slice(0, 0, keep_end - z0).copy_(acc.slice(0, z0 - base, keep_end - base));
     }
+    return fresh;
   }
-  return fresh;
+  // In place (the accumulator of a large tomogram is the biggest buffer of a restoration): the
+  // sections [z0, base + depth) move to the front, the rest is zeroed. Section by section, front
+  // to back, so a source is read before anything overwrites it.
+  at::Tensor out = acc;
+  const int64_t shift = z0 - base, keep = std::max<int64_t>(0, depth - shift);
+  if (shift > 0) {
+    for (int64_t i = 0; i < keep; ++i) out[i].copy_(out[i + shift]);
+  }
+  out.slice(0, keep, depth).zero_();
+  return out;
 }
 
 }  // namespace unwedge

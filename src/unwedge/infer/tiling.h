@@ -48,7 +48,8 @@ at::Tensor tile_window_3d(const at::Tensor& wz, const at::Tensor& wy, const at::
 
 /// A streaming accumulator that covered sections [base, base + acc.size(0)) re-based at z0
 /// (>= base): a zero float tensor [depth, Y, X] holding what acc had added to [z0, old end).
-/// acc may be undefined (the first row).
+/// acc may be undefined (the first row). An accumulator of that shape is re-based in place and
+/// returned (no second buffer of its size).
 at::Tensor tile_accumulator_rebase(const at::Tensor& acc, int64_t base, int64_t z0, int64_t depth,
                                    int64_t ny, int64_t nx);
 

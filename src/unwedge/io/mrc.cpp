@@ -469,6 +469,16 @@ void MrcFile::check_zero_stats(const at::Tensor& data) const {
   }
 }
 
+void MrcFile::release_before(int64_t z) const {
+  const int64_t eb = mode_bytes(header_.mode);
+  if (map_base_ == nullptr || header_.maps != 3 || z <= 0 || eb == 0) return;
+  const int64_t end = data_offset_ + std::min<int64_t>(z, header_.nz) * int64_t(header_.nx) *
+                                         int64_t(header_.ny) * eb;
+  const int64_t page = ::sysconf(_SC_PAGESIZE);
+  const int64_t len = std::min(end, map_bytes_) / page * page;
+  if (len > 0) ::madvise(map_base_, size_t(len), MADV_DONTNEED);
+}
+
 at::Tensor MrcFile::read_box(int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0,
                              int64_t x1) const {
   const int64_t lo[3] = {z0, y0, x0}, hi[3] = {z1, y1, x1};

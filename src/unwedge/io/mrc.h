@@ -80,6 +80,10 @@ class MrcFile {
   /// Reads the box [z0:z1, y0:y1, x0:x1) (space coordinates) without loading the file.
   at::Tensor read_box(int64_t z0, int64_t z1, int64_t y0, int64_t y1, int64_t x0,
                       int64_t x1) const;
+  /// Gives back this process's mapped pages of the sections before `z` (they stay in the page
+  /// cache; a later read_box maps them again): a reader streaming through the file in Z keeps
+  /// its resident memory flat. Does nothing unless the file's sections are Z (maps = 3).
+  void release_before(int64_t z) const;
 
  private:
   /// File order [sections, rows, columns] -> space [Z, Y, X] (a view; no copy).
