@@ -335,8 +335,8 @@ PyModel py_train(const std::string& method, const py::object& even, const py::ob
   o.minutes = minutes;
   if (steps == 0 && epochs == 0 && minutes == 0) o.steps = 1000;
   o.budget_clock = budget_clock;
-  if (patch > 0) o.sampler.patch = patch;
-  if (batch > 0) o.batch = batch;
+  o.sampler.patch = patch;  // 0: auto, as the command line (train_files_prepare)
+  o.batch = batch;  // 0: auto (train_batch_auto)
   if (lr > 0) o.schedule.lr = lr;
   o.seed = seed;
   if (checkpoint_every >= 0) o.checkpoint_every = checkpoint_every;

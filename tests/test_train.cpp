@@ -770,3 +770,61 @@ TEST(TrainJob, PatchAutoFollowsDeviceAndVolumes) {
   EXPECT_EQ(train_patch_auto("cpu", {input(200, 200, 20)}), 16);
   EXPECT_EQ(train_patch_auto("cpu", {input(5, 200, 200)}), 8);
 }
+
+// Snapshots along one run (time-to-quality curves): a mark the budget's clock has passed writes
+// the model beside the checkpoint, a later one does not; each snapshot holds the weights of the
+// step it names (an independent rerun stopped at that step has the same weights), and an
+// existing snapshot is refused without overwrite before anything is written.
+TEST(Trainer, SnapshotsAtMinuteMarksHoldTheWeightsOfTheirStep) {
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 11)};
+  TrainOptions o = tiny_train_options();
+  o.budget_clock = "cpu";
+  o.snapshot_minutes = {1e6, 1e-9};  // unsorted on purpose: the first step passes 1e-9 min
+  train_run(o, in, dir / "m.uwm", dir / "m.jsonl", false, false);
+  EXPECT_EQ(train_snapshot_path(dir / "m.uwm", 1e-9), dir / "m.at1e-09min.uwm");
+  EXPECT_EQ(train_snapshot_path("run.uwm", 2.5), "run.at2.5min.uwm");
+  ASSERT_TRUE(fs::exists(dir / "m.at1e-09min.uwm"));
+  EXPECT_FALSE(fs::exists(dir / "m.at1e+06min.uwm"));
+  LoadedCheckpoint snap = checkpoint_load(dir / "m.at1e-09min.uwm");
+  EXPECT_EQ(snap.info.step, 1);
+  EXPECT_FALSE(snap.has_optimizer);
+  TrainOptions one = tiny_train_options();
+  one.stop_after = 1;
+  train_run(one, in, dir / "one.uwm", dir / "one.jsonl", false, false);
+  LoadedCheckpoint ref = checkpoint_load(dir / "one.uwm");
+  const auto ps = snap.method->parameters(), pr = ref.method->parameters();
+  ASSERT_EQ(ps.size(), pr.size());
+  for (size_t i = 0; i < ps.size(); ++i) EXPECT_TRUE(torch::equal(ps[i], pr[i])) << "parameter " << i;
+  // The final model moved on from the snapshot.
+  EXPECT_FALSE(torch::equal(checkpoint_load(dir / "m.uwm").method->parameters()[0], ps[0]));
+
+  // A rerun into another model whose snapshot exists: refused, the model not written.
+  const std::string before = read_bytes(dir / "m.at1e-09min.uwm");
+  fs::copy_file(dir / "m.at1e-09min.uwm", dir / "n.at1e-09min.uwm");
+  EXPECT_THROW(train_run(o, in, dir / "n.uwm", dir / "n.jsonl", false, false), std::exception);
+  EXPECT_FALSE(fs::exists(dir / "n.uwm"));
+  EXPECT_EQ(read_bytes(dir / "n.at1e-09min.uwm"), before);
+  o.snapshot_minutes = {-1};
+  EXPECT_THROW(train_run(o, in, dir / "k.uwm", dir / "k.jsonl", false, false), ValueError);
+}
+
+// Batch 0 is auto: 2 for n2n on a CPU, 4 otherwise, rounded up to a multiple of the ranks; the
+// trainer resolves it before anything else uses the batch, and the model records the batch used.
+TEST(TrainJob, BatchAutoFollowsDeviceMethodAndRanks) {
+  EXPECT_EQ(train_batch_auto("cpu", "n2n", 1), 2);
+  EXPECT_EQ(train_batch_auto("cpu", "ddw", 1), 4);
+  EXPECT_EQ(train_batch_auto("cuda:0", "n2n", 1), 4);
+  EXPECT_EQ(train_batch_auto("cpu", "n2n", 4), 4);
+  EXPECT_EQ(train_batch_auto("cpu", "n2n", 3), 3);
+  EXPECT_EQ(train_batch_auto("cpu", "cryogen-ot", 3), 6);
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 13)};
+  TrainOptions o = tiny_train_options();
+  o.batch = 0;
+  o.steps = 2;
+  train_run(o, in, dir / "m.uwm", dir / "m.jsonl", false, false);
+  EXPECT_EQ(checkpoint_load(dir / "m.uwm").info.train_options.at("batch").get<int64_t>(), 2);
+  o.batch = -1;
+  EXPECT_THROW(train_run(o, in, dir / "k.uwm", dir / "k.jsonl", false, false), ValueError);
+}

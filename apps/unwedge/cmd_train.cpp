@@ -154,7 +154,10 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--patch", o.sampler.patch,
                   "Subtomogram edge, voxels [default auto: 40 on a CPU, 64 on a GPU, at most the "
                   "smallest volume edge, a multiple of 8; 64 for tilt-series]");
-  cmd->add_option("--batch", o.batch, "Subtomograms per step")->capture_default_str();
+  o.batch = 0;  // auto unless given
+  cmd->add_option("--batch", o.batch,
+                  "Subtomograms per step [default auto: 2 for n2n on a CPU, 4 otherwise; a "
+                  "multiple of the ranks]");
   cmd->add_option("--val-fraction", o.sampler.val_fraction,
                   "Fraction of Y held out as the validation band (at least one patch; 0 = none)")
       ->capture_default_str();
@@ -176,6 +179,10 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--checkpoint-every", o.checkpoint_every,
                   "Steps between checkpoints (0 = only at the end)")
       ->capture_default_str();
+  cmd->add_option("--snapshots", o.snapshot_minutes,
+                  "Also write the model at these minutes of --budget-clock, e.g. --snapshots "
+                  "1,2,4,8 (OUT.at1min.uwm, ...: quality along one run)")
+      ->delimiter(',');
   cmd->add_option("--seed", o.seed, "Random seed (every step derives from seed and step)")
       ->capture_default_str();
   cmd->add_option("--device", o.device,

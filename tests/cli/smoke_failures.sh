@@ -74,7 +74,7 @@ if "$BIN" -q simulate --preset tiny --out "$F/sim" > /dev/null 2>&1 && [[ -f "$F
     check "refused-$name-nothing-written" 0 "^0$" -- bash -c "ls '$F' | grep -c '^bad\.' || true"
   }
   bad_train patch "larger than the volume" "${PAIR[@]}" --steps 1 --patch 128
-  bad_train batch "batch: 0" "${PAIR[@]}" --steps 1 --batch 0
+  bad_train batch "batch: -1 is negative" "${PAIR[@]}" --steps 1 --batch -1
   bad_train steps "negative" "${PAIR[@]}" --steps -5
   bad_train lr "lr: -1" "${PAIR[@]}" --steps 1 --lr -1
   bad_train val-fraction "val-fraction" "${PAIR[@]}" --steps 1 --val-fraction 2

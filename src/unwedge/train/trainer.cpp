@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "unwedge/core/atomic_file.h"
 #include "unwedge/core/device.h"
@@ -68,7 +69,12 @@ void check_options(const TrainOptions& o) {
                      ", minutes " + fmt("%g", o.minutes) + ")");
   }
   check_options_wedge(o.wedge, "--tilt-range");
-  if (o.batch < 1) throw ValueError("batch: " + std::to_string(o.batch) + " is not positive");
+  for (double m : o.snapshot_minutes) {
+    if (!(m > 0) || !std::isfinite(m)) {
+      throw ValueError("snapshots: " + fmt("%g", m) + " minutes is not a positive finite number");
+    }
+  }
+  if (o.batch < 0) throw ValueError("batch: " + std::to_string(o.batch) + " is negative");
   if (!(o.schedule.lr > 0) || !std::isfinite(o.schedule.lr)) {
     throw ValueError("lr: " + fmt("%g", o.schedule.lr) + " is not a positive finite number");
   }
@@ -90,6 +96,19 @@ std::vector<MethodWedge> batch_wedges(const MethodWedge& run,
   out.reserve(tomo.size());
   for (int64_t t : tomo) out.push_back(per_tomo.at(size_t(t)));
   return out;
+}
+
+int64_t train_batch_auto(const std::string& device, const std::string& method, int64_t ranks) {
+  const int64_t b = device.rfind("cuda", 0) != 0 && method == "n2n" ? 2 : 4;
+  ranks = std::max<int64_t>(1, ranks);
+  return (b + ranks - 1) / ranks * ranks;
+}
+
+std::string train_snapshot_path(const std::string& model, double minutes) {
+  const std::filesystem::path p(model);
+  const std::string ext = p.has_extension() ? p.extension().string() : ".uwm";
+  return (p.parent_path() / (p.stem().string() + ".at" + fmt("%g", minutes) + "min" + ext))
+      .string();
 }
 
 uint64_t train_step_seed(uint64_t seed, int64_t step) {
@@ -188,11 +207,18 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   const bool main_rank = !dist_ || dist_->is_main();
   rank_ = dist_ ? dist_->rank() : 0;
   world_ = dist_ ? dist_->world_size() : 1;
+  o.device = device_resolve(o.device);  // auto -> cpu or cuda, the same on every rank
+  if (o.batch == 0) {
+    o.batch = train_batch_auto(o.device, o.method, world_);
+    if (main_rank) {
+      log_info("batch {} (auto: 2 for n2n on a CPU, else 4, a multiple of the ranks; --batch "
+               "to choose)", o.batch);
+    }
+  }
   if (o.batch % world_ != 0) {
     throw ValueError("--batch " + std::to_string(o.batch) + " is the global batch: it must be a "
                      "multiple of the " + std::to_string(world_) + " ranks");
   }
-  o.device = device_resolve(o.device);  // auto -> cpu or cuda, the same on every rank
   device_ = device_parse(device_resolve(o.device, dist_ ? dist_->config().local_rank : -1));
   // A bad name fails here; "auto" is resolved once the method is known (bf16_ok).
   precision_parse(precision_resolve(o.precision, device_), "--precision");
@@ -332,6 +358,20 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     }
   }
   if (main_rank && !out_.resume) output_check_writable(out_.model, out_.overwrite);
+  // Snapshots in time order; a resumed run skips the marks its earlier sessions passed.
+  std::sort(o.snapshot_minutes.begin(), o.snapshot_minutes.end());
+  o.snapshot_minutes.erase(std::unique(o.snapshot_minutes.begin(), o.snapshot_minutes.end()),
+                           o.snapshot_minutes.end());
+  const double earlier_s = budget_.elapsed_s() - budget_.session_s();
+  while (out_.resume && next_snapshot_ < o.snapshot_minutes.size() &&
+         earlier_s >= o.snapshot_minutes[next_snapshot_] * 60.0) {
+    ++next_snapshot_;
+  }
+  if (main_rank && !out_.resume) {
+    for (double m : o.snapshot_minutes) {
+      output_check_writable(train_snapshot_path(out_.model, m), out_.overwrite);
+    }
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -409,6 +449,25 @@ double Trainer::validate() {
   return sum / double(val_set_.size());
 }
 
+void Trainer::save_snapshots_due(bool budget_spent) {
+  const std::vector<double>& marks = o_.snapshot_minutes;
+  // A time budget stops up to half a step early: its end counts as its last minute.
+  const double now_s = budget_spent && budget_.timed() ? std::max(budget_.elapsed_s(), o_.minutes * 60.0)
+                                                       : budget_.elapsed_s();
+  while (next_snapshot_ < marks.size() && now_s >= marks[next_snapshot_] * 60.0) {
+    if (!dist_ || dist_->is_main()) {
+      CheckpointInfo info = info_;
+      info.step = step_;
+      info.total_steps = budget_.planned_steps();
+      info.finished = false;
+      const std::string path = train_snapshot_path(out_.model, marks[next_snapshot_]);
+      checkpoint_save(path, *method_, nullptr, info, /*overwrite=*/true);
+      log_info("snapshot at {} min ({} steps): {}", fmt("%g", marks[next_snapshot_]), step_, path);
+    }
+    ++next_snapshot_;
+  }
+}
+
 void Trainer::save(bool finished) {
   if (dist_ && !dist_->is_main()) return;
   info_.step = step_;
@@ -472,6 +531,19 @@ TrainResult Trainer::run() {
   auto stopped = [&] {
     return (o_.stop_after > 0 && step_ >= o_.stop_after) || stop_requested() != 0;
   };
+  const int64_t first_step = step_;
+  bool estimate_logged = !timed || !main_rank;
+  if (main_rank) {
+    const nlohmann::json mo = method_->options_json();
+    log_info("patch {}{}, batch {}{}, {}; {}", o_.sampler.patch,
+             o_.sampler.patch_z > 0 && o_.sampler.patch_z != o_.sampler.patch
+                 ? "x" + std::to_string(o_.sampler.patch_z) : "",
+             o_.batch,
+             mo.contains("base_channels") ? ", " + mo["base_channels"].dump() + " channels" : "",
+             o_.precision,
+             timed ? fmt("%g", o_.minutes) + " minutes of " + o_.budget_clock + " time"
+                   : std::to_string(budget_.planned_steps()) + " steps");
+  }
   while (!stopped()) {
     bool spent = budget_.spent(step_);
     if (dist_ && timed) {  // rank 0's clock decides the budget and the planned steps for all
@@ -483,6 +555,14 @@ TrainResult Trainer::run() {
     if (spent) break;
     step();
     budget_.observe(step_);
+    save_snapshots_due(/*budget_spent=*/false);
+    // The first estimate of a time budget (Budget::observe, at the 10th step or so).
+    if (!estimate_logged && step_ - first_step >= 3 && step_ % 10 == 0) {
+      const double per_step = budget_.session_s() / double(step_ - first_step);
+      log_info("~{} steps in this budget ({} s per step over the first {})",
+               budget_.planned_steps(), fmt("%.3g", per_step), step_ - first_step);
+      estimate_logged = true;
+    }
     const bool last = (!timed && budget_.spent(step_)) || stopped();
     if (step_ % o_.log_every == 0 || last) {
       const TrainLogRecord r = log_window(budget_.session_s(), last);
@@ -504,6 +584,7 @@ TrainResult Trainer::run() {
   if (loss_n_ > 0) log_window(budget_.session_s(), /*last=*/true);
   if (timed) budget_.set_planned_steps(step_);
   save(step_ >= budget_.planned_steps());
+  save_snapshots_due(/*budget_spent=*/!stopped());
   result_.stopped_by_signal = stop_requested();
   bar.finish("loss " + fmt("%.4g", result_.last_loss));
   result_.steps = step_;

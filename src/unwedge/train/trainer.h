@@ -39,7 +39,7 @@ struct TrainOptions {
   double minutes = 0;     ///< budget in minutes of `budget_clock`
   std::string budget_clock = "wall";  ///< wall | cpu (process CPU time, all threads: fair on a shared machine)
   int64_t stop_after = 0;  ///< stop (and checkpoint) after this step, schedule unchanged (0: off)
-  int64_t batch = 4;      ///< subtomograms per step
+  int64_t batch = 4;      ///< subtomograms per step (global; 0: auto, train_batch_auto)
   SamplerOptions sampler;
   std::string optimizer = "adamw";  ///< adam | adamw
   LrSchedule schedule;
@@ -49,6 +49,9 @@ struct TrainOptions {
   int64_t val_every = 50;      ///< steps between validation losses (0: off)
   int64_t val_batches = 4;     ///< batches of the fixed validation set
   int64_t checkpoint_every = 500;  ///< steps between checkpoints (0: only at the end)
+  /// Minutes of `budget_clock` (this session and earlier ones) at which a copy of the model is
+  /// written beside the checkpoint (train_snapshot_path): time-to-quality curves along one run.
+  std::vector<double> snapshot_minutes;
   uint64_t seed = 0;
   std::string device = "cpu";     ///< auto | cpu | cuda | cuda:N (ranks: cuda -> cuda:LOCAL_RANK)
   std::string precision = "auto";  ///< auto | fp32 | bf16: autocast around loss(); loss taken as
@@ -133,6 +136,9 @@ class Trainer {
   double validate();
   /// Writes the checkpoint (rank 0; atomically), `finished` when the budget is spent.
   void save(bool finished);
+  /// Writes the snapshots (rank 0) whose minute marks the budget's clock has passed (with
+  /// `budget_spent`, a time budget's end counts as its full length).
+  void save_snapshots_due(bool budget_spent);
   /// Steps until the budget is spent (or stop_after), logging every log_every steps (with the
   /// validation loss every val_every) and checkpointing every checkpoint_every; saves at the end.
   TrainResult run();
@@ -171,6 +177,7 @@ class Trainer {
   at::Generator gen_;
   int64_t step_ = 0;
   double lr_ = 0;
+  size_t next_snapshot_ = 0;  ///< index of the next mark in o_.snapshot_minutes (sorted)
   // The current log window: summed losses and method terms since the last log line.
   double loss_sum_ = 0;
   int64_t loss_n_ = 0, window_start_ = 0;
@@ -184,6 +191,16 @@ class Trainer {
 TrainResult train_run(const TrainOptions& opts, const std::vector<TrainInput>& inputs,
                       const std::string& out, const std::string& log_path, bool resume,
                       bool overwrite, Distributed* dist = nullptr, ProgressFn progress = {});
+
+/// Where the snapshot at `minutes` of the model `model` goes: "run.uwm" -> "run.at4min.uwm"
+/// ("run.at2.5min.uwm" for 2.5).
+std::string train_snapshot_path(const std::string& model, double minutes);
+
+/// The batch a run uses when TrainOptions::batch is 0 (auto): 2 for n2n on a CPU (at equal CPU
+/// time twice the steps of batch 4, and better restorations within the CPU budgets measured in
+/// bench/RESULTS.md, "Defaults on the CPU"), 4 otherwise; rounded up to a multiple of the ranks.
+/// `device` is a resolved device ("cpu", "cuda:0").
+int64_t train_batch_auto(const std::string& device, const std::string& method, int64_t ranks);
 
 /// The seed of step `step` of a run seeded `seed` (splitmix64 of both).
 uint64_t train_step_seed(uint64_t seed, int64_t step);
