@@ -7,10 +7,11 @@
 #
 # Environment (defaults in brackets): UNWEDGE [build/unwedge], PRESET [standard], SEED [1],
 # MINUTES [10] CPU minutes per method (--budget-clock cpu: fair on a shared machine),
-# THREADS [1], BOX [32] (training patch), EMBED_BOX [BOX] (box embedded around each particle,
-# also the raw baseline's box), K [5], FOLDS [5],
-# MAE_OPTS, CON_OPTS (extra --opt KEY=VALUE for each method), MAE_BATCH [8], CON_BATCH [16],
-# MAE_POOL [mean] (mae's embedding: mean or concat of its patch tokens, `unwedge embed --pool`),
+# THREADS [1], BOX [32] (training patch), EMBED_BOX [0: embed's default, from the particles'
+# measured size] (box embedded around each particle, also the raw baseline's box), K [5],
+# FOLDS [5], MAE_OPTS, CON_OPTS (extra --opt KEY=VALUE for each method), MAE_BATCH [8],
+# CON_BATCH [16], MAE_POOL [auto] (mae's embedding: mean or concat of its patch tokens,
+# `unwedge embed --pool`; auto: concat), FLIPS [true] (`unwedge embed --flips`),
 # PARALLEL [1] (train both methods at once), TRAIN [1] (0: reuse OUT's mae.uwm and
 # contrastive.uwm and their logs, e.g. to embed with another EMBED_BOX),
 # RESULT [OUT/embed_<preset>.json].
@@ -26,11 +27,12 @@ SEED=${SEED:-1}
 MINUTES=${MINUTES:-10}
 THREADS=${THREADS:-1}
 BOX=${BOX:-32}
-EMBED_BOX=${EMBED_BOX:-$BOX}
+EMBED_BOX=${EMBED_BOX:-0}
+FLIPS=${FLIPS:-true}
 K=${K:-5}
 FOLDS=${FOLDS:-5}
 MAE_BATCH=${MAE_BATCH:-8}
-MAE_POOL=${MAE_POOL:-mean}
+MAE_POOL=${MAE_POOL:-auto}
 CON_BATCH=${CON_BATCH:-16}
 MAE_OPTS=${MAE_OPTS:-}
 CON_OPTS=${CON_OPTS:-}
@@ -90,15 +92,20 @@ for m in mae contrastive; do
   pool=mean
   [[ $m == mae ]] && pool=$MAE_POOL
   "$UNWEDGE" --threads "$THREADS" embed --model "$m.uwm" --in data/tomo.mrc \
-    --coords data/particles.csv --out "$m.emb.csv" --box "$EMBED_BOX" --pool "$pool" --overwrite
+    --coords data/particles.csv --out "$m.emb.csv" --box "$EMBED_BOX" --pool "$pool" \
+    --flips "$FLIPS" --overwrite 2>&1 | tee "$m.embed.log"
   "$UNWEDGE" --threads "$THREADS" eval-embed --emb "$m.emb.csv" --labels data/particles.csv \
     --k "$K" --folds "$FOLDS" --json "$m.eval.json" --svg "$m.pca.svg" --overwrite | tee "$m.eval.txt"
 done
+# The raw baseline in the box the embeddings used (embed's log says which when it chose).
+if [[ "$EMBED_BOX" == 0 ]]; then
+  EMBED_BOX=$(sed -n 's/.*(mae model, box \([0-9]*\),.*/\1/p' mae.embed.log | tail -1)
+fi
 "$UNWEDGE" --threads "$THREADS" eval-embed --labels data/particles.csv --raw data/tomo.mrc \
   --coords data/particles.csv --box "$EMBED_BOX" --k "$K" --folds "$FOLDS" --json raw.eval.json \
   --overwrite | tee raw.eval.txt
 
-MAE_POOL=$MAE_POOL PRESET=$PRESET MINUTES=$MINUTES THREADS=$THREADS BOX=$BOX EMBED_BOX=$EMBED_BOX MAE_OPTS="$MAE_OPTS" \
+FLIPS=$FLIPS MAE_POOL=$MAE_POOL PRESET=$PRESET MINUTES=$MINUTES THREADS=$THREADS BOX=$BOX EMBED_BOX=$EMBED_BOX MAE_OPTS="$MAE_OPTS" \
   CON_OPTS="$CON_OPTS" MAE_BATCH=$MAE_BATCH CON_BATCH=$CON_BATCH RESULT=$RESULT "$PY" - <<'EOF'
 import json, os, re
 env = os.environ
@@ -108,7 +115,7 @@ def steps(log):
 meta = json.load(open("data/meta.json"))
 raw = json.load(open("raw.eval.json"))
 out = {"bench": "embed", "preset": env["PRESET"], "cpu_minutes_per_method": float(env["MINUTES"]),
-       "threads": int(env["THREADS"]), "box": int(env["BOX"]), "embed_box": int(env["EMBED_BOX"]), "mae_pool": env["MAE_POOL"], "k": raw["k"], "folds": raw["folds"],
+       "threads": int(env["THREADS"]), "box": int(env["BOX"]), "embed_box": int(env["EMBED_BOX"]), "mae_pool": env["MAE_POOL"], "flips": env["FLIPS"], "k": raw["k"], "folds": raw["folds"],
        "particles": raw["raw_voxels"]["n"], "classes": len(raw["classes"]),
        "chance_majority": raw["chance"], "simulation": {k: meta.get(k) for k in ("seed", "cc_tomo_gt") if k in meta},
        "raw_voxels": raw["raw_voxels"], "methods": {}}

@@ -343,3 +343,59 @@ TEST(Embedding, BoxesParticlesAndCsvRoundTrip) {
   EXPECT_EQ(back.ids, (std::vector<int64_t>{0, 2, 5}));
   EXPECT_TRUE(torch::allclose(back.x, e, 1e-6, 1e-6));  // %.7g
 }
+
+// Gaussian blobs of known width at known positions in noise: the measured extent radius is
+// where the Gaussian falls to 10 %, sigma sqrt(2 ln 10), and the box follows the rule (3 r to a
+// multiple of 8, at least 16, at most the probe). Noise alone, or no particles: refused.
+TEST(Embedding, ParticleSizeIsWhereTheMeanFallsToTenPercent) {
+  torch::manual_seed(11);
+  const int64_t n = 128;  // blobs 40 voxels apart: a 48-voxel box sees no neighbour
+  auto r1 = torch::arange(n, torch::kDouble);
+  ParticleTable t;
+  for (int64_t i = 0; i < 3; ++i) {
+    for (int64_t j = 0; j < 3; ++j) t.xyz.push_back({double(24 + 40 * i), double(24 + 40 * j), 64.0});
+  }
+  for (double sigma : {2.5, 5.0}) {
+    auto vol = torch::zeros({n, n, n}, torch::kDouble);
+    for (const auto& p : t.xyz) {
+      auto d2 = (r1 - p[2]).pow(2).view({-1, 1, 1}) + (r1 - p[1]).pow(2).view({1, -1, 1}) +
+                (r1 - p[0]).pow(2).view({1, 1, -1});
+      vol += (-d2 / (2 * sigma * sigma)).exp();
+    }
+    vol = (vol + 0.05 * torch::randn_like(vol)).to(torch::kFloat);
+    const ParticleSize s = particle_size_measure(vol, t, 48);
+    const double want = sigma * std::sqrt(2 * std::log(10.0));
+    EXPECT_NEAR(s.radius, want, 0.4) << "sigma " << sigma;
+    EXPECT_GT(s.contrast, 0.9);
+    const int64_t box = std::max<int64_t>(16, std::llround(3 * want / 8) * 8);
+    EXPECT_EQ(s.box, std::min<int64_t>(box, 48)) << "sigma " << sigma;
+    // dark particles (negative contrast) measure the same
+    const ParticleSize neg = particle_size_measure(-vol, t, 48);
+    EXPECT_NEAR(neg.radius, s.radius, 1e-6);
+    EXPECT_LT(neg.contrast, -0.9);
+  }
+  EXPECT_THROW(particle_size_measure(torch::randn({n, n, n}), ParticleTable{{{40, 40, 40}}, {}}, 32),
+               ValueError);
+  EXPECT_THROW(particle_size_measure(torch::randn({n, n, n}), ParticleTable{}, 32), ValueError);
+}
+
+// embed_boxes with flips: a box and its wedge-keeping flips get one and the same vector, which
+// without flips they do not; the mean over the flips is the mean of the four embeddings.
+TEST(Methods, EmbedBoxesWithFlipsIsTheSameForEveryWedgeKeepingFlip) {
+  torch::set_num_threads(1);
+  torch::manual_seed(5);
+  auto m = method_create("mae", kTinyMae);
+  m->train(false);
+  Embedder& e = method_embedder(*m);
+  e.set_pool("concat");
+  auto x = torch::randn({2, 1, 8, 8, 8});
+  auto ref = embed_boxes(e, x, true);
+  for (const auto& dims : wedge_keeping_flips()) {
+    if (dims.empty()) continue;
+    EXPECT_TRUE(torch::allclose(embed_boxes(e, x.flip(dims), true), ref, 1e-4, 1e-5));
+    EXPECT_FALSE(torch::allclose(e.embed(x.flip(dims)), e.embed(x), 1e-3, 1e-3));
+  }
+  auto sum = e.embed(x) + e.embed(x.flip({3})) + e.embed(x.flip({2, 4})) + e.embed(x.flip({2, 3, 4}));
+  EXPECT_TRUE(torch::allclose(ref, sum / 4, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::equal(embed_boxes(e, x, false), e.embed(x)));
+}

@@ -755,7 +755,7 @@ TEST(TrainFiles, TiltRangePerTomogramFromTltBesideOrList) {
   EXPECT_THROW(train_files_prepare(f), ValueError);
 }
 
-// --patch auto: 40 on a CPU, 64 on a GPU, never more than the smallest edge of any input,
+// --patch auto: 40 on a CPU, 64 on a GPU, 32 for embeddings, never more than the smallest edge of any input,
 // rounded down to a multiple of 8 (at least 8).
 TEST(TrainJob, PatchAutoFollowsDeviceAndVolumes) {
   auto input = [](int64_t z, int64_t y, int64_t x) {
@@ -769,6 +769,11 @@ TEST(TrainJob, PatchAutoFollowsDeviceAndVolumes) {
   EXPECT_EQ(train_patch_auto("cpu", {input(36, 206, 94)}), 32);  // the 13-pf real volume
   EXPECT_EQ(train_patch_auto("cpu", {input(200, 200, 20)}), 16);
   EXPECT_EQ(train_patch_auto("cpu", {input(5, 200, 200)}), 8);
+  // embeddings: 32 on any device, still within the volume
+  EXPECT_EQ(train_patch_auto("cpu", {input(100, 200, 200)}, "contrastive"), 32);
+  EXPECT_EQ(train_patch_auto("cuda:0", {input(100, 200, 200)}, "mae"), 32);
+  EXPECT_EQ(train_patch_auto("cpu", {input(100, 200, 200)}, "n2n"), 40);
+  EXPECT_EQ(train_patch_auto("cpu", {input(100, 200, 20)}, "mae"), 16);
 }
 
 // Snapshots along one run (time-to-quality curves): a mark the budget's clock has passed writes
@@ -809,7 +814,7 @@ TEST(Trainer, SnapshotsAtMinuteMarksHoldTheWeightsOfTheirStep) {
   EXPECT_THROW(train_run(o, in, dir / "k.uwm", dir / "k.jsonl", false, false), ValueError);
 }
 
-// Batch 0 is auto: 2 for n2n on a CPU, 4 otherwise, rounded up to a multiple of the ranks; the
+// Batch 0 is auto: 2 for n2n on a CPU, 16 for contrastive, 8 for mae, 4 otherwise, rounded up to a multiple of the ranks; the
 // trainer resolves it before anything else uses the batch, and the model records the batch used.
 TEST(TrainJob, BatchAutoFollowsDeviceMethodAndRanks) {
   EXPECT_EQ(train_batch_auto("cpu", "n2n", 1), 2);
@@ -818,6 +823,8 @@ TEST(TrainJob, BatchAutoFollowsDeviceMethodAndRanks) {
   EXPECT_EQ(train_batch_auto("cpu", "n2n", 4), 4);
   EXPECT_EQ(train_batch_auto("cpu", "n2n", 3), 3);
   EXPECT_EQ(train_batch_auto("cpu", "cryogen-ot", 3), 6);
+  EXPECT_EQ(train_batch_auto("cpu", "contrastive", 1), 16);
+  EXPECT_EQ(train_batch_auto("cuda:0", "mae", 3), 9);
   TempDir dir;
   std::vector<TrainInput> in{train_pair(32, 13)};
   TrainOptions o = tiny_train_options();

@@ -13,14 +13,22 @@ if "$BIN" -q simulate --preset tiny --out "$RS" --seed 5 > /dev/null 2>&1 && [[ 
   check repr-train-contrastive 0 "wrote" -- "$BIN" train --method contrastive --in "$RS/tomo.mrc" \
     --out "$WORK/con.uwm" --opt base=4 --opt levels=2 --patch 16 --batch 2 --steps 2 \
     --no-progress --threads 1
-  check repr-embed-mae 0 "wrote [0-9]+ embeddings of dimension 24" -- "$BIN" embed \
+  check repr-embed-mae 0 "wrote [0-9]+ embeddings of dimension 24 \(mae model, box 16, pool mean, mean over 4 wedge-keeping flips\)" -- "$BIN" embed \
     --model "$WORK/mae.uwm" --in "$RS/tomo.mrc" --coords "$RS/particles.csv" \
-    --out "$WORK/mae.emb.csv" --box 16
+    --out "$WORK/mae.emb.csv" --box 16 --pool mean
+  # The defaults: the box from the particles' measured size (or 32, said, where the mean of the
+  # boxes shows no particle), the tokens concatenated for mae.
+  check repr-embed-mae-defaults 0 "box (16|24|32).*pool concat, mean over 4 wedge-keeping flips" -- \
+    "$BIN" embed --model "$WORK/mae.uwm" --in "$RS/tomo.mrc" --coords "$RS/particles.csv" \
+    --out "$WORK/mae.auto.csv"
+  check repr-embed-no-flips 0 "box 16, pool mean\) to" -- "$BIN" embed --model "$WORK/mae.uwm" \
+    --in "$RS/tomo.mrc" --coords "$RS/particles.csv" --out "$WORK/mae.noflip.csv" --box 16 \
+    --pool mean --flips false
   check repr-embed-exists 1 "exists.*--overwrite" -- "$BIN" embed --model "$WORK/mae.uwm" \
     --in "$RS/tomo.mrc" --coords "$RS/particles.csv" --out "$WORK/mae.emb.csv" --box 16
   check repr-embed-contrastive 0 "contrastive model" -- "$BIN" embed --model "$WORK/con.uwm" \
     --in "$RS/tomo.mrc" --coords "$RS/particles.csv" --out "$WORK/con.emb.csv" --box 16
-  check repr-embed-mae-concat 0 "dimension 192 \(mae model, pool concat\)" -- "$BIN" embed \
+  check repr-embed-mae-concat 0 "dimension 192 \(mae model, box 16, pool concat" -- "$BIN" embed \
     --model "$WORK/mae.uwm" --in "$RS/tomo.mrc" --coords "$RS/particles.csv" \
     --out "$WORK/mae.cat.csv" --box 16 --pool concat
   check repr-embed-contrastive-concat 1 "pool: mean only" -- "$BIN" embed --model "$WORK/con.uwm" \

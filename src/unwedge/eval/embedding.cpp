@@ -167,6 +167,61 @@ at::Tensor subtomo_extract(const at::Tensor& vol, const ParticleTable& t, int64_
   return out;
 }
 
+ParticleSize particle_size_measure(const at::Tensor& vol, const ParticleTable& t,
+                                   int64_t probe, int64_t multiple) {
+  const int64_t n = int64_t(t.xyz.size());
+  if (n == 0) throw ValueError("particle_size_measure: the particle table is empty");
+  if (probe < 8 || multiple < 1) {
+    throw ValueError("particle_size_measure: probe " + std::to_string(probe) + " / multiple " +
+                     std::to_string(multiple) + " too small");
+  }
+  auto mean = torch::zeros({probe, probe, probe}, vol.options().dtype(torch::kDouble));
+  for (int64_t first = 0; first < n; first += 64) {
+    const int64_t count = std::min<int64_t>(64, n - first);
+    mean += subtomo_extract(vol, t, probe, first, count).to(torch::kDouble).sum(std::vector<int64_t>{0, 1});
+  }
+  mean /= double(n);
+  // Distance of every voxel from the centre voxel (probe / 2, as subtomo_extract centres).
+  auto r1 = torch::arange(probe, mean.options()) - double(probe / 2);
+  auto r = (r1.view({-1, 1, 1}).pow(2) + r1.view({1, -1, 1}).pow(2) + r1.view({1, 1, -1}).pow(2))
+               .sqrt();
+  const int64_t shells = probe / 2;
+  auto shell = r.round().to(torch::kLong).clamp_max(shells);  // shell `shells`: the corners
+  auto sum = torch::zeros({shells + 1}, mean.options()).scatter_add_(0, shell.flatten(),
+                                                                     mean.flatten());
+  auto cnt = torch::zeros({shells + 1}, mean.options())
+                 .scatter_add_(0, shell.flatten(), torch::ones_like(mean).flatten());
+  auto prof = (sum / cnt.clamp_min(1)).narrow(0, 0, shells);  // [shells], r = 0 .. shells - 1
+  const int64_t outer = std::max<int64_t>(1, shells / 4);
+  const double bg = prof.narrow(0, shells - outer, outer).mean().item<double>();
+  const double c0 = prof[0].item<double>() - bg;
+  // The centre is one voxel of the mean: its noise is the spread of the mean's single voxels
+  // in the background shells.
+  const double noise = mean.masked_select(shell >= shells - outer).std().item<double>();
+  if (!(std::abs(c0) > 4 * noise)) {
+    throw ValueError("particle_size_measure: the mean of the " + std::to_string(n) +
+                     " particle boxes has no contrast at the centre (" + std::to_string(c0) +
+                     " against the background voxels' spread " + std::to_string(noise) +
+                     "); are the coordinates in voxels of this tomogram?");
+  }
+  ParticleSize out;
+  out.contrast = c0;
+  out.radius = double(shells - outer);
+  auto rel = ((prof - bg) / c0).contiguous();  // 1 at the centre
+  const double* q = rel.data_ptr<double>();
+  constexpr double level = 0.1;
+  for (int64_t i = 1; i < shells - outer; ++i) {
+    if (q[i] < level) {
+      out.radius = double(i - 1) + (q[i - 1] - level) / (q[i - 1] - q[i]);
+      break;
+    }
+  }
+  const double want = 3.0 * out.radius;
+  const int64_t lo = 2 * multiple, hi = std::max(lo, probe / multiple * multiple);
+  out.box = std::clamp<int64_t>(std::llround(want / double(multiple)) * multiple, lo, hi);
+  return out;
+}
+
 void embedding_csv_write(const std::string& path, const std::vector<int64_t>& ids,
                          const at::Tensor& emb, bool overwrite) {
   if (emb.dim() != 2 || emb.size(0) != int64_t(ids.size())) {

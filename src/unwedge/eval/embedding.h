@@ -32,6 +32,24 @@ ParticleTable particle_table_read(const std::string& path);
 at::Tensor subtomo_extract(const at::Tensor& vol, const ParticleTable& t, int64_t box,
                            int64_t first, int64_t count);
 
+/// The particles' size, measured from the data: the mean of `probe`-voxel boxes around every
+/// particle, its spherically averaged profile about the centre, the background (the profile's
+/// outer quarter) and the extent radius: the first radius where the profile has fallen to 10 %
+/// of the centre's contrast above the background (linear between shells). The mean of many
+/// particles of several sizes is peaked at the centre, so the half-maximum radius would say
+/// less than half the particles' size; at 10 % it is about their median radius (bench/RESULTS.md).
+struct ParticleSize {
+  double radius = 0;    ///< extent radius, voxels
+  double contrast = 0;  ///< centre value - background (sign: the particles' contrast)
+  int64_t box = 0;      ///< the box rule applied to `radius`
+};
+/// The default embedding box: the multiple of `multiple` nearest to 3 x the extent radius (the
+/// particle and a margin of half its size; most of a bigger box is neighbours and ice),
+/// clamped to [2 * multiple, probe]. Throws ValueError for an empty table or a mean with no
+/// contrast at the centre.
+ParticleSize particle_size_measure(const at::Tensor& vol, const ParticleTable& t,
+                                   int64_t probe = 48, int64_t multiple = 8);
+
 /// Embedding file: header "id,e0,e1,...", one row per particle, id = 0-based row of the
 /// particle table the embeddings came from.
 void embedding_csv_write(const std::string& path, const std::vector<int64_t>& ids,

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -33,6 +34,25 @@ class Embedder {
     }
   }
 };
+
+/// The flips of a [B, 1, Z, Y, X] box that keep any missing wedge about Y, symmetric or not:
+/// Y; Z with X (a half turn about Y); all three. With the identity they form a group.
+inline const std::vector<std::vector<int64_t>>& wedge_keeping_flips() {
+  static const std::vector<std::vector<int64_t>> f{{}, {3}, {2, 4}, {2, 3, 4}};
+  return f;
+}
+
+/// e.embed(boxes), averaged over the boxes and their wedge-keeping flips when `flips`: the
+/// result is the same for a particle and for any of its flips (what `unwedge embed` writes).
+inline torch::Tensor embed_boxes(Embedder& e, const torch::Tensor& boxes, bool flips) {
+  if (!flips) return e.embed(boxes);
+  torch::Tensor sum;
+  for (const auto& dims : wedge_keeping_flips()) {
+    auto f = e.embed(dims.empty() ? boxes : boxes.flip(dims));
+    sum = sum.defined() ? sum + f : f;
+  }
+  return sum / double(wedge_keeping_flips().size());
+}
 
 /// The Embedder of `m`; throws ValueError naming the method when it has none.
 inline Embedder& method_embedder(Method& m) {

@@ -75,8 +75,10 @@ std::vector<std::optional<MethodWedge>> tilt_ranges_per_input(
 
 }  // namespace
 
-int64_t train_patch_auto(const std::string& device, const std::vector<TrainInput>& inputs) {
+int64_t train_patch_auto(const std::string& device, const std::vector<TrainInput>& inputs,
+                         const std::string& method) {
   int64_t patch = device_resolve(device).rfind("cuda", 0) == 0 ? 64 : 40;
+  if (!method.empty() && method_registry().get(method).can.embedding) patch = 32;
   for (const auto& t : inputs) {
     patch = std::min({patch, t.a.nz(), t.a.ny(), t.a.nx()});
   }
@@ -193,10 +195,12 @@ TrainFilesPlan train_files_prepare(const TrainFilesOptions& opts) {
     }
   }
   if (o.sampler.patch == 0) {  // auto: from the device and the volumes
-    o.sampler.patch = tilt ? 64 : train_patch_auto(o.device, plan.inputs);
-    log_info("patch {} (auto on {}: {}; --patch to choose)", o.sampler.patch, device_resolve(o.device),
+    o.sampler.patch = tilt ? 64 : train_patch_auto(o.device, plan.inputs, o.method);
+    log_info("patch {} (auto on {}: {}; --patch to choose)", o.sampler.patch,
+             device_resolve(o.device),
              tilt ? "2D pieces of tilt images"
-                  : "40 on a CPU, 64 on a GPU, at most the volumes' smallest edge");
+                  : "40 on a CPU, 64 on a GPU, 32 for embeddings, at most the volumes' smallest "
+                    "edge");
   }
   // The run's range (stored as the model's) is the first tomogram's own when it has one.
   if (!plan.inputs.empty() && plan.inputs.front().wedge) o.wedge = *plan.inputs.front().wedge;

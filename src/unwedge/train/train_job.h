@@ -49,9 +49,13 @@ struct TrainFilesOptions {
 
 /// The patch edge `train_files_prepare` uses when train.sampler.patch is 0 (auto): 40 voxels on
 /// a CPU (the size of the CPU benches in bench/RESULTS.md; a 64³ step has (64/40)³ ≈ 4× the
-/// voxels, so a CPU budget buys about a quarter of the steps), 64 on a GPU, and never more than the smallest volume edge (Z, Y, X of every input), rounded down to a
-/// multiple of 8 (at least 8). `device` is a --device value (auto resolves first).
-int64_t train_patch_auto(const std::string& device, const std::vector<TrainInput>& inputs);
+/// voxels, so a CPU budget buys about a quarter of the steps), 64 on a GPU; 32 on any device
+/// for the methods that learn embeddings of particles (mae, contrastive: a patch a few particles
+/// wide, "Representations" in bench/RESULTS.md); never more than the smallest volume edge (Z,
+/// Y, X of every input), rounded down to a multiple of 8 (at least 8). `device` is a --device
+/// value (auto resolves first); `method` a registered name, or empty for a restoring method.
+int64_t train_patch_auto(const std::string& device, const std::vector<TrainInput>& inputs,
+                         const std::string& method = "");
 
 /// A checked request: the trainer's resolved options and the inputs, read.
 struct TrainFilesPlan {

@@ -99,7 +99,9 @@ std::vector<MethodWedge> batch_wedges(const MethodWedge& run,
 }
 
 int64_t train_batch_auto(const std::string& device, const std::string& method, int64_t ranks) {
-  const int64_t b = device.rfind("cuda", 0) != 0 && method == "n2n" ? 2 : 4;
+  int64_t b = device.rfind("cuda", 0) != 0 && method == "n2n" ? 2 : 4;
+  if (method == "contrastive") b = 16;  // NT-Xent: 2B - 2 negatives per view
+  if (method == "mae") b = 8;           // cheap steps (a quarter of the tokens are encoded)
   ranks = std::max<int64_t>(1, ranks);
   return (b + ranks - 1) / ranks * ranks;
 }

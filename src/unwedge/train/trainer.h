@@ -196,9 +196,9 @@ TrainResult train_run(const TrainOptions& opts, const std::vector<TrainInput>& i
 /// ("run.at2.5min.uwm" for 2.5).
 std::string train_snapshot_path(const std::string& model, double minutes);
 
-/// The batch a run uses when TrainOptions::batch is 0 (auto): 2 for n2n on a CPU (at equal CPU
-/// time twice the steps of batch 4, and better restorations within the CPU budgets measured in
-/// bench/RESULTS.md, "Defaults on the CPU"), 4 otherwise; rounded up to a multiple of the ranks.
+/// The batch a run uses when TrainOptions::batch is 0 (auto): 2 for n2n on a CPU (bench/RESULTS
+/// .md, "Defaults on the CPU"), 16 for contrastive, 8 for mae ("Representations"), 4 otherwise;
+/// rounded up to a multiple of the ranks.
 /// `device` is a resolved device ("cpu", "cuda:0").
 int64_t train_batch_auto(const std::string& device, const std::string& method, int64_t ranks);
 
