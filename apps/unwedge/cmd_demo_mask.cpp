@@ -204,7 +204,7 @@ struct ViewResult {
   json numbers;
   json images;  ///< {"structure": b64, "patch": [{masked, rec}], "wedge": [{masked, rec}]}
   std::vector<Image> patch_rows, wedge_rows;
-  PlotSeries err, band, band_input;
+  PlotSeries err, err_common, band, band_input;
 };
 
 ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor& x,
@@ -222,6 +222,7 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
   r.patch_rows = {orig, orig};
   r.wedge_rows = {orig, orig};
   r.err = {v.name, {}, {}, "", false};
+  r.err_common = {v.name + ": the same voxels at every ratio", {}, {}, "", true};
   r.band = {v.name + ": reconstruction", {}, {}, "", false};
   r.band_input = {v.name + ": wedged input", {}, {}, "", true};
 
@@ -233,13 +234,23 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
   // the page shows the first draw.
   torch::manual_seed(p.seed + 1000);  // the same masks for every view
   auto order = torch::rand({p.draws, n}).argsort(int64_t(1));  // [D, N]
+  // The patches hidden at every ratio (the first round(r_min n) of each order): on them only the
+  // context changes with the ratio, so their error is the clean "less context, worse fill".
+  const double rmin = *std::min_element(p.ratios.begin(), p.ratios.end());
+  const int64_t hide_common = std::max<int64_t>(1, std::llround(rmin * double(n)));
+  std::vector<torch::Tensor> common_vox;
+  for (int64_t d = 0; d < p.draws; ++d) {
+    auto c = torch::zeros({1, n}).scatter(1, order[d].narrow(0, 0, hide_common).unsqueeze(0), 1.0);
+    common_vox.push_back(vit3d_unpatchify(
+        c.unsqueeze(-1).expand({1, n, pt * pt * pt}).contiguous(), pt, grid));
+  }
   for (size_t i = 0; i < p.ratios.size(); ++i) {
     const int64_t hide = std::llround(p.ratios[i] * double(n));
     if (hide < 1 || hide >= n) {
       throw ValueError("--ratios: " + std::to_string(p.ratios[i]) + " hides " +
                        std::to_string(hide) + " of " + std::to_string(n) + " patches");
     }
-    double se = 0, se_mean = 0, cnt = 0;
+    double se = 0, se_mean = 0, cnt = 0, se_c = 0, cnt_c = 0;
     for (int64_t d = 0; d < p.draws; ++d) {
       auto keep = std::get<0>(order[d].narrow(0, hide, n - hide).sort()).unsqueeze(0);  // [1, K]
       auto hidden = torch::ones({1, n}).scatter(1, keep, 0.0);                         // [1, N]
@@ -252,6 +263,8 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
       se += ((rec - x).pow(2) * hidden_vox).sum().item<double>();
       se_mean += ((x - mean_vis).pow(2) * hidden_vox).sum().item<double>();
       cnt += hidden_vox.sum().item<double>();
+      se_c += ((rec - x).pow(2) * common_vox[size_t(d)]).sum().item<double>();
+      cnt_c += common_vox[size_t(d)].sum().item<double>();
       if (d > 0) continue;
       auto masked = x * (1.0 - hidden_vox);
       // Shown: the hidden voxels mid-grey on the contrast, distinct from the background.
@@ -262,13 +275,19 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
       r.patch_rows.push_back(ri);
       r.images["patch"].push_back({{"masked", png_b64(mi)}, {"rec", png_b64(ri)}});
     }
-    const double e = se / cnt / var, e_mean = se_mean / cnt / var;
+    const double e = se / cnt / var, e_mean = se_mean / cnt / var, e_c = se_c / cnt_c / var;
     r.err.x.push_back(100 * p.ratios[i]);
     r.err.y.push_back(e);
-    r.numbers["patch"].push_back(
-        {{"ratio", p.ratios[i]}, {"nmse_hidden", e}, {"nmse_hidden_mean_fill", e_mean}});
-    log_info("{}: {:.0f} % hidden: MSE/variance on hidden patches {:.3f} (mean fill {:.3f}; "
-             "{} mask draws)", v.name, 100 * p.ratios[i], e, e_mean, p.draws);
+    r.err_common.x.push_back(100 * p.ratios[i]);
+    r.err_common.y.push_back(e_c);
+    r.numbers["patch"].push_back({{"ratio", p.ratios[i]},
+                                  {"nmse_hidden", e},
+                                  {"nmse_hidden_mean_fill", e_mean},
+                                  {"nmse_common", e_c},
+                                  {"common_ratio", rmin}});
+    log_info("{}: {:.0f} % hidden: MSE/variance on hidden patches {:.3f} (mean fill {:.3f}; on "
+             "the {:.0f} % hidden at every ratio {:.3f}; {} mask draws)", v.name,
+             100 * p.ratios[i], e, e_mean, 100 * rmin, e_c, p.draws);
   }
 
   for (double w : p.widths) {
@@ -391,7 +410,8 @@ function show(){
   document.getElementById('cap-masked').textContent=mode==='patch'?'masked input':'wedged input';
   document.getElementById('state').textContent=v.name+': '+L[idx];
   document.getElementById('numbers').textContent=mode==='patch'?
-    'MSE / variance on the hidden patches: '+f(n.nmse_hidden,3)+' (filling them with the visible mean: '+f(n.nmse_hidden_mean_fill,3)+')':
+    'MSE / variance on the hidden patches: '+f(n.nmse_hidden,3)+' (filling them with the visible mean: '+f(n.nmse_hidden_mean_fill,3)+
+    '); on the '+Math.round(100*n.common_ratio)+' % hidden at every ratio: '+f(n.nmse_common,3):
     'wedge-band CC with the structure: reconstruction '+f(n.cc_wedge_band,3)+', wedged input '+f(n.cc_wedge_band_input,3)+
     '; whole-cube CC: reconstruction '+f(n.cc,3)+', wedged input '+f(n.cc_input,3);
   document.body.setAttribute('data-state',view+'/'+mode+'/'+idx);
@@ -412,7 +432,9 @@ let t='<table><tr><th>structure</th>'+D.ratios.map(r=>'<th>'+Math.round(100*r)+'
   D.widths.map(w=>'<th>'+w+'\u00b0 band CC</th>').join('')+'</tr>';
 D.views.forEach(v=>{t+='<tr><th>'+v.name.replace(/[<&]/g,'')+'</th>'+v.numbers.patch.map(n=>'<td>'+f(n.nmse_hidden,3)+'</td>').join('')+
   v.numbers.wedge.map(n=>'<td>'+f(n.cc_wedge_band,3)+'</td>').join('')+'</tr>';});
-document.getElementById('table').innerHTML=t+'</table><p>Patch columns: MSE / variance on hidden patches; wedge columns: wedge-band CC of the reconstruction (the wedged input has no power in the band).</p>';
+D.views.forEach(v=>{t+='<tr><th>'+v.name.replace(/[<&]/g,'')+': same voxels</th>'+v.numbers.patch.map(n=>'<td>'+f(n.nmse_common,3)+'</td>').join('')+
+  v.numbers.wedge.map(n=>'<td></td>').join('')+'</tr>';});
+document.getElementById('table').innerHTML=t+'</table><p>Patch columns: MSE / variance on hidden patches; rows "same voxels": on the patches hidden at every ratio (the masks are nested), where only the context shrinks as the ratio rises; wedge columns: wedge-band CC of the reconstruction (the wedged input has no power in the band).</p>';
 show();
 })();
 </script>
@@ -507,6 +529,7 @@ void run_demo(const DemoParams& p) {
   std::vector<PlotSeries> err, band;
   for (const auto& r : results) {
     err.push_back(r.err);
+    err.push_back(r.err_common);
     band.push_back(r.band);
   }
   PlotSeries zero{"wedged input (no power in the band)", p.widths,
@@ -542,7 +565,9 @@ void run_demo(const DemoParams& p) {
       {"Hidden patches: masked input and reconstruction", p.out + "/mask_patches.png",
        "Random " + std::to_string(mae_patch(*patch_model)) + "^3 patches hidden." + rows_note},
       {"Error vs mask ratio", p.out + "/error_vs_ratio.svg",
-       "MSE on the hidden patches over the cube's variance (1 = no better than the mean)."},
+       "MSE on the hidden patches over the cube's variance (1 = no better than the mean); "
+       "dashed: on the patches hidden at every ratio (the masks are nested), where only the "
+       "context shrinks as the ratio rises."},
       {"Hidden Fourier wedge: wedged input and reconstruction", p.out + "/mask_wedge.png",
        "Hidden double wedges about kz." + rows_note},
       {"Wedge-band CC vs hidden wedge width", p.out + "/error_vs_wedge.svg",
