@@ -238,11 +238,14 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
   // context changes with the ratio, so their error is the clean "less context, worse fill".
   const double rmin = *std::min_element(p.ratios.begin(), p.ratios.end());
   const int64_t hide_common = std::max<int64_t>(1, std::llround(rmin * double(n)));
+  // A patch mask [1, N] as voxels [1, 1, s, s, s].
+  auto voxels = [&](const torch::Tensor& m) {
+    return vit3d_unpatchify(m.unsqueeze(-1).expand({1, n, pt * pt * pt}).contiguous(), pt, grid);
+  };
   std::vector<torch::Tensor> common_vox;
   for (int64_t d = 0; d < p.draws; ++d) {
-    auto c = torch::zeros({1, n}).scatter(1, order[d].narrow(0, 0, hide_common).unsqueeze(0), 1.0);
-    common_vox.push_back(vit3d_unpatchify(
-        c.unsqueeze(-1).expand({1, n, pt * pt * pt}).contiguous(), pt, grid));
+    common_vox.push_back(voxels(
+        torch::zeros({1, n}).scatter(1, order[d].narrow(0, 0, hide_common).unsqueeze(0), 1.0)));
   }
   for (size_t i = 0; i < p.ratios.size(); ++i) {
     const int64_t hide = std::llround(p.ratios[i] * double(n));
@@ -254,8 +257,7 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
     for (int64_t d = 0; d < p.draws; ++d) {
       auto keep = std::get<0>(order[d].narrow(0, hide, n - hide).sort()).unsqueeze(0);  // [1, K]
       auto hidden = torch::ones({1, n}).scatter(1, keep, 0.0);                         // [1, N]
-      auto hidden_vox = vit3d_unpatchify(
-          hidden.unsqueeze(-1).expand({1, n, pt * pt * pt}).contiguous(), pt, grid);  // 1 = hidden
+      auto hidden_vox = voxels(hidden);  // 1 = hidden
       auto rec = mae_reconstruct_patches(patch_model, x, keep);
       // The simplest fill for comparison: the mean of the visible voxels.
       const double mean_vis = (x * (1.0 - hidden_vox)).sum().item<double>() /

@@ -178,7 +178,8 @@ ParticleSize particle_size_measure(const at::Tensor& vol, const ParticleTable& t
   auto mean = torch::zeros({probe, probe, probe}, vol.options().dtype(torch::kDouble));
   for (int64_t first = 0; first < n; first += 64) {
     const int64_t count = std::min<int64_t>(64, n - first);
-    mean += subtomo_extract(vol, t, probe, first, count).to(torch::kDouble).sum(std::vector<int64_t>{0, 1});
+    auto boxes = subtomo_extract(vol, t, probe, first, count).to(torch::kDouble);
+    mean += boxes.sum(std::vector<int64_t>{0, 1});  // [probe, probe, probe]
   }
   mean /= double(n);
   // Distance of every voxel from the centre voxel (probe / 2, as subtomo_extract centres).

@@ -36,8 +36,10 @@ at::Tensor subtomo_extract(const at::Tensor& vol, const ParticleTable& t, int64_
 /// particle, its spherically averaged profile about the centre, the background (the profile's
 /// outer quarter) and the extent radius: the first radius where the profile has fallen to 10 %
 /// of the centre's contrast above the background (linear between shells). The mean of many
-/// particles of several sizes is peaked at the centre, so the half-maximum radius would say
-/// less than half the particles' size; at 10 % it is about their median radius (bench/RESULTS.md).
+/// particles of several sizes is peaked at the centre, so its half-maximum radius says much less
+/// than their size (2.2 voxels on `standard`, whose median particle radius is 6.9); at 10 % it
+/// measured 5.3 on every `standard` seed tried (bench/RESULTS.md, "As a user runs them"). A
+/// profile that stays above 10 % up to the background shells gives the radius of their start.
 struct ParticleSize {
   double radius = 0;    ///< extent radius, voxels
   double contrast = 0;  ///< centre value - background (sign: the particles' contrast)
