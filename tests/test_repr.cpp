@@ -267,6 +267,86 @@ TEST(Methods, MaeUnetHidesWhatItMasksAndRoundTrips) {
   EXPECT_THROW(method_create("mae", {{"mask_ratio", 0.5}, {"mask_ratio_min", 0.7}}), ValueError);
 }
 
+// net=unet with mask_ratio_min > 0 draws one ratio per sample: sample i of b hides
+// round(r_i n) patches, r_i = lo + (hi - lo) t_i^2 (ratio_draw=low), t_i = (i + u_i) / b; the
+// loss is the mean over samples of log(MSE on the sample's hidden voxels + 0.01). Recomputed
+// here from the same random draws with mae_reconstruct_patches (a separate code path).
+TEST(Methods, MaeUnetPerSampleRatiosAndLogLoss) {
+  torch::set_num_threads(1);
+  const nlohmann::json opts = {{"net", "unet"},     {"patch", 4},         {"unet_depth", 1},
+                               {"unet_channels", 4}, {"mask_ratio", 0.9}, {"mask_ratio_min", 0.1}};
+  torch::manual_seed(21);
+  auto m = method_create("mae", opts);
+  auto x = torch::randn({4, 1, 8, 16, 16});
+  const int64_t n = 2 * 4 * 4, b = x.size(0);
+  Batch batch;
+  batch.input = x;
+  torch::manual_seed(5);
+  const double loss = m->loss(batch).item<double>();
+  torch::manual_seed(5);
+  auto u = torch::rand({b}, torch::kDouble);
+  double expected = 0;
+  std::vector<int64_t> hidden_counts;
+  for (int64_t i = 0; i < b; ++i) {
+    const double t = (double(i) + u[i].item<double>()) / double(b);
+    auto mask = mae_random_mask(1, n, 0.1 + 0.8 * t * t, torch::kCPU);
+    hidden_counts.push_back(int64_t(mask.hidden.sum().item<double>()));
+    auto xi = x.narrow(0, i, 1);
+    auto rec = mae_reconstruct_patches(*m, xi, mask.keep);
+    auto hv = vit3d_unpatchify(mask.hidden.unsqueeze(-1).expand({1, n, 64}).contiguous(), 4,
+                               {2, 4, 4});
+    const double mse = ((rec - xi).pow(2) * hv).sum().item<double>() / hv.sum().item<double>();
+    expected += std::log(mse + 0.01) / double(b);
+  }
+  EXPECT_NEAR(loss, expected, 1e-5 * std::abs(expected) + 1e-6);
+  // Stratified: every sample hides a different amount, fewest first.
+  for (int64_t i = 1; i < b; ++i) EXPECT_LT(hidden_counts[size_t(i - 1)], hidden_counts[size_t(i)]);
+  // The plain variant: one ratio for the batch and the MSE pooled over its hidden patches.
+  nlohmann::json plain = opts;
+  plain["ratio_per_sample"] = false;
+  auto p = method_create("mae", plain);
+  torch::manual_seed(5);
+  EXPECT_GT(p->loss(batch).item<double>(), 0.0);
+  EXPECT_THROW(method_create("mae", {{"ratio_draw", "cubic"}}), ValueError);
+  EXPECT_THROW(method_create("mae", {{"sample_loss", "l1"}}), ValueError);
+}
+
+// Reconstructing with flips is the mean of the 8 reconstructions of the flipped volume and
+// mask, flipped back; it keeps the visible voxels and is itself flip-equivariant.
+TEST(Methods, MaeReconstructWithFlipsIsTheMeanOverTheEightFlips) {
+  torch::set_num_threads(1);
+  for (const std::string net : {"unet", "vit"}) {
+    nlohmann::json opts = {{"net", net}, {"patch", 4}, {"unet_depth", 1}, {"unet_channels", 4},
+                           {"dim", 12}, {"depth", 1}, {"heads", 2}, {"decoder_dim", 6},
+                           {"decoder_depth", 1}, {"decoder_heads", 2}};
+    torch::manual_seed(31);
+    auto m = method_create("mae", opts);
+    m->train(false);
+    auto x = torch::randn({1, 1, 8, 8, 8});
+    const int64_t n = 8;
+    auto mask = mae_random_mask(1, n, 0.5, torch::kCPU);
+    auto hv = vit3d_unpatchify(mask.hidden.unsqueeze(-1).expand({1, n, 64}).contiguous(), 4,
+                               {2, 2, 2});
+    auto keep_of = [&](const torch::Tensor& hidden_vox) {  // visible patch indices, ascending
+      auto h = vit3d_patchify(hidden_vox, 4).amax(-1)[0];
+      return torch::nonzero(h < 0.5).flatten().unsqueeze(0);
+    };
+    torch::Tensor mean = torch::zeros_like(x);
+    for (const std::vector<int64_t>& dims : std::vector<std::vector<int64_t>>{
+             {}, {2}, {3}, {4}, {2, 3}, {2, 4}, {3, 4}, {2, 3, 4}}) {
+      auto f = [&](const torch::Tensor& t) { return dims.empty() ? t : t.flip(dims); };
+      mean += f(mae_reconstruct_patches(*m, f(x), keep_of(f(hv)))) / 8.0;
+    }
+    auto rec = mae_reconstruct_patches(*m, x, mask.keep, true);
+    EXPECT_TRUE(torch::allclose(rec, mean, 1e-5, 1e-6)) << net;
+    EXPECT_TRUE(torch::equal(rec * (1 - hv), x * (1 - hv))) << net;
+    EXPECT_FALSE(torch::allclose(rec, mae_reconstruct_patches(*m, x, mask.keep), 1e-4, 1e-5))
+        << net;
+    auto flipped = mae_reconstruct_patches(*m, x.flip({4}), keep_of(hv.flip({4})), true);
+    EXPECT_TRUE(torch::allclose(flipped, rec.flip({4}), 1e-5, 1e-6)) << net;
+  }
+}
+
 TEST(Embedding, KnnIsPerfectOnSeparableAndChanceOnRandomLabels) {
   torch::manual_seed(8);
   // Three well-separated Gaussian clusters in 10 D.

@@ -1,5 +1,5 @@
 // `unwedge demo-mask`: what masked autoencoding sees and reconstructs. Two small mae models are
-// trained on crops of one volume (one hides random patches at ratios drawn per batch, one hides
+// trained on crops of one volume (one hides random patches at ratios drawn per sample, one hides
 // a Fourier double wedge of a width drawn per batch); both are then shown on structures they
 // were not trained on (views: 32^3 cubes of other volumes), at several mask ratios and wedge
 // widths. Outputs: demo_mask.html (one self-contained page: structure | masked input |
@@ -51,6 +51,7 @@ struct DemoParams {
   double minutes = 1.5;     ///< CPU minutes of each model trained here (when --steps is 0)
   int64_t batch = 8;
   int64_t draws = 16;       ///< random patch orders the patch errors are pooled over
+  bool flips = true;        ///< patch reconstructions: mean over the 8 axis flips
   int64_t size = 32;        ///< edge of the cubes shown, voxels
   int64_t train_size = 16;  ///< edge of the training crops, voxels
   uint64_t seed = 0;
@@ -101,7 +102,9 @@ std::unique_ptr<Method> demo_model(const DemoParams& p, const std::string& given
   const std::string path = p.out + "/mae_" + mode + ".uwm";
   TrainOptions o;
   o.method = "mae";
-  // One model for every ratio (width): each batch draws its own from the range shown.
+  // One model for every ratio (width): each batch draws its width, and each sample (net=unet; the
+  // ViT: each batch) its ratio, from the range shown (mae's defaults ratio_per_sample,
+  // ratio_draw=low, sample_loss=log).
   const double rmin = *std::min_element(p.ratios.begin(), p.ratios.end());
   const double rmax = *std::max_element(p.ratios.begin(), p.ratios.end());
   const double wmin = *std::min_element(p.widths.begin(), p.widths.end());
@@ -258,7 +261,7 @@ ViewResult run_view(const DemoParams& p, const ViewSpec& v, const torch::Tensor&
       auto keep = std::get<0>(order[d].narrow(0, hide, n - hide).sort()).unsqueeze(0);  // [1, K]
       auto hidden = torch::ones({1, n}).scatter(1, keep, 0.0);                         // [1, N]
       auto hidden_vox = voxels(hidden);  // 1 = hidden
-      auto rec = mae_reconstruct_patches(patch_model, x, keep);
+      auto rec = mae_reconstruct_patches(patch_model, x, keep, p.flips);
       // The simplest fill for comparison: the mean of the visible voxels.
       const double mean_vis = (x * (1.0 - hidden_vox)).sum().item<double>() /
                               (1.0 - hidden_vox).sum().item<double>();
@@ -627,6 +630,10 @@ void add_demo_mask_command(CLI::App& root, GlobalOptions&) {
       ->capture_default_str();
   cmd->add_option("--draws", p->draws,
                   "Random patch orders (nested masks) the hidden-patch errors are pooled over")
+      ->capture_default_str();
+  cmd->add_option("--flips", p->flips,
+                  "Patch reconstructions: the mean of the model's predictions over the 8 axis "
+                  "flips of the masked volume")
       ->capture_default_str();
   cmd->add_option("--seed", p->seed, "Seed of masks and training")->capture_default_str();
   add_overwrite_flag(*cmd, p->overwrite);

@@ -47,6 +47,10 @@ torch::Tensor mae_loss(const torch::Tensor& pred, const torch::Tensor& target,
 
 namespace {
 
+// sample_loss=log: each sample's loss is log(MSE + kLogLossFloor) (data normalised to unit
+// variance: the floor stops flat, empty crops from dominating).
+constexpr double kLogLossFloor = 0.01;
+
 enum class MaeMode { patch, wedge };
 
 WedgeGeometry to_geometry(const MethodWedge& w) {
@@ -78,6 +82,17 @@ class Mae : public Method, public Embedder {
     width_min_ = r.at("wedge_width_min_deg").get<double>();
     norm_pix_ = r.at("norm_pix").get<bool>();
     passes_ = r.at("restore_passes").get<int64_t>();
+    per_sample_ = r.at("ratio_per_sample").get<bool>();
+    const auto draw = r.at("ratio_draw").get<std::string>();
+    if (draw != "uniform" && draw != "low") {
+      throw ValueError("mae: ratio_draw '" + draw + "' is not uniform or low");
+    }
+    draw_low_ = draw == "low";
+    const auto sl = r.at("sample_loss").get<std::string>();
+    if (sl != "mse" && sl != "log") {
+      throw ValueError("mae: sample_loss '" + sl + "' is not mse or log");
+    }
+    log_loss_ = sl == "log";
     width_ = r.at("wedge_width_deg").get<double>();
     const auto mode = r.at("mask_mode").get<std::string>();
     if (mode == "patch") {
@@ -127,9 +142,32 @@ class Mae : public Method, public Embedder {
     auto grid = net_->grid_of(x);
     const int64_t b = x.size(0), n = grid[0] * grid[1] * grid[2];
     if (mode_ == MaeMode::patch) {
+      auto target = vit3d_patchify(x, net_->options().patch());
+      if (unet_ && per_sample_ && ratio_min_ > 0 && ratio_min_ < ratio_) {
+        // Every sample its own ratio, stratified over [ratio_min_, ratio_] so that each batch
+        // covers the range, and every sample's loss weighs the same whatever it hides.
+        std::vector<torch::Tensor> hidden;
+        auto u = torch::rand({b}, torch::kDouble);
+        for (int64_t i = 0; i < b; ++i) {
+          double t = (double(i) + u[i].item<double>()) / double(b);
+          if (draw_low_) t = t * t;
+          hidden.push_back(
+              mae_random_mask(1, n, ratio_min_ + (ratio_ - ratio_min_) * t, x.device()).hidden);
+        }
+        auto h = torch::cat(hidden, 0);  // [B, N]
+        auto pred = predict_patches(x, torch::Tensor(), h, grid);
+        torch::Tensor total;
+        for (int64_t i = 0; i < b; ++i) {
+          auto li = mae_loss(pred.narrow(0, i, 1), target.narrow(0, i, 1), h.narrow(0, i, 1),
+                             norm_pix_);
+          if (log_loss_) li = (li + kLogLossFloor).log();
+          total = total.defined() ? total + li : li;
+        }
+        return total / double(b);
+      }
       auto m = mae_random_mask(b, n, draw(ratio_min_, ratio_), x.device());
       auto pred = predict_patches(x, m.keep, m.hidden, grid);  // [B, N, p^3]
-      return mae_loss(pred, vit3d_patchify(x, net_->options().patch()), m.hidden, norm_pix_);
+      return mae_loss(pred, target, m.hidden, norm_pix_);
     }
     std::array<int64_t, 3> shape{x.size(2), x.size(3), x.size(4)};
     auto hide = wedge_hide_mask(b, shape, x.device(), draw(width_min_, width_));
@@ -307,6 +345,9 @@ class Mae : public Method, public Embedder {
   UNet3d unet_{nullptr};  ///< net=unet: the network that predicts (net_ then only holds the patch)
   double ratio_ = 0.75;
   double ratio_min_ = 0;   ///< > 0: each batch hides U(ratio_min_, ratio_)
+  bool per_sample_ = false;  ///< net=unet: each sample its own ratio (stratified)
+  bool draw_low_ = false;    ///< per-sample ratios denser at the low end (ratio_draw=low)
+  bool log_loss_ = false;    ///< per-sample losses averaged as log(MSE + 0.01) (sample_loss=log)
   double width_min_ = 0;   ///< > 0: each batch hides a wedge of width U(width_min_, width_)
   bool norm_pix_ = false;
   int64_t passes_ = 4;
@@ -326,16 +367,35 @@ Mae& as_mae(Method& m) {
 }  // namespace
 
 torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x,
-                                      const torch::Tensor& keep) {
+                                      const torch::Tensor& keep, bool flips) {
   torch::NoGradGuard ng;
   Mae& mae = as_mae(m);
   ViT3d& net = mae.net();
   auto grid = net->grid_of(x);
   const int64_t p = net->options().patch(), n = grid[0] * grid[1] * grid[2];
   auto visible = torch::zeros({x.size(0), n}, x.options()).scatter(1, keep, 1.0);  // [B, N]
-  auto pred = mae.predict_patches(x, keep, 1.0 - visible, grid);                 // [B, N, p^3]
-  auto mixed = torch::lerp(pred, vit3d_patchify(x, p), visible.unsqueeze(-1));
-  return vit3d_unpatchify(mixed, p, grid);
+  auto hidden_vox = vit3d_unpatchify((1.0 - visible).unsqueeze(-1).expand({x.size(0), n, p * p * p})
+                                         .contiguous(), p, grid);                // [B, 1, Z, Y, X]
+  torch::Tensor acc;
+  const int64_t count = flips ? 8 : 1;
+  for (int64_t f = 0; f < count; ++f) {
+    std::vector<int64_t> dims;
+    for (int64_t a = 0; a < 3; ++a) {
+      if (f >> a & 1) dims.push_back(2 + a);
+    }
+    auto flip = [&](const torch::Tensor& t) { return dims.empty() ? t : t.flip(dims); };
+    // The flipped volume hides the flipped patches (the grid maps onto itself: edges are
+    // multiples of the patch).
+    auto hidden_f = vit3d_patchify(flip(hidden_vox), p).amax(-1);  // [B, N]
+    auto keep_f = std::get<0>((hidden_f + torch::arange(n, x.options()).div(2.0 * n))
+                                  .argsort(int64_t(1))
+                                  .narrow(1, 0, keep.size(1))
+                                  .sort(1));
+    auto pred = mae.predict_patches(flip(x), keep_f, hidden_f, grid);  // [B, N, p^3]
+    auto back = flip(vit3d_unpatchify(pred, p, grid));
+    acc = acc.defined() ? acc + back : back;
+  }
+  return torch::lerp(acc / double(count), x, 1.0 - hidden_vox);
 }
 
 torch::Tensor mae_predict(Method& m, const torch::Tensor& x) {
@@ -359,6 +419,15 @@ MethodInfo mae_method_info() {
        "> 0: each batch hides a fraction drawn uniformly in [mask_ratio_min, mask_ratio]"},
       {"net", "vit", "vit (ViT encoder/decoder; embeds) | unet (3D U-Net inpainting the hidden "
                      "part from the masked volume and the mask; no embedding)"},
+      {"ratio_per_sample", true,
+       "net=unet with mask_ratio_min > 0: each sample of a batch draws its own ratio (stratified "
+       "over the range; else one ratio per batch)"},
+      {"ratio_draw", "low",
+       "ratio_per_sample: uniform | low (ratio_min + (ratio - ratio_min) t^2, t stratified: "
+       "denser where little is hidden)"},
+      {"sample_loss", "log",
+       "ratio_per_sample: mse (mean of the samples' MSEs) | log (mean of log(MSE + 0.01): each "
+       "sample's relative improvement counts the same, small errors at low ratios included)"},
       {"unet_depth", int64_t(2), "net=unet: downsampling levels"},
       {"unet_channels", int64_t(16), "net=unet: channels at the finest level"},
       {"norm_pix", false, "per-patch normalised targets (patch mode)"},

@@ -15,7 +15,10 @@
 // and the voxel mask in, the volume out; wedge mode: the wedged volume in, residual), the same
 // masks and losses; it restores but has no token embedding. mask_ratio_min / wedge_width_min_deg
 // draw each batch's ratio / width uniformly up to mask_ratio / wedge_width_deg (one model for
-// every ratio, as `demo-mask` trains them).
+// every ratio, as `demo-mask` trains them); with net=unet each sample draws its own ratio
+// (ratio_per_sample: stratified over the range, denser at the low end with ratio_draw=low) and
+// the loss is the mean of the samples' log(MSE + 0.01) (sample_loss=log), so lightly masked
+// samples, whose errors are small, are not drowned by heavily masked ones.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -49,8 +52,11 @@ namespace unwedge {
 
 /// For demos and diagnostics, on a method created as "mae" (ValueError otherwise):
 /// the reconstruction of x [B, 1, Z, Y, X] (edges multiples of the patch) when only the tokens
-/// `keep` [B, K] are visible: visible patches are copied from x, hidden ones predicted.
-torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x, const torch::Tensor& keep);
+/// `keep` [B, K] are visible: visible patches are copied from x, hidden ones predicted. With
+/// flips, the prediction is the mean over the 8 axis flips of the volume and its mask (each
+/// prediction flipped back).
+torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x, const torch::Tensor& keep,
+                                      bool flips = false);
 /// The decoder's prediction of every patch of x from all tokens: [B, 1, Z, Y, X].
 torch::Tensor mae_predict(Method& m, const torch::Tensor& x);
 /// The model's patch edge.
