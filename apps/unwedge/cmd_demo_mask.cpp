@@ -51,7 +51,7 @@ struct DemoParams {
   double minutes = 1.5;     ///< CPU minutes of each model trained here (when --steps is 0)
   int64_t batch = 8;
   int64_t draws = 16;       ///< random patch orders the patch errors are pooled over
-  bool flips = true;        ///< patch reconstructions: mean over the 8 axis flips
+  bool flips = false;       ///< patch reconstructions: mean over the 8 axis flips
   int64_t size = 32;        ///< edge of the cubes shown, voxels
   int64_t train_size = 16;  ///< edge of the training crops, voxels
   uint64_t seed = 0;
