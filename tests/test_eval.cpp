@@ -538,7 +538,63 @@ TEST(Uncertainty, CalibratedGaussianPosteriorCoversNinetyPercent) {
   EXPECT_NEAR(r["metrics"]["coverage_90"].get<double>(), 0.90, 0.015);
   EXPECT_NEAR(r["metrics"]["coverage_50"].get<double>(), 0.50, 0.02);
   EXPECT_GT(r["metrics"]["std_error_cc"].get<double>(), 0.2);
+  EXPECT_NEAR(r["metrics"]["coverage_80"].get<double>(), 0.80, 0.02);
+  EXPECT_NEAR(r["metrics"]["coverage_95"].get<double>(), 0.95, 0.015);
+  // The reliability diagram holds the same four points.
+  const auto& rel = r["uncertainty"]["reliability"];
+  EXPECT_EQ(rel["nominal"], nlohmann::json({0.5, 0.8, 0.9, 0.95}));
+  EXPECT_DOUBLE_EQ(rel["empirical"][2].get<double>(), r["metrics"]["coverage_90"].get<double>());
+  // |error| = std |N(0, 1)|: the std orders the errors in part, so removing the most uncertain
+  // voxels lowers the RMSE of the rest, less than the oracle does.
+  EXPECT_GT(r["metrics"]["std_error_spearman"].get<double>(), 0.2);
+  const auto& sp = r["uncertainty"]["sparsification"];
+  ASSERT_EQ(sp["rmse_by_std"].size(), 20u);
+  EXPECT_LT(sp["rmse_by_std"][19].get<double>(), sp["rmse_by_std"][0].get<double>());
+  for (size_t i = 0; i < 20; ++i) {
+    EXPECT_LE(sp["rmse_oracle"][i].get<double>(), sp["rmse_by_std"][i].get<double>() + 1e-12);
+  }
+  EXPECT_GT(r["metrics"]["ause"].get<double>(), 0.0);
   // A posterior that claims half the spread undercovers.
   eval_add_uncertainty(r, mean, 0.5 * std, gt, {});
   EXPECT_LT(r["metrics"]["coverage_90"].get<double>(), 0.75);
+}
+
+// Spearman's ρ against the textbook formula 1 − 6 Σd² / (n (n² − 1)) for distinct ranks, and
+// its invariance to monotone maps.
+TEST(Uncertainty, SpearmanIsThePearsonCcOfRanks) {
+  auto x = torch::tensor({1.0, 2.0, 3.0, 4.0, 5.0}, torch::kDouble).reshape({1, 1, 5});
+  // Ranks of y: 0 1 2 4 3 (Σd² = 2).
+  auto y = torch::tensor({5.0, 6.0, 7.0, 8.0, 7.5}, torch::kDouble).reshape({1, 1, 5});
+  EXPECT_NEAR(metric_spearman_cc(x, y), 1.0 - 6.0 * 2.0 / (5.0 * 24.0), 1e-12);
+  torch::manual_seed(3);
+  auto a = torch::randn({4, 5, 6}, torch::kDouble), b = torch::randn({4, 5, 6}, torch::kDouble);
+  EXPECT_NEAR(metric_spearman_cc(a, a.exp()), 1.0, 1e-12);
+  EXPECT_NEAR(metric_spearman_cc(a, -a.pow(3)), -1.0, 1e-12);
+  EXPECT_NEAR(metric_spearman_cc(a, b), metric_spearman_cc(a.exp(), b * 3 + 1), 1e-12);
+  EXPECT_TRUE(std::isnan(metric_spearman_cc(a, torch::ones_like(a))));
+}
+
+// Sparsification on four voxels with errors 1, 2, 3, 4, computed by hand: removing by an
+// uncertainty that orders the errors is the oracle (AUSE 0); the reverse order keeps the largest.
+TEST(Uncertainty, SparsificationByHand) {
+  auto err = torch::tensor({3.0, 1.0, 4.0, 2.0}, torch::kDouble).reshape({1, 2, 2});
+  const std::vector<double> f{0.0, 0.25, 0.5, 0.75};
+  const Sparsification good = metric_sparsification(err * 10, err, f);
+  const std::vector<double> oracle{std::sqrt(30.0 / 4), std::sqrt(14.0 / 3), std::sqrt(5.0 / 2),
+                                   1.0};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(good.rmse_oracle[i], oracle[i], 1e-12);
+    EXPECT_NEAR(good.rmse_by_uncertainty[i], oracle[i], 1e-12);
+  }
+  EXPECT_NEAR(good.ause, 0.0, 1e-12);
+  const Sparsification bad = metric_sparsification(-err, err, f);
+  const std::vector<double> worst{std::sqrt(30.0 / 4), std::sqrt(29.0 / 3), std::sqrt(25.0 / 2),
+                                  4.0};
+  double gap = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_NEAR(bad.rmse_by_uncertainty[i], worst[i], 1e-12);
+    gap += worst[i] - oracle[i];
+  }
+  EXPECT_NEAR(bad.ause, gap / 4 / std::sqrt(30.0 / 4), 1e-12);
+  EXPECT_THROW(metric_sparsification(err, err, {1.0}), ValueError);
 }

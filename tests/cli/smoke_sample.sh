@@ -66,6 +66,12 @@ print('std and bounds scaled by', s)
     check sample-summary 0 '"ess_min".*' -- cat "$WORK/s3/summary.json"
     check sample-summary-coverage 0 '"coverage_90"' -- cat "$WORK/s3/summary.json"
     check sample-report 0 "flipbook|XZ slices" -- cat "$WORK/s3/report.html"
+    # With --truth: the rank correlation, AUSE, a reliability diagram and sparsification curves.
+    check sample-summary-ause 0 '"ause": [0-9.e-]+' -- cat "$WORK/s3/summary.json"
+    check sample-summary-spearman 0 '"std_error_spearman"' -- cat "$WORK/s3/summary.json"
+    check sample-report-reliability 0 "Reliability diagram" -- cat "$WORK/s3/report.html"
+    check sample-report-sparsification 0 "removed by std" -- cat "$WORK/s3/report.html"
+    check sample-reliability-svg 0 "<svg" -- cat "$WORK/s3/reliability.svg"
     check sample-config-written 0 "^n: 4" -- cat "$WORK/s3/config.yaml"
     check sample-exists-real 1 "exists" -- "$BIN" sample --model "$WORK/s_mc.uwm" \
       --even "$SS/even.mrc" --odd "$SS/odd.mrc" --out-dir "$WORK/s3" --n 4 --no-progress

@@ -1,5 +1,6 @@
 #include "unwedge/eval/evaluate.h"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <utility>
@@ -217,12 +218,37 @@ void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Te
   at::Tensor mean = (restored.to(torch::kDouble) - fit.offset) / fit.scale;
   at::Tensor sd = std.to(torch::kDouble) / std::abs(fit.scale);
   json& m = result["metrics"];
-  m["coverage_90"] = metric_interval_coverage(mean, sd, gt, /*z=*/1.6448536269514722, mask);
-  m["coverage_50"] = metric_interval_coverage(mean, sd, gt, /*z=*/0.6744897501960817, mask);
-  m["std_error_cc"] = metric_pearson_cc(sd, (mean - gt.to(torch::kDouble)).abs(), mask);
+  // Central Gaussian intervals: nominal mass p, z = Φ⁻¹((1 + p) / 2).
+  const std::array<std::pair<double, double>, 4> levels{
+      {{0.5, 0.6744897501960817}, {0.8, 1.2815515655446004}, {0.9, 1.6448536269514722},
+       {0.95, 1.959963984540054}}};
+  json nominal = json::array(), empirical = json::array();
+  for (const auto& [p, z] : levels) {
+    const double c = metric_interval_coverage(mean, sd, gt, z, mask);
+    m["coverage_" + std::to_string(int(std::lround(100 * p)))] = c;
+    nominal.push_back(p);
+    empirical.push_back(c);
+  }
+  const at::Tensor abs_err = (mean - gt.to(torch::kDouble)).abs();
+  m["std_error_cc"] = metric_pearson_cc(sd, abs_err, mask);
+  m["std_error_spearman"] = metric_spearman_cc(sd, abs_err, mask);
+  std::vector<double> fractions;
+  for (int i = 0; i < 20; ++i) fractions.push_back(0.05 * i);
+  const Sparsification sp = metric_sparsification(sd, abs_err, fractions, mask);
+  m["ause"] = sp.ause;
+  result["uncertainty"] = {
+      {"reliability", {{"nominal", nominal}, {"empirical", empirical}}},
+      {"sparsification",
+       {{"fraction_removed", sp.fractions},
+        {"rmse_by_std", sp.rmse_by_uncertainty},
+        {"rmse_oracle", sp.rmse_oracle}}}};
   result["conventions"]["uncertainty"] =
-      "coverage: fraction of voxels with |gt - mean| <= z std (Gaussian intervals, z 1.645 and "
-      "0.674); mean and std mapped to gt's scale by inverting the fit restored = c gt + d";
+      "coverage_P: fraction of voxels with |gt - mean| <= z std (central Gaussian interval of "
+      "mass P %); mean and std mapped to gt's scale by inverting the fit restored = c gt + d; "
+      "sparsification: RMSE of the voxels left after removing the given fraction with the "
+      "largest std (oracle: the largest errors); ause: mean gap between the two over the "
+      "fractions 0, 0.05, ..., 0.95, over the RMSE of all voxels; std_error_spearman: rank "
+      "correlation of std and |error|";
 }
 
 json eval_halves(const at::Tensor& half1, const at::Tensor& half2, const at::Tensor& mask,

@@ -29,9 +29,12 @@ nlohmann::json eval_against_truth(const at::Tensor& restored, const at::Tensor& 
 
 /// Calibration of a posterior (mean `restored`, per-voxel `std`) against `gt`, both mapped to
 /// gt's scale by inverting the least-squares fit restored ≈ c·gt + d (std divided by |c|): "coverage_90" (fraction of voxels inside the
-/// nominal 90 % Gaussian interval; ≈ 0.9 when calibrated), "coverage_50", and "std_error_cc"
-/// (Pearson CC of std with |error|; > 0 when the std points at the errors). Added to
-/// result["metrics"] of an eval_against_truth result.
+/// nominal 90 % Gaussian interval; ≈ 0.9 when calibrated), "coverage_50", "coverage_80",
+/// "coverage_95", "std_error_cc" (Pearson CC of std with |error|; > 0 when the std points at
+/// the errors), "std_error_spearman" (its rank correlation) and "ause" (metric_sparsification
+/// over the fractions 0, 0.05, ..., 0.95) in result["metrics"] of an eval_against_truth
+/// result; the reliability diagram (nominal vs empirical coverage) and the sparsification
+/// curves in result["uncertainty"].
 void eval_add_uncertainty(nlohmann::json& result, const at::Tensor& restored, const at::Tensor& std,
                           const at::Tensor& gt, const at::Tensor& mask);
 

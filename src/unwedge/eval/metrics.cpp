@@ -128,6 +128,55 @@ double metric_pearson_cc(const at::Tensor& x, const at::Tensor& y, const at::Ten
   return den > 0 ? (xs * ys).sum().item<double>() / den : kNaN;
 }
 
+double metric_spearman_cc(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask) {
+  check_same(x, y, "Spearman CC");
+  at::Tensor m = inside(mask, x, "Spearman CC");
+  auto rank = [](const at::Tensor& v) {
+    return v.argsort().argsort().to(torch::kDouble);  // 0 .. n-1, ties by position
+  };
+  at::Tensor xs = select(x, m), ys = select(y, m);
+  // A constant input has no order: NaN, as the Pearson CC of a constant.
+  if ((xs.max() - xs.min()).item<double>() == 0 || (ys.max() - ys.min()).item<double>() == 0) {
+    return kNaN;
+  }
+  at::Tensor rx = rank(xs), ry = rank(ys);
+  rx = rx - rx.mean();
+  ry = ry - ry.mean();
+  return (rx * ry).sum().item<double>() /
+         std::sqrt((rx * rx).sum().item<double>() * (ry * ry).sum().item<double>());
+}
+
+Sparsification metric_sparsification(const at::Tensor& uncertainty, const at::Tensor& abs_error,
+                                     const std::vector<double>& fractions,
+                                     const at::Tensor& mask) {
+  check_same(uncertainty, abs_error, "sparsification");
+  at::Tensor m = inside(mask, abs_error, "sparsification");
+  at::Tensor u = select(uncertainty, m), e2 = select(abs_error, m).pow(2);
+  const int64_t n = e2.numel();
+  if (n == 0) throw ValueError("sparsification: no voxels");
+  // Squared errors in the order voxels are kept longest (smallest uncertainty / error first),
+  // then prefix sums: keeping the first k gives RMSE sqrt(prefix[k] / k).
+  at::Tensor by_u = e2.index_select(0, u.argsort()).cumsum(0);
+  at::Tensor by_e = std::get<0>(e2.sort()).cumsum(0);
+  Sparsification r;
+  const double full = std::sqrt(by_e[n - 1].item<double>() / double(n));
+  double gap = 0;
+  for (double f : fractions) {
+    if (!(f >= 0 && f < 1)) {
+      throw ValueError("sparsification: fraction " + std::to_string(f) + " is not in [0, 1)");
+    }
+    const int64_t keep = std::max<int64_t>(1, n - std::llround(f * double(n)));
+    const double a = std::sqrt(by_u[keep - 1].item<double>() / double(keep));
+    const double b = std::sqrt(by_e[keep - 1].item<double>() / double(keep));
+    r.fractions.push_back(f);
+    r.rmse_by_uncertainty.push_back(a);
+    r.rmse_oracle.push_back(b);
+    gap += a - b;
+  }
+  r.ause = fractions.empty() || full == 0 ? 0.0 : gap / double(fractions.size()) / full;
+  return r;
+}
+
 double metric_interval_coverage(const at::Tensor& mean, const at::Tensor& std,
                                 const at::Tensor& gt, double z, const at::Tensor& mask) {
   check_same(mean, gt, "interval coverage");

@@ -52,6 +52,24 @@ struct SsimOptions {
 double metric_interval_coverage(const at::Tensor& mean, const at::Tensor& std, const at::Tensor& gt,
                                 double z, const at::Tensor& mask = {});
 
+/// Spearman rank correlation of x and y (inside the mask): the Pearson CC of their ranks, ties
+/// broken by position rather than averaged (meant for continuous values). NaN when either is
+/// constant.
+double metric_spearman_cc(const at::Tensor& x, const at::Tensor& y, const at::Tensor& mask = {});
+
+/// Sparsification (Ilg et al. 2018): for each fraction f of `fractions` (in [0, 1)), the RMSE of
+/// the voxels (inside the mask) left after removing the fraction f with the largest
+/// `uncertainty`, and the oracle's, which removes the largest errors first. AUSE is the mean over
+/// the fractions of (rmse_by_uncertainty − rmse_oracle) / RMSE of all voxels: 0 when the
+/// uncertainty orders the errors as the errors themselves do.
+struct Sparsification {
+  std::vector<double> fractions, rmse_by_uncertainty, rmse_oracle;
+  double ause = 0;
+};
+Sparsification metric_sparsification(const at::Tensor& uncertainty, const at::Tensor& abs_error,
+                                     const std::vector<double>& fractions,
+                                     const at::Tensor& mask = {});
+
 /// 3D SSIM (Wang et al. 2004), population covariances, mean over the voxels whose window lies
 /// inside the volume (as skimage crops the border) and inside the mask. Not affine-invariant by
 /// itself (see metric_psnr).

@@ -15,6 +15,7 @@
 #include "unwedge/eval/metrics.h"
 #include "unwedge/eval/png.h"
 #include "unwedge/eval/report.h"
+#include "unwedge/eval/svg.h"
 #include "unwedge/infer/calibrate.h"
 #include "unwedge/infer/partition.h"
 #include "unwedge/io/mrc.h"
@@ -32,6 +33,7 @@ using json = nlohmann::json;
 struct SampleOutputs {
   std::vector<std::string> volumes;
   std::string summary, report, flipbook;
+  std::string reliability, sparsification;  ///< with --truth and the report: SVG plots
 };
 
 SampleOutputs sample_outputs(const SampleFilesOptions& o) {
@@ -48,6 +50,8 @@ SampleOutputs sample_outputs(const SampleFilesOptions& o) {
   out.summary = (dir / "summary.json").string();
   out.report = (dir / "report.html").string();
   out.flipbook = (dir / "flipbook.png").string();
+  out.reliability = (dir / "reliability.svg").string();
+  out.sparsification = (dir / "sparsification.svg").string();
   return out;
 }
 
@@ -113,6 +117,46 @@ void write_report(const SampleFilesOptions& o, const SampleOptions& so, const Sa
          "Draws 0 to " + std::to_string(planes.size() - 1) +
              " left to right, one contrast for all. They agree where the data decide and "
              "differ where they do not (inside the missing wedge)."});
+  }
+  if (eval.contains("uncertainty")) {
+    const json& u = eval["uncertainty"];
+    PlotSeries ideal{"ideal", {0, 1}, {0, 1}, "#888", true};
+    PlotSeries rel{"posterior", u["reliability"]["nominal"].get<std::vector<double>>(),
+                   u["reliability"]["empirical"].get<std::vector<double>>(), "", false};
+    PlotOptions po;
+    po.title = "Reliability: voxels inside the central interval";
+    po.xlabel = "nominal coverage";
+    po.ylabel = "empirical coverage";
+    po.fixed_y = true;
+    write_text_file_atomic(out.reliability, svg_line_plot({ideal, rel}, po), o.overwrite);
+    written.push_back(out.reliability);
+    const json& sp = u["sparsification"];
+    const auto f = sp["fraction_removed"].get<std::vector<double>>();
+    PlotOptions ps;
+    char ause[32];
+    std::snprintf(ause, sizeof ause, "%.3f", eval["metrics"].value("ause", 0.0));
+    ps.title = std::string("Sparsification (AUSE ") + ause + ")";
+    ps.xlabel = "fraction of voxels removed";
+    ps.ylabel = "RMSE of the rest";
+    write_text_file_atomic(
+        out.sparsification,
+        svg_line_plot({{"removed by std", f, sp["rmse_by_std"].get<std::vector<double>>(), "",
+                        false},
+                       {"oracle (removed by error)", f,
+                        sp["rmse_oracle"].get<std::vector<double>>(), "#888", true}},
+                      ps),
+        o.overwrite);
+    written.push_back(out.sparsification);
+    ri.sections.push_back(
+        {"Reliability diagram", out.reliability,
+         "Fraction of voxels whose truth lies inside the posterior's central Gaussian interval "
+         "(mean ± z std, on the truth's scale) against the interval's nominal mass: on the "
+         "diagonal when the std is calibrated, below it when the std is too small."});
+    ri.sections.push_back(
+        {"Sparsification", out.sparsification,
+         "RMSE of the voxels left after removing the most uncertain ones (largest std), against "
+         "the oracle that removes the largest errors first; the closer, the better the std "
+         "points at the errors (AUSE: the mean gap over the RMSE of all voxels)."});
   }
   report_write(ri, out.report, o.overwrite);
   written.push_back(out.report);
@@ -263,6 +307,10 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
   if (o.report) {
     all.push_back(out.report);
     all.push_back(out.flipbook);
+    if (!o.truth.empty()) {
+      all.push_back(out.reliability);
+      all.push_back(out.sparsification);
+    }
   }
   for (const auto& f : all) {  // a folder not yet created holds nothing to overwrite
     if (fs::is_directory(fs::path(f).parent_path())) output_check_writable(f, o.overwrite);
