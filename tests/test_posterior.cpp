@@ -76,6 +76,36 @@ TEST(PosteriorArithmetic, WeightsEssAndMomentsMatchBruteForce) {
   EXPECT_THROW(posterior_weighted_moments(samples, torch::zeros({n + 1, b})), ShapeError);
 }
 
+// K = 16 candidates whose costs are sums of 10⁵ squared N(0, 1) terms (spread ≈ 450): at γ = 1
+// one candidate takes all the weight; the tempered γ gives ESS ≥ K/4, and is the smallest that
+// does (just below it the ESS falls short), per tile. A γ that already reaches it is kept.
+TEST(PosteriorArithmetic, TemperingReachesTheEss) {
+  torch::manual_seed(41);
+  const int64_t k = 16, b = 3;
+  auto cost = torch::randn({k, b, 100000}, torch::kDouble).pow(2).sum(-1);  // [K, B]
+  EXPECT_LT(posterior_ess(-cost).max().item<double>(), 1.5);
+  auto g = posterior_temper_to_ess(cost, 1.0, k / 4.0);
+  ASSERT_EQ(g.sizes(), torch::IntArrayRef({b}));
+  for (int64_t j = 0; j < b; ++j) {
+    const double gj = g[j].item<double>();
+    EXPECT_GT(gj, 1.0);
+    // ESS by hand: w_k = exp(−(c_k − min c)/γ) / Σ, ESS = 1 / Σ w².
+    auto ess_by_hand = [&](double gamma) {
+      auto w = (-(cost.select(1, j) - cost.select(1, j).min()) / gamma).exp();
+      w = w / w.sum();
+      return 1.0 / w.pow(2).sum().item<double>();
+    };
+    EXPECT_GE(ess_by_hand(gj), k / 4.0 - 1e-6);
+    EXPECT_LT(ess_by_hand(gj * 0.999), k / 4.0);
+  }
+  // Equal costs: uniform weights at any γ, so γ stays.
+  auto flat = torch::full({k, b}, 7.0, torch::kDouble);
+  EXPECT_TRUE(torch::equal(posterior_temper_to_ess(flat, 0.5, k / 4.0),
+                           torch::full({b}, 0.5, torch::kDouble)));
+  EXPECT_THROW(posterior_temper_to_ess(cost, 1.0, k + 1.0), ValueError);
+  EXPECT_THROW(posterior_temper_to_ess(cost, 0.0, 4.0), ValueError);
+}
+
 TEST(PosteriorArithmetic, WedgeCostMatchesFullFftAndAutograd) {
   torch::manual_seed(2);
   for (int64_t nx : {8, 7}) {  // even X (Nyquist column) and odd X
@@ -394,6 +424,7 @@ TEST(CryoWGenMc, GammaToZeroPicksTheBestCandidateAndResamplingPicksCandidates) {
   o.n = 6;
   o.seed = 3;
   o.gamma = 1e-9;
+  o.ess_min = 0;  // the raw temperature (tempering: PosteriorArithmetic.TemperingReachesTheEss)
   auto d = p->draw(probe, wedge, o);
   // The best candidate by an independent full-grid cost (σ² does not change the order).
   int64_t best = 0;
@@ -426,6 +457,14 @@ TEST(CryoWGenMc, GammaToZeroPicksTheBestCandidateAndResamplingPicksCandidates) {
   }
   EXPECT_NEAR(r.log_weights[0][0].item<double>(), -std::log(2.0), 1e-6);
   o.candidates = 1;  // fewer candidates than draws
+  EXPECT_THROW(p->draw(probe, wedge, o), ValueError);
+  // With tempering (the default ess_min 0.25), γ → 0 still keeps a quarter of the candidates.
+  o.candidates = 0;
+  o.n = 8;
+  o.gamma = 1e-9;
+  o.ess_min = 0.25;
+  EXPECT_GE(posterior_ess(p->draw(probe, wedge, o).log_weights).item<double>(), 2.0 - 1e-3);
+  o.ess_min = 1.5;
   EXPECT_THROW(p->draw(probe, wedge, o), ValueError);
   EXPECT_THROW(method_create("cryowgen-mc", small_net({{"latent_channels", 0}})), ValueError);
   EXPECT_THROW(method_create("cryowgen-mc", small_net({{"gamma", -1.0}})), ValueError);

@@ -102,6 +102,11 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
                 "summary.json (docs/posterior.md; default: off)");
   cmd->add_option("--gamma", po.gamma, "cryowgen-mc temperature (< 0 = the trained value)")
       ->capture_default_str();
+  cmd->add_option("--ess-min", po.ess_min,
+                  "cryowgen-mc: per tile, raise --gamma until the weights' effective sample size "
+                  "is at least this fraction of the candidates (0 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--candidates", po.candidates,
                   "cryowgen-mc candidates drawn before weighting (0 = n)")
       ->capture_default_str()

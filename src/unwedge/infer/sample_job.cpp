@@ -183,6 +183,7 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"seed", po.seed},
           {"gamma", po.gamma},
           {"candidates", po.candidates},
+          {"ess_min", po.ess_min},
           {"steps", po.steps},
           {"burn_in", po.burn_in},
           {"thin", po.thin},

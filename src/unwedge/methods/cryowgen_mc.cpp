@@ -191,7 +191,19 @@ PosteriorDraws CryoWGenMc::draw(const torch::Tensor& sub, const MethodWedge& wed
     cost.push_back(posterior_wedge_cost(x, sub, m, sigma2).view({b}));         // [B]
     cand.push_back(x);
   }
-  auto log_w = posterior_normalise_log_weights(-torch::stack(cost) / gamma);  // [K, B]
+  auto costs = torch::stack(cost);  // [K, B]
+  if (opts.ess_min < 0 || opts.ess_min > 1) {
+    throw ValueError("method " + name() + ": ess_min " + std::to_string(opts.ess_min) +
+                     " is not in [0, 1]");
+  }
+  // Tempering: each tile's γ is raised from the trained (or given) value until ess_min K of its
+  // candidates carry the weight.
+  auto g = opts.ess_min > 0
+               ? posterior_temper_to_ess(costs, gamma, std::max(1.0, opts.ess_min * double(k)))
+               : torch::full({b}, gamma, torch::kDouble);
+  auto log_w = posterior_normalise_log_weights(  // in float64: γ may sit far below the costs
+                   -costs.to(torch::kDouble) / g.to(costs.device()).view({1, b}))
+                   .to(costs.scalar_type());  // [K, B]
   auto all = torch::stack(cand);                                             // [K, B, 1, Z, Y, X]
   PosteriorDraws d;
   if (k == n) {

@@ -50,6 +50,44 @@ torch::Tensor posterior_ess(const torch::Tensor& log_w_normalised) {
   return 1.0 / torch::exp(2.0 * lw).sum(0);
 }
 
+torch::Tensor posterior_temper_to_ess(const torch::Tensor& cost, double gamma_min,
+                                      double ess_target) {
+  if (cost.dim() != 2) {
+    throw ShapeError("posterior_temper_to_ess: cost must be [K, B], got " + c10::str(cost.sizes()));
+  }
+  const int64_t k = cost.size(0), b = cost.size(1);
+  if (!(gamma_min > 0)) {
+    throw ValueError("posterior_temper_to_ess: gamma " + std::to_string(gamma_min) + " (need > 0)");
+  }
+  if (!(ess_target >= 1 && ess_target <= double(k))) {
+    throw ValueError("posterior_temper_to_ess: target ESS " + std::to_string(ess_target) +
+                     " is not in [1, " + std::to_string(k) + "]");
+  }
+  auto c = cost.detach().to(torch::kCPU, torch::kDouble);
+  auto ess = [&](int64_t j, double g) {
+    return posterior_ess(-c.select(1, j) / g).item<double>();
+  };
+  auto out = torch::empty({b}, torch::kDouble);
+  for (int64_t j = 0; j < b; ++j) {
+    double lo = gamma_min;
+    if (ess(j, lo) >= ess_target) {
+      out[j] = lo;
+      continue;
+    }
+    double hi = 2 * lo;  // ESS -> K as γ grows: double until it is enough
+    for (int i = 0; i < 2000 && ess(j, hi) < ess_target; ++i) {
+      lo = hi;
+      hi *= 2;
+    }
+    while (hi / lo > 1 + 1e-6) {
+      const double mid = std::sqrt(lo * hi);
+      (ess(j, mid) >= ess_target ? hi : lo) = mid;
+    }
+    out[j] = hi;
+  }
+  return out;
+}
+
 std::pair<torch::Tensor, torch::Tensor> posterior_weighted_moments(const torch::Tensor& samples,
                                                                    const torch::Tensor& log_w) {
   if (!samples.defined() || samples.dim() < log_w.dim() ||

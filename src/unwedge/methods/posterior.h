@@ -22,6 +22,7 @@ struct PosteriorOptions {
   uint64_t seed = 0;         ///< draws k of every tile use seed + k (tiles agree at their seams)
   double gamma = -1;         ///< cryowgen-mc temperature override (< 0: the trained value)
   int64_t candidates = 0;    ///< cryowgen-mc: candidates K drawn before weighting (0: n)
+  double ess_min = 0.25;     ///< cryowgen-mc: per tile, γ is raised until ESS >= ess_min K (0: off)
   int64_t steps = 100;       ///< Langevin: steps after burn-in
   int64_t burn_in = 50;      ///< Langevin: steps discarded first
   int64_t thin = 1;          ///< Langevin: keep every thin-th state (the n draws are the last kept)
@@ -56,6 +57,14 @@ torch::Tensor posterior_normalise_log_weights(const torch::Tensor& log_w);
 
 /// Effective sample size 1 / Σ w_k² of self-normalised log weights [n, ...] -> [...].
 torch::Tensor posterior_ess(const torch::Tensor& log_w_normalised);
+
+/// Per-tile temperatures for weights exp(−cost/γ), cost [K, B] -> γ [B] (float64): gamma_min
+/// where its weights already have ESS >= ess_target, else the smallest γ > gamma_min that
+/// reaches it (ESS grows with γ towards K; bisection on log γ to a relative 1e-6). A cost that
+/// sums ~10⁵ measured coefficients spreads by hundreds over the candidates, so at γ = 1 one
+/// candidate takes all the weight; tempering keeps ess_target of them. ess_target in [1, K].
+torch::Tensor posterior_temper_to_ess(const torch::Tensor& cost, double gamma_min,
+                                      double ess_target);
 
 /// Weighted mean and standard deviation of samples [n, ...] with normalised log weights
 /// [n, B] broadcast over the trailing dims of each sample.
