@@ -120,7 +120,8 @@ EOF
   done
 }
 
-# cryowgen-mc: one sample run per gamma, coverage on A.
+# cryowgen-mc: one sample run per gamma, coverage on A (sample's default --ess-min 0.25 raises a
+# gamma that is too cold for a tile until a quarter of the candidates carry the weight).
 train cryowgen-mc "$OUT/mc.uwm"
 for g in $GAMMAS; do
   sample "$OUT/mc.uwm" "$OUT/mc_g$g" --gamma "$g" --no-report
