@@ -102,6 +102,10 @@ TEST(PosteriorArithmetic, TemperingReachesTheEss) {
   auto flat = torch::full({k, b}, 7.0, torch::kDouble);
   EXPECT_TRUE(torch::equal(posterior_temper_to_ess(flat, 0.5, k / 4.0),
                            torch::full({b}, 0.5, torch::kDouble)));
+  // The whole of K: reached only where the weights are uniform to rounding; finite, and stops.
+  auto all = posterior_temper_to_ess(cost, 1.0, double(k));
+  EXPECT_TRUE(torch::isfinite(all).all().item<bool>());
+  EXPECT_NEAR(posterior_ess(-cost / all.view({1, b})).min().item<double>(), double(k), 1e-6);
   EXPECT_THROW(posterior_temper_to_ess(cost, 1.0, k + 1.0), ValueError);
   EXPECT_THROW(posterior_temper_to_ess(cost, 0.0, 4.0), ValueError);
 }

@@ -74,12 +74,14 @@ torch::Tensor posterior_temper_to_ess(const torch::Tensor& cost, double gamma_mi
       out[j] = lo;
       continue;
     }
-    double hi = 2 * lo;  // ESS -> K as γ grows: double until it is enough
-    for (int i = 0; i < 2000 && ess(j, hi) < ess_target; ++i) {
+    // ESS -> K as γ grows: double until it is enough (a target of K itself may only be reached
+    // by rounding: stop before γ overflows, where the weights are uniform to double precision).
+    double hi = 2 * lo;
+    while (ess(j, hi) < ess_target && std::isfinite(4 * hi)) {
       lo = hi;
       hi *= 2;
     }
-    while (hi / lo > 1 + 1e-6) {
+    for (int i = 0; i < 100 && hi / lo > 1 + 1e-6; ++i) {
       const double mid = std::sqrt(lo * hi);
       (ess(j, mid) >= ess_target ? hi : lo) = mid;
     }
