@@ -29,7 +29,7 @@ if "$BIN" -q simulate --preset tiny --out "$Q/sim" > /dev/null 2>&1 && [[ -f "$Q
   S="$Q/sim"
   NET=(--method n2n --even "$S/even.mrc" --odd "$S/odd.mrc" --opt depth=1 --opt base_channels=4
        --opt convs_per_level=1 --patch 16 --batch 2 --no-progress --log-every 1 --val-every 5)
-  STEPS=100
+  STEPS=200  # room for the sessions it takes to catch a kill during a write (a ms-long window)
 
   # 1. SIGKILL at random moments, resumed each time (a run killed before its first checkpoint
   # starts afresh with --overwrite). Two kinds of kill alternate: as soon as a checkpoint's
@@ -38,7 +38,7 @@ if "$BIN" -q simulate --preset tiny --out "$Q/sim" > /dev/null 2>&1 && [[ -f "$Q
   "$BIN" --threads 1 -q train "${NET[@]}" --steps $STEPS --out "$Q/ref.uwm" > /dev/null 2>&1
   M="$Q/k.uwm"
   kills=0 during_write=0 starts=0 done_rc=1
-  while [[ $starts -lt 150 ]]; do  # each session advances at least one step of 100
+  while [[ $starts -lt 250 ]]; do  # each session advances at least one step of $STEPS
     starts=$((starts + 1))
     if [[ -e $M ]]; then resume=(--resume); else resume=(--overwrite); fi
     "$BIN" --threads 1 -q train "${NET[@]}" --steps $STEPS --checkpoint-every 1 --out "$M" \
@@ -95,6 +95,16 @@ if "$BIN" -q simulate --preset tiny --out "$Q/sim" > /dev/null 2>&1 && [[ -f "$Q
   check kill-resume-no-tmp 0 "" -- bash -c "! compgen -G '$Q/.k.uwm.*.tmp'"
   check kill-resume-log-once 0 "^$STEPS$" -- bash -c \
     "python3 -c \"import json,sys; print(len({json.loads(l)['step'] for l in open(sys.argv[1])}))\" '$Q/k.train.jsonl'"
+
+  # 1b. The rare kill the loop above can hit: after the last step's checkpoint, before the final
+  # one. Resumed, that session takes no step; its checkpoint must still equal the reference
+  # (it once kept the optimizer's initial learning rate). Made deterministic with --stop-after.
+  "$BIN" --threads 1 -q train "${NET[@]}" --steps 6 --out "$Q/end_ref.uwm" > /dev/null 2>&1
+  "$BIN" --threads 1 -q train "${NET[@]}" --steps 6 --stop-after 6 --out "$Q/end.uwm" \
+    > /dev/null 2>&1
+  "$BIN" --threads 1 -q train "${NET[@]}" --steps 6 --out "$Q/end.uwm" --resume > /dev/null 2>&1
+  check resume-at-end-equal 0 "tensors .* equal" -- \
+    python3 "$SRC/tests/cli/uwm_tensors.py" "$Q/end_ref.uwm" "$Q/end.uwm"
 
   # 2. SIGTERM and SIGINT stop at a step boundary: the checkpoint holds step N, and it is the
   # model of an uninterrupted run stopped there by --stop-after N (bitwise).

@@ -313,6 +313,15 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   }
   if (out_.resume) {
     checkpoint_load_optimizer(ck_, *optimizer_, out_.model);
+    // LibTorch's Optimizer::load keeps the learning rate the optimizer was built with. Every
+    // step sets its own, but a session resumed at the end of its budget (killed between the
+    // last step's checkpoint and the final one) takes no step before it saves: put back the
+    // rate of the checkpoint's last step, as an uninterrupted run holds it.
+    if (info_.step > 0) {
+      lr_ = lr_at(o.schedule, info_.step - 1, budget_.planned_steps());
+      set_lr(*optimizer_, lr_);
+      for (auto* aux : method_->aux_optimizers()) set_lr(*aux, lr_);
+    }
     if (info_.finished && budget_.spent(info_.step)) {
       log_info("{}: already trained {} of {} steps; nothing to do", out_.model, info_.step,
                budget_.planned_steps());
