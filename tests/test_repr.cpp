@@ -19,6 +19,12 @@ using namespace unwedge;
 
 namespace {
 
+// mae with a one-level, 4-channel U-Net on 4^3 patches, hiding [ratio_min, ratio] per batch.
+nlohmann::json tiny_unet_mae(double ratio_min, double ratio) {
+  return {{"net", "unet"},        {"patch", 4},           {"unet_depth", 1},
+          {"unet_channels", 4},   {"mask_ratio", ratio},  {"mask_ratio_min", ratio_min}};
+}
+
 ViT3dOptions tiny_vit() {
   return ViT3dOptions().patch(4).dim(24).depth(1).heads(2).decoder_dim(12).decoder_depth(1)
       .decoder_heads(2);
@@ -215,8 +221,7 @@ TEST(Methods, MaeRestoreFillsEveryPatch) {
 // trains in wedge mode, and has no token embedding.
 TEST(Methods, MaeUnetHidesWhatItMasksAndRoundTrips) {
   torch::set_num_threads(1);
-  const nlohmann::json opts = {{"net", "unet"},        {"patch", 4},          {"unet_depth", 1},
-                               {"unet_channels", 4},    {"mask_ratio", 0.6},   {"mask_ratio_min", 0.2}};
+  const nlohmann::json opts = tiny_unet_mae(0.2, 0.6);
   torch::manual_seed(11);
   auto m = method_create("mae", opts);
   auto x = torch::randn({2, 1, 8, 8, 8});
@@ -273,8 +278,7 @@ TEST(Methods, MaeUnetHidesWhatItMasksAndRoundTrips) {
 // here from the same random draws with mae_reconstruct_patches (a separate code path).
 TEST(Methods, MaeUnetPerSampleRatiosAndLogLoss) {
   torch::set_num_threads(1);
-  const nlohmann::json opts = {{"net", "unet"},     {"patch", 4},         {"unet_depth", 1},
-                               {"unet_channels", 4}, {"mask_ratio", 0.9}, {"mask_ratio_min", 0.1}};
+  const nlohmann::json opts = tiny_unet_mae(0.1, 0.9);
   torch::manual_seed(21);
   auto m = method_create("mae", opts);
   auto x = torch::randn({4, 1, 8, 16, 16});

@@ -139,11 +139,7 @@ double metric_spearman_cc(const at::Tensor& x, const at::Tensor& y, const at::Te
   if ((xs.max() - xs.min()).item<double>() == 0 || (ys.max() - ys.min()).item<double>() == 0) {
     return kNaN;
   }
-  at::Tensor rx = rank(xs), ry = rank(ys);
-  rx = rx - rx.mean();
-  ry = ry - ry.mean();
-  return (rx * ry).sum().item<double>() /
-         std::sqrt((rx * rx).sum().item<double>() * (ry * ry).sum().item<double>());
+  return metric_pearson_cc(rank(xs).view({1, 1, -1}), rank(ys).view({1, 1, -1}));
 }
 
 Sparsification metric_sparsification(const at::Tensor& uncertainty, const at::Tensor& abs_error,

@@ -53,6 +53,16 @@ constexpr double kLogLossFloor = 0.01;
 
 enum class MaeMode { patch, wedge };
 
+// The first `count` visible tokens of each sample, ascending, from hidden [B, N] (1 = hidden):
+// visible tokens sort first, each group in index order.
+torch::Tensor visible_tokens(const torch::Tensor& hidden, int64_t count) {
+  const int64_t n = hidden.size(1);
+  return std::get<0>((hidden + torch::arange(n, hidden.options()).div(2.0 * n))
+                         .argsort(int64_t(1))
+                         .narrow(1, 0, count)
+                         .sort(1));
+}
+
 WedgeGeometry to_geometry(const MethodWedge& w) {
   WedgeGeometry g;
   g.tilt_min_deg = w.tilt_min_deg;
@@ -194,8 +204,7 @@ class Mae : public Method, public Embedder {
       for (int64_t g = 0; g < k; ++g) {
         auto hidden = (group == g).to(x.scalar_type());               // [B, N]
         const int64_t nk = n - hidden.sum(1).min().item<int64_t>();
-        auto keep = std::get<0>((hidden + torch::arange(n, x.options()).div(2.0 * n))
-                                    .argsort(int64_t(1)).narrow(1, 0, nk).sort(1));  // visible first
+        auto keep = visible_tokens(hidden, nk);
         auto pred = predict_patches(x, keep, hidden, grid);  // [B, N, p^3]
         pred = pred * hidden.unsqueeze(-1);
         acc = acc.defined() ? acc + pred : pred;
@@ -387,11 +396,8 @@ torch::Tensor mae_reconstruct_patches(Method& m, const torch::Tensor& x,
     // The flipped volume hides the flipped patches (the grid maps onto itself: edges are
     // multiples of the patch).
     auto hidden_f = vit3d_patchify(flip(hidden_vox), p).amax(-1);  // [B, N]
-    auto keep_f = std::get<0>((hidden_f + torch::arange(n, x.options()).div(2.0 * n))
-                                  .argsort(int64_t(1))
-                                  .narrow(1, 0, keep.size(1))
-                                  .sort(1));
-    auto pred = mae.predict_patches(flip(x), keep_f, hidden_f, grid);  // [B, N, p^3]
+    auto pred = mae.predict_patches(flip(x), visible_tokens(hidden_f, keep.size(1)), hidden_f,
+                                    grid);  // [B, N, p^3]
     auto back = flip(vit3d_unpatchify(pred, p, grid));
     acc = acc.defined() ? acc + back : back;
   }

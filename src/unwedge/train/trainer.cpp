@@ -317,11 +317,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     // step sets its own, but a session resumed at the end of its budget (killed between the
     // last step's checkpoint and the final one) takes no step before it saves: put back the
     // rate of the checkpoint's last step, as an uninterrupted run holds it.
-    if (info_.step > 0) {
-      lr_ = lr_at(o.schedule, info_.step - 1, budget_.planned_steps());
-      set_lr(*optimizer_, lr_);
-      for (auto* aux : method_->aux_optimizers()) set_lr(*aux, lr_);
-    }
+    if (info_.step > 0) apply_lr(info_.step - 1);
     if (info_.finished && budget_.spent(info_.step)) {
       log_info("{}: already trained {} of {} steps; nothing to do", out_.model, info_.step,
                budget_.planned_steps());
@@ -396,6 +392,12 @@ Batch Trainer::make_batch(const PatchBatch& pb, int64_t step) const {
   return b;
 }
 
+void Trainer::apply_lr(int64_t step) {
+  lr_ = lr_at(o_.schedule, step, budget_.planned_steps());
+  set_lr(*optimizer_, lr_);
+  for (auto* aux : method_->aux_optimizers()) set_lr(*aux, lr_);
+}
+
 double Trainer::step() {
   const uint64_t s = train_step_seed(o_.seed, step_);
   torch::manual_seed(s ^ (uint64_t(rank_) * 0x9E3779B97F4A7C15ULL));  // augmentation per rank
@@ -407,9 +409,7 @@ double Trainer::step() {
                                       positions.begin() + (rank_ + 1) * per);
   }
   const Batch batch = make_batch(sampler_->extract(positions), step_);
-  lr_ = lr_at(o_.schedule, step_, budget_.planned_steps());
-  set_lr(*optimizer_, lr_);
-  for (auto* aux : method_->aux_optimizers()) set_lr(*aux, lr_);
+  apply_lr(step_);
   torch::Tensor loss;
   {
     // The method in `precision` (autocast); the loss taken back as float32.

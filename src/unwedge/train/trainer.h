@@ -150,6 +150,9 @@ class Trainer {
   const CheckpointInfo& info() const { return info_; }
 
  private:
+  /// Sets the learning rate of `step` (the schedule over the planned steps) on the optimizer and
+  /// the method's auxiliary optimizers, and records it in lr_.
+  void apply_lr(int64_t step);
   /// Opens the training log (rank 0, at the start of run(): the constructor writes nothing).
   void open_log();
   Batch make_batch(const PatchBatch& pb, int64_t step) const;
