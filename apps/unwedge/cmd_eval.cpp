@@ -21,6 +21,8 @@ namespace {
 
 struct EvalParams {
   std::string in, truth, half1, half2, mask, std_map, json;
+  std::vector<std::string> samples;  ///< posterior draws of --in: per-band figures
+  double spread_scale = 1.0;         ///< the factor the sampler applied to the std
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
   std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
   bool wedge_sign_given = false;
@@ -119,6 +121,20 @@ void run_eval(const EvalParams& p) {
     same_shape(a, pa, sd, p.std_map);
     eval_add_uncertainty(r, a.data, sd.data, b.data, mask);
   }
+  if (!p.samples.empty()) {
+    if (!truth_mode || p.std_map.empty()) throw ValueError("eval: --samples needs --in, --truth and --std");
+    if (!p.mask.empty()) throw ValueError("eval: --samples takes no --mask (the bands are of the whole volume)");
+    if (!(p.spread_scale > 0) || !std::isfinite(p.spread_scale)) {
+      throw ValueError("eval: --spread-scale " + std::to_string(p.spread_scale) + " (need a finite value > 0)");
+    }
+    std::vector<at::Tensor> draws;
+    for (const auto& path : p.samples) {
+      Volume d = mrc_read_finite(path, ro);
+      same_shape(a, pa, d, path);
+      draws.push_back(d.data);
+    }
+    eval_add_band_uncertainty(r, a.data, draws, p.spread_scale, b.data, o);
+  }
   r["files"] = truth_mode ? nlohmann::json{{"restored", p.in}, {"truth", p.truth}}
                           : nlohmann::json{{"half1", p.half1}, {"half2", p.half2}};
   if (!p.mask.empty()) r["files"]["mask"] = p.mask;
@@ -152,6 +168,15 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--std", p->std_map,
                   "Posterior std map (MRC) of --in: adds interval coverage and std-error CC")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--samples", p->samples,
+                  "Posterior draws of --in (MRC files, at least 2; with --std): adds coverage, "
+                  "corr(std, |error|) and AUSE inside the measured band and the missing wedge, "
+                  "the std there being the draws' spread restricted to the band")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--spread-scale", p->spread_scale,
+                  "Factor on the draws' spread for --samples: the calibration factor the sampler "
+                  "applied to std.mrc (summary.json calibration.scale; 1 without --calibrate)")
+      ->capture_default_str();
   cmd->add_option("--tilt-range", p->tilt_range,
                   "Tilt range in degrees defining the measured and missing-wedge bands")
       ->expected(2)

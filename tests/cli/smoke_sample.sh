@@ -72,6 +72,27 @@ print('std and bounds scaled by', s)
     check sample-report-reliability 0 "Reliability diagram" -- cat "$WORK/s3/report.html"
     check sample-report-sparsification 0 "removed by std" -- cat "$WORK/s3/report.html"
     check sample-reliability-svg 0 "<svg" -- cat "$WORK/s3/reliability.svg"
+    # --save-samples with --truth: the same figures inside the measured band and the wedge.
+    check sample-summary-band-coverage 0 '"coverage_90_wedge_band"' -- cat "$WORK/s3/summary.json"
+    check sample-summary-band-ause 0 '"ause_measured_band"' -- cat "$WORK/s3/summary.json"
+    check sample-reliability-bands 0 "missing wedge" -- cat "$WORK/s3/reliability.svg"
+    S3=("$WORK"/s3/samples/sample_00{0,1,2,3}.mrc)
+    check eval-samples-needs-std 1 "--samples needs" -- "$BIN" eval --in "$WORK/s3/mean.mrc" \
+      --truth "$SS/gt.mrc" --samples "${S3[@]}"
+    check eval-samples 0 "" -- "$BIN" eval --in "$WORK/s3/mean.mrc" --truth "$SS/gt.mrc" \
+      --std "$WORK/s3/std.mrc" --samples "${S3[@]}" --json "$WORK/s3_eval.json"
+    if /usr/bin/python3 -c "import json" 2>/dev/null; then
+      # eval --samples on sample's files gives the figures sample computed from its draws.
+      check eval-samples-match-sample 0 "band figures agree" -- /usr/bin/python3 -c "
+import json, sys
+a = json.load(open('$WORK/s3/summary.json'))['eval']['metrics']
+b = json.load(open('$WORK/s3_eval.json'))['metrics']
+keys = [k for k in a if k.endswith('_band') and k.startswith(('coverage', 'ause', 'std_error'))]
+assert len(keys) == 14, keys
+bad = [k for k in keys if abs(a[k] - b[k]) > 1e-6]
+print('band figures agree' if not bad else 'differ: %s' % bad)
+sys.exit(1 if bad else 0)"
+    fi
     check sample-config-written 0 "^n: 4" -- cat "$WORK/s3/config.yaml"
     check sample-exists-real 1 "exists" -- "$BIN" sample --model "$WORK/s_mc.uwm" \
       --even "$SS/even.mrc" --odd "$SS/odd.mrc" --out-dir "$WORK/s3" --n 4 --no-progress

@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -207,6 +208,53 @@ json eval_against_truth(const at::Tensor& restored, const at::Tensor& gt, const 
   return r;
 }
 
+namespace {
+
+/// Coverage at 50/80/90/95 %, Pearson and Spearman corr(std, |error|), sparsification of a
+/// posterior already on gt's scale: the metrics under the keys KEY + suffix, the curves returned.
+json uncertainty_figures(json& m, const at::Tensor& mean, const at::Tensor& sd,
+                         const at::Tensor& gt, const at::Tensor& mask, const std::string& suffix) {
+  // Central Gaussian intervals: nominal mass p, z = Φ⁻¹((1 + p) / 2).
+  const std::array<std::pair<double, double>, 4> levels{
+      {{0.5, 0.6744897501960817}, {0.8, 1.2815515655446004}, {0.9, 1.6448536269514722},
+       {0.95, 1.959963984540054}}};
+  json nominal = json::array(), empirical = json::array();
+  for (const auto& [p, z] : levels) {
+    const double c = metric_interval_coverage(mean, sd, gt, z, mask);
+    m["coverage_" + std::to_string(int(std::lround(100 * p))) + suffix] = c;
+    nominal.push_back(p);
+    empirical.push_back(c);
+  }
+  const at::Tensor abs_err = (mean - gt.to(torch::kDouble)).abs();
+  m["std_error_cc" + suffix] = metric_pearson_cc(sd, abs_err, mask);
+  m["std_error_spearman" + suffix] = metric_spearman_cc(sd, abs_err, mask);
+  std::vector<double> fractions;
+  for (int i = 0; i < 20; ++i) fractions.push_back(0.05 * i);
+  const Sparsification sp = metric_sparsification(sd, abs_err, fractions, mask);
+  m["ause" + suffix] = sp.ause;
+  return {{"reliability", {{"nominal", nominal}, {"empirical", empirical}}},
+          {"sparsification",
+           {{"fraction_removed", sp.fractions},
+            {"rmse_by_std", sp.rmse_by_uncertainty},
+            {"rmse_oracle", sp.rmse_oracle}}}};
+}
+
+/// x [Z, Y, X] restricted to the Fourier band `band` (float 0/1 on the rfft half-grid).
+at::Tensor band_part(const at::Tensor& x, const at::Tensor& band) {
+  const auto xd = x.to(torch::kDouble);
+  return torch::fft::irfftn(torch::fft::rfftn(xd) * band, xd.sizes());
+}
+
+const char* kUncertaintyConventions =
+    "coverage_P: fraction of voxels with |gt - mean| <= z std (central Gaussian interval of "
+    "mass P %); mean and std mapped to gt's scale by inverting the fit restored = c gt + d; "
+    "sparsification: RMSE of the voxels left after removing the given fraction with the "
+    "largest std (oracle: the largest errors); ause: mean gap between the two over the "
+    "fractions 0, 0.05, ..., 0.95, over the RMSE of all voxels; std_error_spearman: rank "
+    "correlation of std and |error|";
+
+}  // namespace
+
 void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Tensor& std,
                           const at::Tensor& gt, const at::Tensor& mask) {
   check_shapes(restored, gt, mask);
@@ -217,38 +265,54 @@ void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Te
   if (fit.scale == 0) throw ValueError("uncertainty: the restored volume does not vary with gt");
   at::Tensor mean = (restored.to(torch::kDouble) - fit.offset) / fit.scale;
   at::Tensor sd = std.to(torch::kDouble) / std::abs(fit.scale);
-  json& m = result["metrics"];
-  // Central Gaussian intervals: nominal mass p, z = Φ⁻¹((1 + p) / 2).
-  const std::array<std::pair<double, double>, 4> levels{
-      {{0.5, 0.6744897501960817}, {0.8, 1.2815515655446004}, {0.9, 1.6448536269514722},
-       {0.95, 1.959963984540054}}};
-  json nominal = json::array(), empirical = json::array();
-  for (const auto& [p, z] : levels) {
-    const double c = metric_interval_coverage(mean, sd, gt, z, mask);
-    m["coverage_" + std::to_string(int(std::lround(100 * p)))] = c;
-    nominal.push_back(p);
-    empirical.push_back(c);
+  result["uncertainty"] = uncertainty_figures(result["metrics"], mean, sd, gt, mask, "");
+  result["conventions"]["uncertainty"] = kUncertaintyConventions;
+}
+
+void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
+                               const std::vector<at::Tensor>& draws, double spread_scale,
+                               const at::Tensor& gt, const EvalOptions& o) {
+  check_shapes(restored, gt, {});
+  wedge_check(o.wedge);
+  if (draws.size() < 2) {
+    throw ValueError("band uncertainty: " + std::to_string(draws.size()) +
+                     " draws (need at least 2 for a spread)");
   }
-  const at::Tensor abs_err = (mean - gt.to(torch::kDouble)).abs();
-  m["std_error_cc"] = metric_pearson_cc(sd, abs_err, mask);
-  m["std_error_spearman"] = metric_spearman_cc(sd, abs_err, mask);
-  std::vector<double> fractions;
-  for (int i = 0; i < 20; ++i) fractions.push_back(0.05 * i);
-  const Sparsification sp = metric_sparsification(sd, abs_err, fractions, mask);
-  m["ause"] = sp.ause;
-  result["uncertainty"] = {
-      {"reliability", {{"nominal", nominal}, {"empirical", empirical}}},
-      {"sparsification",
-       {{"fraction_removed", sp.fractions},
-        {"rmse_by_std", sp.rmse_by_uncertainty},
-        {"rmse_oracle", sp.rmse_oracle}}}};
-  result["conventions"]["uncertainty"] =
-      "coverage_P: fraction of voxels with |gt - mean| <= z std (central Gaussian interval of "
-      "mass P %); mean and std mapped to gt's scale by inverting the fit restored = c gt + d; "
-      "sparsification: RMSE of the voxels left after removing the given fraction with the "
-      "largest std (oracle: the largest errors); ause: mean gap between the two over the "
-      "fractions 0, 0.05, ..., 0.95, over the RMSE of all voxels; std_error_spearman: rank "
-      "correlation of std and |error|";
+  for (const auto& d : draws) check_shapes(d, gt, {});
+  if (!(spread_scale > 0) || !std::isfinite(spread_scale)) {
+    throw ValueError("band uncertainty: spread scale " + std::to_string(spread_scale) +
+                     " (need a finite value > 0)");
+  }
+  AffineFit fit = affine_fit(gt, restored, {});
+  if (fit.scale == 0) throw ValueError("uncertainty: the restored volume does not vary with gt");
+  std::array<int64_t, 3> s{gt.size(0), gt.size(1), gt.size(2)};
+  const at::Tensor measured = bool_band(wedge_mask_rfft(s, o.wedge, torch::kCPU));
+  json bands;
+  for (const auto& [name, band] : std::array<std::pair<std::string, at::Tensor>, 2>{
+           {{"measured_band", measured}, {"wedge_band", measured.logical_not()}}}) {
+    const at::Tensor f = band.to(torch::kDouble);
+    // The fit's offset d is a constant: all of it lies at k = 0, in the measured band.
+    const double offset = name == "measured_band" ? fit.offset : 0.0;
+    at::Tensor mean = (band_part(restored, f) - offset) / fit.scale;
+    // Population variance of the band-passed draws about their own mean, from running sums
+    // (one band-passed draw in memory at a time).
+    at::Tensor sum = torch::zeros_like(mean), sum_sq = torch::zeros_like(mean);
+    for (const auto& d : draws) {
+      const at::Tensor p = band_part(d, f);
+      sum += p;
+      sum_sq += p * p;
+    }
+    const double k = static_cast<double>(draws.size());
+    at::Tensor var = (sum_sq / k - (sum / k).square()).clamp_min(0);
+    at::Tensor sd = var.sqrt() * (spread_scale / std::abs(fit.scale));
+    bands[name] = uncertainty_figures(result["metrics"], mean, sd, band_part(gt, f), {}, "_" + name);
+  }
+  result["uncertainty"]["bands"] = bands;
+  result["conventions"]["uncertainty_bands"] =
+      "KEY_measured_band, KEY_wedge_band: the same figures for the volumes restricted to the "
+      "measured band and to the missing wedge (Fourier masks of the tilt range): mean and truth "
+      "band-passed, std the spread of the band-passed draws (equal weights, times the spread "
+      "scale), the affine fit of the whole volume";
 }
 
 json eval_halves(const at::Tensor& half1, const at::Tensor& half2, const at::Tensor& mask,

@@ -68,6 +68,11 @@ json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so
   eo.voxel_size = voxel_size;
   json eval = eval_against_truth(mean, gt, {}, eo);
   eval_add_uncertainty(eval, mean, sd, gt, {});
+  if (out.volumes.size() > 5) {  // --save-samples: the draws give the per-band spread
+    std::vector<at::Tensor> draws;
+    for (size_t k = 4; k < out.volumes.size(); ++k) draws.push_back(mrc_read(out.volumes[k]).data);
+    eval_add_band_uncertainty(eval, mean, draws, so.spread_scale, gt, eo);
+  }
   eval["metrics"]["bounds_coverage"] = metric_bounds_coverage(
       mean, mrc_read(out.volumes[2]).data, mrc_read(out.volumes[3]).data, gt);
   eval["metrics"]["bounds_interval"] = so.interval;
@@ -121,14 +126,24 @@ void write_report(const SampleFilesOptions& o, const SampleOptions& so, const Sa
   if (eval.contains("uncertainty")) {
     const json& u = eval["uncertainty"];
     PlotSeries ideal{"ideal", {0, 1}, {0, 1}, "#888", true};
-    PlotSeries rel{"posterior", u["reliability"]["nominal"].get<std::vector<double>>(),
-                   u["reliability"]["empirical"].get<std::vector<double>>(), "", false};
+    std::vector<PlotSeries> lines{
+        ideal, {"whole volume", u["reliability"]["nominal"].get<std::vector<double>>(),
+                u["reliability"]["empirical"].get<std::vector<double>>(), "", false}};
+    if (u.contains("bands")) {
+      for (const auto& [band, label, colour] :
+           std::array<std::array<const char*, 3>, 2>{{{"measured_band", "measured band", "#2a7"},
+                                                      {"wedge_band", "missing wedge", "#c53"}}}) {
+        const json& r = u["bands"][band]["reliability"];
+        lines.push_back({label, r["nominal"].get<std::vector<double>>(),
+                         r["empirical"].get<std::vector<double>>(), colour, false});
+      }
+    }
     PlotOptions po;
     po.title = "Reliability: voxels inside the central interval";
     po.xlabel = "nominal coverage";
     po.ylabel = "empirical coverage";
     po.fixed_y = true;
-    write_text_file_atomic(out.reliability, svg_line_plot({ideal, rel}, po), o.overwrite);
+    write_text_file_atomic(out.reliability, svg_line_plot(lines, po), o.overwrite);
     written.push_back(out.reliability);
     const json& sp = u["sparsification"];
     const auto f = sp["fraction_removed"].get<std::vector<double>>();
@@ -151,7 +166,9 @@ void write_report(const SampleFilesOptions& o, const SampleOptions& so, const Sa
         {"Reliability diagram", out.reliability,
          "Fraction of voxels whose truth lies inside the posterior's central Gaussian interval "
          "(mean ± z std, on the truth's scale) against the interval's nominal mass: on the "
-         "diagonal when the std is calibrated, below it when the std is too small."});
+         "diagonal when the std is calibrated, below it when the std is too small. With "
+         "--save-samples, also per Fourier band: the volumes restricted to the measured band "
+         "and to the missing wedge, the std the spread of the draws restricted the same way."});
     ri.sections.push_back(
         {"Sparsification", out.sparsification,
          "RMSE of the voxels left after removing the most uncertain ones (largest std), against "
