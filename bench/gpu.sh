@@ -173,8 +173,8 @@ EOF
 phase_posterior() {
   say "posterior bench on the standard preset, on the GPU"
   UNWEDGE="$U" DEVICE=cuda BUDGET_CLOCK=wall MINUTES=${POSTERIOR_MINUTES:-1} \
-    N=${POSTERIOR_N:-16} TILE=${POSTERIOR_TILE:-96} THREADS=$JOBS PY="$PY" \
-    RESULT="$OUT/posterior_standard_gpu.json" \
+    N=${POSTERIOR_N:-16} SAMPLE_OPTS="--tile ${POSTERIOR_TILE:-96}" THREADS=$JOBS \
+    SAMPLE_THREADS=$JOBS PY="$PY" RESULT="$OUT/posterior_standard_gpu.json" \
     bash bench/posterior.sh "$W/post" 2>&1 | tee -a "$LOG"
 }
 

@@ -1,226 +1,195 @@
 #!/usr/bin/env bash
-# Posterior bench (issue 7): cryowgen-mc and cryowgen-langevin on a simulated preset, trained
-# with the same CPU budget, calibrated on one half of the tomogram along Y (y < Y/2, region A)
-# and scored on the other (y >= Y/2, region B), next to cryogen-ot with the same budget.
+# Posterior bench (issue 15): uncertainty calibrated from the data alone, scored against the
+# ground truth of a simulated preset.
 #
 #   bash bench/posterior.sh [OUT]        (default OUT: posterior-run)
 #
-# Calibration (held out: only region A's ground truth is used to choose, region B's to score):
-#   cryowgen-mc:       the temperature gamma from GAMMAS whose 90 % coverage on A is nearest 0.9
-#                      (each gamma is one `unwedge sample --gamma` run); then, as for Langevin,
-#                      a std scale on A for what gamma could not fix ("then_std_scale").
-#   cryowgen-langevin: a std scale s (the posterior std times s, what a noise level scaled by s
-#                      gives where the likelihood dominates): s = q90(|mean - (c gt + d)| / std)
-#                      / 1.645 on A, with c, d the least-squares fit mean = c gt + d on A (the
-#                      fit `unwedge eval --std` inverts), so 90 % coverage on A is 0.9 by
-#                      construction; B then tells whether it transfers.
-# Scores on B come from `unwedge eval --in MEAN --truth GT --std STD --mask B`: CC, PSNR,
-# wedge-band CC, coverage of the Gaussian 50 % and 90 % intervals, corr(std, |error|); both the
-# calibrated and the uncalibrated figures are written. Time per sample from summary.json.
+# Trained with the same budget each (MINUTES CPU-minutes, --budget-clock cpu, THREADS threads,
+# every other train flag at its default): cryowgen-mc, cryowgen-langevin and ENSEMBLE cryogen-ot
+# models (seeds 0..ENSEMBLE-1). Then, on the scored box (BOX, default the whole volume):
+#   cryowgen-mc, cryowgen-langevin: `unwedge sample --calibrate` (their own posteriors);
+#   bootstrap:  `unwedge sample --uq bootstrap --calibrate` of the cryogen-ot seed-0 model;
+#   ensemble:   the ENSEMBLE cryogen-ot restorations, their mean and population std (the
+#               reference baseline: ENSEMBLE times the training budget; no data-only calibration,
+#               the spread as it comes).
+# Every sample run is as a user types it plus --truth (scoring only: the calibration never sees
+# the truth) and --save-samples (for the per-band figures). Point estimates: `unwedge restore` of
+# each model (G(y) for the cryowgen methods). Scores from summary.json's eval (sample --truth)
+# and `unwedge eval --std --samples` for the ensemble: CC, PSNR, wedge-band CC; coverage at
+# 50/80/90/95 % overall, in the measured band and in the wedge; Pearson and Spearman
+# corr(std, |error|) overall and per band; AUSE; ESS; acceptance; seconds per draw.
+# Writes RESULT (JSON) and prints a markdown table.
 #
 # Environment (defaults in brackets): UNWEDGE [build/unwedge], PRESET [standard], SEED [1],
-# MINUTES [10] (CPU minutes per training, --budget-clock cpu), STEPS [] (if set: --steps
-# instead of a budget, for tests), THREADS [2], PATCH [32], BATCH [4], TRAIN_OPTS []
-# (extra train flags, e.g. "--opt depth=1"), N [16] (draws), GAMMAS ["1 16 256 4096 65536"]
-# (the wedge cost grows with the tile's measured coefficients, so gamma spans decades),
-# LANGEVIN_OPTS [] (extra sample flags for cryowgen-langevin, e.g. "--steps 50 --mala"),
-# TILE [0] (0: patch + overlap), OVERLAP [16], WITH_OT [1], DEVICE [cpu] (training, sampling
-# and restoring device, e.g. cuda), BUDGET_CLOCK [cpu] (clock of MINUTES: cpu or wall),
-# PY [/usr/bin/python3] (a python3 with numpy and mrcfile),
-# RESULT [bench/results/posterior_<preset>.json].
+# SIM_OPTS [] (extra simulate flags, e.g. "--tilt-min -50 --tilt-max 65 --particles 60"),
+# TILT ["-60 60"] (the data's tilt range, given to train), MINUTES [10], STEPS [] (if set:
+# --steps instead of a budget, for tests), THREADS [1] (training), SAMPLE_THREADS [2], N [16]
+# (draws), ENSEMBLE [4], BOX [] ("z0 z1 y0 y1 x0 x1": score a crop, for time), SAMPLE_OPTS []
+# (extra flags for every sample run), LANGEVIN_OPTS [] (extra flags for cryowgen-langevin's),
+# DEVICE [cpu] (training, sampling and restoring, e.g. cuda), BUDGET_CLOCK [cpu] (clock of
+# MINUTES: cpu or wall), PY [/usr/bin/python3] (numpy, mrcfile),
+# RESULT [bench/results/posterior_<preset>_s<seed>.json].
 set -euo pipefail
 OUT=${1:-posterior-run}
 UNWEDGE=${UNWEDGE:-build/unwedge}
 PRESET=${PRESET:-standard}
 SEED=${SEED:-1}
+SIM_OPTS=${SIM_OPTS:-}
+TILT=${TILT:--60 60}
 MINUTES=${MINUTES:-10}
 STEPS=${STEPS:-}
-THREADS=${THREADS:-2}
-PATCH=${PATCH:-32}
-BATCH=${BATCH:-4}
-TRAIN_OPTS=${TRAIN_OPTS:-}
+THREADS=${THREADS:-1}
+SAMPLE_THREADS=${SAMPLE_THREADS:-2}
 N=${N:-16}
-GAMMAS=${GAMMAS:-1 16 256 4096 65536}
+ENSEMBLE=${ENSEMBLE:-4}
+BOX=${BOX:-}
+SAMPLE_OPTS=${SAMPLE_OPTS:-}
 LANGEVIN_OPTS=${LANGEVIN_OPTS:-}
-TILE=${TILE:-0}
-OVERLAP=${OVERLAP:-16}
-WITH_OT=${WITH_OT:-1}
 DEVICE=${DEVICE:-cpu}
 BUDGET_CLOCK=${BUDGET_CLOCK:-cpu}
-RESULT=${RESULT:-bench/results/posterior_$PRESET.json}
 PY=${PY:-/usr/bin/python3}
+RESULT=${RESULT:-bench/results/posterior_${PRESET}_s${SEED}.json}
 UNWEDGE=$(realpath "$UNWEDGE")
-U=("$UNWEDGE" -q --threads "$THREADS")
-mkdir -p "$OUT" "$(dirname "$RESULT")"
+mkdir -p "$OUT/models" "$(dirname "$RESULT")"
 D="$OUT/data"
+# shellcheck disable=SC2206
+sim_extra=($SIM_OPTS) tilt=($TILT) sample_extra=($SAMPLE_OPTS) langevin_extra=($LANGEVIN_OPTS)
 if [[ ! -f $D/even.mrc ]]; then
-  "${U[@]}" simulate --preset "$PRESET" --seed "$SEED" --out "$D"
+  "$UNWEDGE" -q simulate --preset "$PRESET" --seed "$SEED" "${sim_extra[@]}" --out "$D"
 fi
-
-# Region masks A (y < Y/2) and B (y >= Y/2), with the data's header.
-"$PY" - "$D/gt.mrc" "$OUT/mask_A.mrc" "$OUT/mask_B.mrc" <<'EOF'
-import sys, mrcfile, numpy as np
-with mrcfile.open(sys.argv[1], permissive=True) as f:
-    shape, vs = f.data.shape, f.voxel_size
-for path, first in ((sys.argv[2], True), (sys.argv[3], False)):
-    m = np.zeros(shape, np.float32)
-    half = shape[1] // 2
-    if first: m[:, :half, :] = 1
-    else: m[:, half:, :] = 1
-    with mrcfile.new(path, overwrite=True) as f:
-        f.set_data(m)
-        f.voxel_size = vs
-EOF
 
 budget=(--minutes "$MINUTES" --budget-clock "$BUDGET_CLOCK")
 [[ -n $STEPS ]] && budget=(--steps "$STEPS")
-# shellcheck disable=SC2206
-train_extra=($TRAIN_OPTS)
-train() {  # train METHOD OUT.uwm
-  if [[ ! -f $2 ]]; then
-    "${U[@]}" train --method "$1" --even "$D/even.mrc" --odd "$D/odd.mrc" --out "$2" \
-      --patch "$PATCH" --batch "$BATCH" --seed "$SEED" --device "$DEVICE" --no-progress \
-      "${budget[@]}" \
-      "${train_extra[@]}"
-  fi
+train() {  # train METHOD SEED OUT.uwm
+  [[ -f $3 ]] && return 0
+  "$UNWEDGE" -q --threads "$THREADS" train --method "$1" --even "$D/even.mrc" --odd "$D/odd.mrc" \
+    --tilt-range "${tilt[@]}" --seed "$2" --device "$DEVICE" --no-progress "${budget[@]}" --out "$3"
 }
-sample() {  # sample MODEL DIR [extra flags]
+train cryowgen-mc 0 "$OUT/models/mc.uwm"
+train cryowgen-langevin 0 "$OUT/models/langevin.uwm"
+for ((k = 0; k < ENSEMBLE; k++)); do train cryogen-ot "$k" "$OUT/models/ot_s$k.uwm"; done
+
+# The scored volumes: the halves and the truth, cropped to BOX when given.
+S="$OUT/scored"
+mkdir -p "$S"
+for f in even odd gt; do
+  if [[ -n $BOX ]]; then
+    # shellcheck disable=SC2206
+    box=($BOX)
+    "$UNWEDGE" -q convert --in "$D/$f.mrc" --out "$S/$f.mrc" --box "${box[@]}" --overwrite
+  else
+    cp "$D/$f.mrc" "$S/$f.mrc"
+  fi
+done
+
+U=("$UNWEDGE" -q --threads "$SAMPLE_THREADS")
+restore() {  # restore MODEL OUT.mrc
+  "${U[@]}" restore --model "$1" --even "$S/even.mrc" --odd "$S/odd.mrc" --out "$2" \
+    --device "$DEVICE" --no-progress --overwrite
+  "${U[@]}" eval --in "$2" --truth "$S/gt.mrc" --tilt-range "${tilt[@]}" --json "${2%.mrc}.json" \
+    --overwrite > /dev/null
+}
+sample() {  # sample MODEL DIR [flags]
   local model=$1 dir=$2
   shift 2
-  "${U[@]}" sample --model "$model" --even "$D/even.mrc" --odd "$D/odd.mrc" --out-dir "$dir" \
-    --n "$N" --seed "$SEED" --tile "$TILE" --overlap "$OVERLAP" --device "$DEVICE" --no-progress \
-    --overwrite "$@"
+  "${U[@]}" sample --model "$model" --even "$S/even.mrc" --odd "$S/odd.mrc" --out-dir "$dir" \
+    --n "$N" --seed "$SEED" --device "$DEVICE" --calibrate --save-samples --truth "$S/gt.mrc" --no-progress \
+    --overwrite "${sample_extra[@]}" "$@"
 }
-evaluate() {  # evaluate MEAN STD MASK JSON
-  "${U[@]}" eval --in "$1" --truth "$D/gt.mrc" --std "$2" --mask "$3" --json "$4" --overwrite \
-    > /dev/null
-}
-
-# calibrate_std DIR: std scale s on A (see the header), DIR/std_calibrated.mrc, eval on A and B.
-calibrate_std() {
-  local dir=$1
-  "$PY" - "$dir/mean.mrc" "$dir/std.mrc" "$D/gt.mrc" "$OUT/mask_A.mrc" \
-    "$dir/std_calibrated.mrc" "$dir/std_scale.json" <<'EOF'
-import sys, json, mrcfile, numpy as np
-mean, std, gt, mask = (mrcfile.read(p).astype(np.float64) for p in sys.argv[1:5])
-a = mask > 0.5
-c, d = np.polyfit(gt[a], mean[a], 1)          # mean = c gt + d on A
-z = np.abs(mean[a] - (c * gt[a] + d)) / np.maximum(std[a], 1e-30)
-s = float(np.quantile(z, 0.9) / 1.6448536269514722)
-with mrcfile.open(sys.argv[2], permissive=True) as f:
-    vs = f.voxel_size
-with mrcfile.new(sys.argv[5], overwrite=True) as f:
-    f.set_data((std * s).astype(np.float32))
-    f.voxel_size = vs
-json.dump({"std_scale": s, "fit_c": c, "fit_d": d}, open(sys.argv[6], "w"))
-EOF
-  for m in A B; do
-    [[ -f $dir/eval_$m.json ]] || evaluate "$dir/mean.mrc" "$dir/std.mrc" "$OUT/mask_$m.mrc" "$dir/eval_$m.json"
-    evaluate "$dir/mean.mrc" "$dir/std_calibrated.mrc" "$OUT/mask_$m.mrc" "$dir/eval_cal_$m.json"
-  done
-}
-
-# cryowgen-mc: one sample run per gamma, coverage on A (sample's default --ess-min 0.25 raises a
-# gamma that is too cold for a tile until a quarter of the candidates carry the weight).
-train cryowgen-mc "$OUT/mc.uwm"
-for g in $GAMMAS; do
-  sample "$OUT/mc.uwm" "$OUT/mc_g$g" --gamma "$g" --no-report
-  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_A.mrc" "$OUT/mc_g$g/eval_A.json"
-  evaluate "$OUT/mc_g$g/mean.mrc" "$OUT/mc_g$g/std.mrc" "$OUT/mask_B.mrc" "$OUT/mc_g$g/eval_B.json"
+restore "$OUT/models/mc.uwm" "$OUT/mc_point.mrc"
+sample "$OUT/models/mc.uwm" "$OUT/mc"
+restore "$OUT/models/langevin.uwm" "$OUT/langevin_point.mrc"
+sample "$OUT/models/langevin.uwm" "$OUT/langevin" "${langevin_extra[@]}"
+members=()
+for ((k = 0; k < ENSEMBLE; k++)); do
+  restore "$OUT/models/ot_s$k.uwm" "$OUT/ot_s$k.mrc"
+  members+=("$OUT/ot_s$k.mrc")
 done
-best_gamma=$("$PY" -c '
-import json, sys
-out, gs = sys.argv[1], sys.argv[2].split()
-cov = {g: json.load(open(f"{out}/mc_g{g}/eval_A.json"))["metrics"]["coverage_90"] for g in gs}
-print(min(gs, key=lambda g: abs(cov[g] - 0.9)))' "$OUT" "$GAMMAS")
-# If no gamma of the grid reaches 90 % on A, the std scale calibrates what is left.
-calibrate_std "$OUT/mc_g$best_gamma"
+sample "$OUT/models/ot_s0.uwm" "$OUT/bootstrap" --uq bootstrap
 
-# cryowgen-langevin: one sample run, std scale calibrated on A.
-train cryowgen-langevin "$OUT/langevin.uwm"
-# shellcheck disable=SC2206
-lopts=($LANGEVIN_OPTS)
-rm -f "$OUT"/langevin/eval_*.json
-sample "$OUT/langevin.uwm" "$OUT/langevin" "${lopts[@]}" --truth "$D/gt.mrc"
-calibrate_std "$OUT/langevin"
+# The ensemble: mean and population std of the members, with the data's header.
+mkdir -p "$OUT/ensemble"
+"$PY" - "$OUT/ensemble" "${members[@]}" <<'EOF'
+import sys, mrcfile, numpy as np
+out, paths = sys.argv[1], sys.argv[2:]
+x = np.stack([mrcfile.read(p).astype(np.float64) for p in paths])
+with mrcfile.open(paths[0], permissive=True) as f:
+    vs = f.voxel_size
+for name, v in (("mean", x.mean(0)), ("std", x.std(0))):
+    with mrcfile.new(f"{out}/{name}.mrc", overwrite=True) as f:
+        f.set_data(v.astype(np.float32))
+        f.voxel_size = vs
+EOF
+"${U[@]}" eval --in "$OUT/ensemble/mean.mrc" --truth "$S/gt.mrc" --std "$OUT/ensemble/std.mrc" \
+  --samples "${members[@]}" --tilt-range "${tilt[@]}" --json "$OUT/ensemble/eval.json" \
+  --overwrite > /dev/null
 
-# cryogen-ot with the same budget: the deterministic reference (no std).
-if [[ $WITH_OT == 1 ]]; then
-  train cryogen-ot "$OUT/ot.uwm"
-  "${U[@]}" restore --model "$OUT/ot.uwm" --even "$D/even.mrc" --odd "$D/odd.mrc" \
-    --out "$OUT/ot.mrc" --tile "$TILE" --overlap "$OVERLAP" --device "$DEVICE" --no-progress \
-    --overwrite
-  "${U[@]}" eval --in "$OUT/ot.mrc" --truth "$D/gt.mrc" --mask "$OUT/mask_B.mrc" \
-    --json "$OUT/ot_eval_B.json" --overwrite > /dev/null
-fi
-
-"$PY" - "$OUT" "$RESULT" "$PRESET" "$SEED" "$MINUTES" "$STEPS" "$THREADS" "$N" "$WITH_OT" \
-  "$GAMMAS" "$DEVICE" "$BUDGET_CLOCK" <<'EOF'
+"$PY" - "$OUT" "$RESULT" "$PRESET" "$SEED" "$SIM_OPTS" "$TILT" "$MINUTES" "$STEPS" "$THREADS" \
+  "$N" "$ENSEMBLE" "$BOX" "$DEVICE" "$BUDGET_CLOCK" <<'EOF'
 import json, os, sys, platform
-out, result, preset, seed, minutes, steps, threads, n, with_ot, gammas, device, clock = sys.argv[1:13]
-keys = ["cc", "psnr_db", "cc_wedge_band", "cc_deep_wedge_band", "coverage_50", "coverage_90",
-        "std_error_cc"]
-def metrics(path):
-    m = json.load(open(path))["metrics"]
+out, result, preset, seed, sim_opts, tilt, minutes, steps, threads, n, ens, box, device, clock = sys.argv[1:15]
+ens = int(ens)
+keys = ["cc", "psnr_db", "cc_wedge_band", "coverage_50", "coverage_80", "coverage_90",
+        "coverage_95", "std_error_cc", "std_error_spearman", "ause"]
+for band in ("measured_band", "wedge_band"):
+    keys += [f"coverage_{p}_{band}" for p in (50, 80, 90, 95)]
+    keys += [f"std_error_cc_{band}", f"std_error_spearman_{band}", f"ause_{band}"]
+def pick(m):
     return {k: m.get(k) for k in keys}
-def summary(d):
-    s = json.load(open(os.path.join(d, "summary.json")))
-    return {k: s.get(k) for k in ("seconds", "seconds_per_sample", "ess_min", "ess_mean",
-                                  "acceptance", "draws", "tiles")}
+def point(mrc):
+    m = json.load(open(mrc[:-4] + ".json"))["metrics"]
+    return {k: m[k] for k in ("cc", "psnr_db", "cc_wedge_band")}
 def train_info(uwm):
     log = uwm[:-4] + ".train.jsonl"
     rows = [json.loads(l) for l in open(log) if l.strip()] if os.path.exists(log) else []
     last = rows[-1] if rows else {}
     return {"steps": last.get("step"), "elapsed_s": last.get("elapsed_s")}
-mc_grid = []
-for g in gammas.split():
-    d = os.path.join(out, "mc_g" + g)
-    mc_grid.append({"gamma": float(g), "A": metrics(os.path.join(d, "eval_A.json")),
-                    "B": metrics(os.path.join(d, "eval_B.json")), "sampling": summary(d)})
-best = min(mc_grid, key=lambda r: abs(r["A"]["coverage_90"] - 0.9))
-gbest = next(g for g in gammas.split() if float(g) == best["gamma"])
-lv = os.path.join(out, "langevin")
-res = {
-    "bench": "posterior", "preset": preset, "seed": int(seed),
-    "budget": ({"steps": int(steps)} if steps else
-               {("cpu_minutes" if clock == "cpu" else "wall_minutes"): float(minutes)}),
-    "device": device,
-    "threads": int(threads), "draws": int(n), "host": platform.node(), "cpus": os.cpu_count(),
-    "regions": {"calibrate": "A: y < Y/2", "score": "B: y >= Y/2"},
-    "cryowgen-mc": {"train": train_info(os.path.join(out, "mc.uwm")),
-                    "calibration": "gamma nearest 90 % coverage on A",
-                    "gamma": best["gamma"], "A": best["A"], "B": best["B"],
-                    "sampling": best["sampling"], "grid": mc_grid,
-                    "then_std_scale": {
-                        "std_scale": json.load(open(os.path.join(out, "mc_g%s" % gbest, "std_scale.json")))["std_scale"],
-                        "A": metrics(os.path.join(out, "mc_g%s" % gbest, "eval_cal_A.json")),
-                        "B": metrics(os.path.join(out, "mc_g%s" % gbest, "eval_cal_B.json"))}},
-    "cryowgen-langevin": {"train": train_info(os.path.join(out, "langevin.uwm")),
-                          "calibration": "std scale for 90 % coverage on A",
-                          "std_scale": json.load(open(os.path.join(lv, "std_scale.json")))["std_scale"],
-                          "A": metrics(os.path.join(lv, "eval_cal_A.json")),
-                          "B": metrics(os.path.join(lv, "eval_cal_B.json")),
-                          "B_uncalibrated": metrics(os.path.join(lv, "eval_B.json")),
-                          "sampling": summary(lv)},
-    "conventions": "coverage: Gaussian intervals mean -/+ z std after the affine map to gt "
-                   "(unwedge eval --std); metrics restricted to the region's mask",
-}
-if with_ot == "1":
-    res["cryogen-ot"] = {"train": train_info(os.path.join(out, "ot.uwm")),
-                         "B": metrics(os.path.join(out, "ot_eval_B.json"))}
+def sampled(d, model, point_mrc):
+    s = json.load(open(os.path.join(out, d, "summary.json")))
+    cal = s.get("calibration", {})
+    return {"train": train_info(os.path.join(out, "models", model)), "point": point(point_mrc),
+            "metrics": pick(s["eval"]["metrics"]),
+            "calibration": {k: cal.get(k) for k in ("scale", "coverage_before", "coverage_after", "seconds")},
+            "sampling": {k: s.get(k) for k in ("seconds", "seconds_per_sample", "ess_min", "ess_mean",
+                                                "acceptance", "draws", "tiles")}}
+res = {"bench": "posterior", "preset": preset, "seed": int(seed), "simulate_extra": sim_opts,
+       "tilt_range": [float(t) for t in tilt.split()], "scored_box": box or "whole volume",
+       "budget": {"steps": int(steps)} if steps else {"minutes_per_model": float(minutes), "clock": clock},
+       "device": device,
+       "train_threads": int(threads), "draws": int(n), "host": platform.node(), "cpus": os.cpu_count(),
+       "methods": {
+           "cryowgen-mc": sampled("mc", "mc.uwm", os.path.join(out, "mc_point.mrc")),
+           "cryowgen-langevin": sampled("langevin", "langevin.uwm", os.path.join(out, "langevin_point.mrc")),
+           "bootstrap (cryogen-ot)": sampled("bootstrap", "ot_s0.uwm", os.path.join(out, "ot_s0.mrc")),
+       }}
+e = json.load(open(os.path.join(out, "ensemble", "eval.json")))["metrics"]
+res["methods"][f"ensemble ({ens} cryogen-ot)"] = {
+    "train": [train_info(os.path.join(out, "models", f"ot_s{k}.uwm")) for k in range(ens)],
+    "point": point(os.path.join(out, "ot_s0.mrc")), "metrics": pick(e),
+    "calibration": "none (the members' spread as it comes)",
+    "members": [point(os.path.join(out, f"ot_s{k}.mrc")) for k in range(ens)]}
+res["conventions"] = ("coverage: central Gaussian intervals mean -/+ z std on the truth's scale "
+                      "(unwedge eval --std); _measured_band / _wedge_band: volumes and draws "
+                      "restricted to the band; std after sample --calibrate's data-only factor; "
+                      "point: unwedge restore of the same model (seed-0 cryogen-ot for the "
+                      "bootstrap and the ensemble)")
 tmp = result + ".tmp"
 json.dump(res, open(tmp, "w"), indent=1)
 os.replace(tmp, result)
 print("posterior.sh: wrote", result)
-print(f"  cryowgen-mc: gamma {res['cryowgen-mc']['gamma']} (coverage 90 % on A "
-      f"{res['cryowgen-mc']['A']['coverage_90']:.3f}), then std scale "
-      f"{res['cryowgen-mc']['then_std_scale']['std_scale']:.3g}: B coverage 90 % "
-      f"{res['cryowgen-mc']['then_std_scale']['B']['coverage_90']:.3f}")
-print(f"  cryowgen-langevin: std scale {res['cryowgen-langevin']['std_scale']:.3g}")
-for name in ("cryowgen-mc", "cryowgen-langevin", "cryogen-ot"):
-    if name in res:
-        b = res[name]["B"]
-        print(f"  {name:18s} B: CC {b['cc']:.4f}  PSNR {b['psnr_db']:.2f}  wedge CC "
-              f"{b['cc_wedge_band']:.4f}  cov50 {b['coverage_50']}  cov90 {b['coverage_90']}  "
-              f"corr(std,|err|) {b['std_error_cc']}")
+f = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"
+print("| method | CC (point) | wedge-band CC (point) | coverage 50/80/90/95 % | measured band 50/90 % | "
+      "wedge 50/90 % | Spearman all / wedge | Pearson all | AUSE all / wedge | ESS min | calibration factor | s per draw |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for name, r in res["methods"].items():
+    m, p = r["metrics"], r["point"]
+    cal = r["calibration"] if isinstance(r["calibration"], dict) else {}
+    smp = r.get("sampling", {})
+    print(f"| {name} | {f(m['cc'])} ({f(p['cc'])}) | {f(m['cc_wedge_band'])} ({f(p['cc_wedge_band'])}) | "
+          f"{f(m['coverage_50'],2)}/{f(m['coverage_80'],2)}/{f(m['coverage_90'],2)}/{f(m['coverage_95'],2)} | "
+          f"{f(m['coverage_50_measured_band'],2)}/{f(m['coverage_90_measured_band'],2)} | "
+          f"{f(m['coverage_50_wedge_band'],2)}/{f(m['coverage_90_wedge_band'],2)} | "
+          f"{f(m['std_error_spearman'])} / {f(m['std_error_spearman_wedge_band'])} | {f(m['std_error_cc'])} | "
+          f"{f(m['ause'])} / {f(m['ause_wedge_band'])} | {smp.get('ess_min', '—')} | {f(cal.get('scale'))} | "
+          f"{f(smp.get('seconds_per_sample'), 1)} |")
 EOF

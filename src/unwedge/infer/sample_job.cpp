@@ -72,6 +72,12 @@ json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so
     std::vector<at::Tensor> draws;
     for (size_t k = 4; k < out.volumes.size(); ++k) draws.push_back(mrc_read(out.volumes[k]).data);
     eval_add_band_uncertainty(eval, mean, draws, so.spread_scale, gt, eo);
+    const json& m = eval["metrics"];
+    log_info("  by band: coverage 90 % {:.3f} measured, {:.3f} wedge; Spearman corr(std, |error|) "
+             "{:.3f} measured, {:.3f} wedge",
+             m.value("coverage_90_measured_band", 0.0), m.value("coverage_90_wedge_band", 0.0),
+             m.value("std_error_spearman_measured_band", 0.0),
+             m.value("std_error_spearman_wedge_band", 0.0));
   }
   eval["metrics"]["bounds_coverage"] = metric_bounds_coverage(
       mean, mrc_read(out.volumes[2]).data, mrc_read(out.volumes[3]).data, gt);
