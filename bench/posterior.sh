@@ -149,7 +149,7 @@ def sampled(d, model, point_mrc):
     cal = s.get("calibration", {})
     return {"train": train_info(os.path.join(out, "models", model)), "point": point(point_mrc),
             "metrics": pick(s["eval"]["metrics"]),
-            "calibration": {k: cal.get(k) for k in ("scale", "coverage_before", "coverage_after", "seconds")},
+            "calibration": {k: cal.get(k) for k in ("std_scale", "bounds_scale", "reliability", "coverage_before", "coverage_after", "seconds")},
             "sampling": {k: s.get(k) for k in ("seconds", "seconds_per_sample", "ess_min", "ess_mean",
                                                 "acceptance", "draws", "tiles")}}
 res = {"bench": "posterior", "preset": preset, "seed": int(seed), "simulate_extra": sim_opts,
@@ -179,7 +179,7 @@ os.replace(tmp, result)
 print("posterior.sh: wrote", result)
 f = lambda v, d=3: "—" if v is None else f"{v:.{d}f}"
 print("| method | CC (point) | wedge-band CC (point) | coverage 50/80/90/95 % | measured band 50/90 % | "
-      "wedge 50/90 % | Spearman all / wedge | Pearson all | AUSE all / wedge | ESS min | calibration factor | s per draw |")
+      "wedge 50/90 % | Spearman all / wedge | Pearson all | AUSE all / wedge | ESS min | calibration factors std / bounds | s per draw |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, r in res["methods"].items():
     m, p = r["metrics"], r["point"]
@@ -190,6 +190,6 @@ for name, r in res["methods"].items():
           f"{f(m['coverage_50_measured_band'],2)}/{f(m['coverage_90_measured_band'],2)} | "
           f"{f(m['coverage_50_wedge_band'],2)}/{f(m['coverage_90_wedge_band'],2)} | "
           f"{f(m['std_error_spearman'])} / {f(m['std_error_spearman_wedge_band'])} | {f(m['std_error_cc'])} | "
-          f"{f(m['ause'])} / {f(m['ause_wedge_band'])} | {smp.get('ess_min', '—')} | {f(cal.get('scale'))} | "
+          f"{f(m['ause'])} / {f(m['ause_wedge_band'])} | {smp.get('ess_min', '—')} | {f(cal.get('std_scale'))} / {f(cal.get('bounds_scale'))} | "
           f"{f(smp.get('seconds_per_sample'), 1)} |")
 EOF

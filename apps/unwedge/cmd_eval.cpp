@@ -22,7 +22,7 @@ namespace {
 struct EvalParams {
   std::string in, truth, half1, half2, mask, std_map, json;
   std::vector<std::string> samples;  ///< posterior draws of --in: per-band figures
-  double spread_scale = 1.0;         ///< the factor the sampler applied to the std
+  double std_scale = 1.0;         ///< the factor the sampler applied to the std
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
   std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
   bool wedge_sign_given = false;
@@ -124,8 +124,8 @@ void run_eval(const EvalParams& p) {
   if (!p.samples.empty()) {
     if (!truth_mode || p.std_map.empty()) throw ValueError("eval: --samples needs --in, --truth and --std");
     if (!p.mask.empty()) throw ValueError("eval: --samples takes no --mask (the bands are of the whole volume)");
-    if (!(p.spread_scale > 0) || !std::isfinite(p.spread_scale)) {
-      throw ValueError("eval: --spread-scale " + std::to_string(p.spread_scale) + " (need a finite value > 0)");
+    if (!(p.std_scale > 0) || !std::isfinite(p.std_scale)) {
+      throw ValueError("eval: --std-scale " + std::to_string(p.std_scale) + " (need a finite value > 0)");
     }
     std::vector<at::Tensor> draws;
     for (const auto& path : p.samples) {
@@ -133,7 +133,7 @@ void run_eval(const EvalParams& p) {
       same_shape(a, pa, d, path);
       draws.push_back(d.data);
     }
-    eval_add_band_uncertainty(r, a.data, draws, p.spread_scale, b.data, o);
+    eval_add_band_uncertainty(r, a.data, draws, p.std_scale, b.data, o);
   }
   r["files"] = truth_mode ? nlohmann::json{{"restored", p.in}, {"truth", p.truth}}
                           : nlohmann::json{{"half1", p.half1}, {"half2", p.half2}};
@@ -173,7 +173,7 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
                   "corr(std, |error|) and AUSE inside the measured band and the missing wedge, "
                   "the std there being the draws' spread restricted to the band")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--spread-scale", p->spread_scale,
+  cmd->add_option("--std-scale", p->std_scale,
                   "Factor on the draws' spread for --samples: the calibration factor the sampler "
                   "applied to std.mrc (summary.json calibration.scale; 1 without --calibrate)")
       ->capture_default_str();

@@ -22,11 +22,11 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
     --no-progress --threads 1
   check sample-bootstrap-std 0 "64 x 64 x 32" -- "$BIN" info "$WORK/s_boot/std.mrc"
   check sample-bootstrap-summary 0 '"uq": "equivariant bootstrap' -- cat "$WORK/s_boot/summary.json"
-  # --calibrate: the same draws, std and the bounds' distances from the mean times the factor
+  # --calibrate: the same draws, std and the bounds' distances from the mean times the factors
   # it records (checked here from the files).
   SB=(--model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --uq bootstrap --n 3 --tile 24 --overlap 4
       --no-report --no-progress --threads 1)
-  check sample-calibrate 0 "calibration on a 24\^3 cube.*spread x" -- "$BIN" sample "${SB[@]}" \
+  check sample-calibrate 0 "calibration on a 24\^3 cube.*std x" -- "$BIN" sample "${SB[@]}" \
     --calibrate --out-dir "$WORK/s_cal"
   check sample-calibrate-summary 0 '"calibration".*' -- cat "$WORK/s_cal/summary.json"
   if /usr/bin/python3 -c "import mrcfile, numpy" 2>/dev/null && "$BIN" -q sample "${SB[@]}" \
@@ -38,12 +38,13 @@ assert c['coverage_after'] >= c['interval'], c
 r = lambda d, f: mrcfile.open('$WORK/' + d + '/' + f + '.mrc', permissive=True).data.astype(np.float64)
 m = r('s_nocal', 'mean')
 assert np.array_equal(r('s_cal', 'mean'), m)
-s = c['scale']
-for f, ref in (('std', r('s_nocal', 'std') * s), ('lower', m - s * (m - r('s_nocal', 'lower'))),
-               ('upper', m + s * (r('s_nocal', 'upper') - m))):
+s, b = c['std_scale'], c['bounds_scale']
+assert len(c['reliability']['after']) == 4, c
+for f, ref in (('std', r('s_nocal', 'std') * s), ('lower', m - b * (m - r('s_nocal', 'lower'))),
+               ('upper', m + b * (r('s_nocal', 'upper') - m))):
     d = np.abs(r('s_cal', f) - ref).max()
     assert d < 1e-4 * (1 + np.abs(ref).max()), (f, d)
-print('std and bounds scaled by', s)
+print('std scaled by', s, 'bounds by', b)
 "
   fi
   check sample-uq-unknown 1 "--uq" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \

@@ -270,7 +270,7 @@ void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Te
 }
 
 void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
-                               const std::vector<at::Tensor>& draws, double spread_scale,
+                               const std::vector<at::Tensor>& draws, double std_scale,
                                const at::Tensor& gt, const EvalOptions& o) {
   check_shapes(restored, gt, {});
   wedge_check(o.wedge);
@@ -279,8 +279,8 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
                      " draws (need at least 2 for a spread)");
   }
   for (const auto& d : draws) check_shapes(d, gt, {});
-  if (!(spread_scale > 0) || !std::isfinite(spread_scale)) {
-    throw ValueError("band uncertainty: spread scale " + std::to_string(spread_scale) +
+  if (!(std_scale > 0) || !std::isfinite(std_scale)) {
+    throw ValueError("band uncertainty: std scale " + std::to_string(std_scale) +
                      " (need a finite value > 0)");
   }
   AffineFit fit = affine_fit(gt, restored, {});
@@ -304,7 +304,7 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
     }
     const double k = static_cast<double>(draws.size());
     at::Tensor var = (sum_sq / k - (sum / k).square()).clamp_min(0);
-    at::Tensor sd = var.sqrt() * (spread_scale / std::abs(fit.scale));
+    at::Tensor sd = var.sqrt() * (std_scale / std::abs(fit.scale));
     bands[name] = uncertainty_figures(result["metrics"], mean, sd, band_part(gt, f), {}, "_" + name);
   }
   result["uncertainty"]["bands"] = bands;

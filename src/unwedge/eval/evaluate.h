@@ -41,13 +41,13 @@ void eval_add_uncertainty(nlohmann::json& result, const at::Tensor& restored, co
 
 /// Per-band calibration of a posterior from its draws (each [Z, Y, X] like gt): for the measured
 /// band and the missing wedge of opts.wedge, the volumes restricted to the band (Fourier mask),
-/// the std the spread of the band-passed draws with equal weights times `spread_scale` (the
+/// the std the spread of the band-passed draws with equal weights times `std_scale` (the
 /// factor sample applied to std.mrc), mapped to gt's scale by the fit of the whole volume as in
 /// eval_add_uncertainty; adds coverage_P_BAND, std_error_cc_BAND, std_error_spearman_BAND,
 /// ause_BAND (BAND: measured_band, wedge_band) to result["metrics"] and the curves to
 /// result["uncertainty"]["bands"][BAND]. ValueError with fewer than two draws.
 void eval_add_band_uncertainty(nlohmann::json& result, const at::Tensor& restored,
-                               const std::vector<at::Tensor>& draws, double spread_scale,
+                               const std::vector<at::Tensor>& draws, double std_scale,
                                const at::Tensor& gt, const EvalOptions& opts);
 
 /// Metrics of two independently restored halves (no ground truth): half-map FSC and its

@@ -42,6 +42,71 @@ double conformal_bounds_scale(const at::Tensor& truth, const at::Tensor& mean,
   return std::get<0>(need.sort()).index({k - 1}).item<double>();
 }
 
+namespace {
+
+/// Fraction of voxels with ratio <= z (ratio = |truth − mean| / std, sorted ascending).
+double fraction_within(const at::Tensor& sorted_ratio, double z) {
+  const auto n = torch::searchsorted(sorted_ratio, torch::tensor({z}, torch::kDouble),
+                                     /*out_int32=*/false, /*right=*/true);
+  return n.item<double>() / double(sorted_ratio.numel());
+}
+
+/// |truth − mean| / std per voxel, sorted (0 where both are 0, +inf where only std is).
+at::Tensor sorted_error_ratio(const at::Tensor& truth, const at::Tensor& mean, const at::Tensor& std) {
+  if (truth.sizes() != mean.sizes() || std.sizes() != mean.sizes() || mean.numel() == 0) {
+    throw ShapeError("calibration: truth, mean and std differ in shape or are empty");
+  }
+  const auto e = (truth.to(torch::kDouble) - mean.to(torch::kDouble)).abs().reshape({-1});
+  const auto s = std.to(torch::kDouble).reshape({-1});
+  const auto r = torch::where(e <= 0, torch::zeros_like(e),
+                              torch::where(s > 0, e / s.clamp_min(1e-300),
+                                           torch::full_like(e, std::numeric_limits<double>::infinity())));
+  return std::get<0>(r.sort());
+}
+
+std::vector<double> gaussian_reliability(const at::Tensor& sorted_ratio, const std::vector<double>& levels,
+                                         double scale) {
+  std::vector<double> c;
+  for (double p : levels) c.push_back(fraction_within(sorted_ratio, sample_interval_z(p) * scale));
+  return c;
+}
+
+}  // namespace
+
+double gaussian_reliability_scale(const at::Tensor& truth, const at::Tensor& mean,
+                                  const at::Tensor& std, const std::vector<double>& levels) {
+  if (levels.empty()) throw ValueError("calibration: no reliability levels");
+  for (double p : levels) {
+    if (!(p > 0 && p < 1)) throw ValueError("calibration: level " + std::to_string(p) + " (need 0 < p < 1)");
+  }
+  const at::Tensor r = sorted_error_ratio(truth, mean, std);
+  const at::Tensor finite = r.masked_select(r.isfinite() & (r > 0));
+  if (finite.numel() == 0) {
+    throw ValueError("calibration: no voxel has a spread and an error (nothing to scale)");
+  }
+  // The factors that matter lie between the smallest and largest finite ratio over the levels' z.
+  double z_lo = std::numeric_limits<double>::infinity(), z_hi = 0;
+  for (double p : levels) {
+    z_lo = std::min(z_lo, sample_interval_z(p));
+    z_hi = std::max(z_hi, sample_interval_z(p));
+  }
+  const double lo = std::log(finite.min().item<double>() / z_hi);
+  const double hi = std::log(finite.max().item<double>() / z_lo);
+  double best_s = 1.0, best_gap = std::numeric_limits<double>::infinity();
+  const int steps = 4000;
+  for (int i = 0; i <= steps; ++i) {
+    const double s = std::exp(lo + (hi - lo) * i / steps);
+    const std::vector<double> c = gaussian_reliability(r, levels, s);
+    double gap = 0;
+    for (size_t k = 0; k < levels.size(); ++k) gap = std::max(gap, std::abs(c[k] - levels[k]));
+    if (gap < best_gap) {
+      best_gap = gap;
+      best_s = s;
+    }
+  }
+  return best_s;
+}
+
 SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
                                    const SampleOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -73,7 +138,8 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   auto y_pseudo = wedge_apply(truth, m) + noise;
 
   SampleOptions so = opts;
-  so.spread_scale = 1.0;
+  so.std_scale = 1.0;
+  so.bounds_scale = 1.0;
   so.tiling.z_begin = 0;
   so.tiling.z_end = -1;
   so.xz_planes = 0;
@@ -89,34 +155,46 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   c.side = s;
   c.rotation = r.name();
   c.noise_variance = sigma2.item<double>();
-  c.scale = conformal_bounds_scale(tr, pv.mean, pv.lower, pv.upper, opts.interval);
-  if (!std::isfinite(c.scale) || !(c.scale > 0)) {
+  c.bounds_scale = conformal_bounds_scale(tr, pv.mean, pv.lower, pv.upper, opts.interval);
+  if (!std::isfinite(c.bounds_scale) || !(c.bounds_scale > 0)) {
     throw ValueError("calibration: the pseudo-problem's bounds need a spread factor of " +
-                     std::to_string(c.scale) + " (the draws do not vary where the answer " +
+                     std::to_string(c.bounds_scale) + " (the draws do not vary where the answer " +
                      "differs from their mean); sample without --calibrate");
   }
+  c.levels = {0.5, 0.8, 0.9, 0.95};
+  c.std_scale = gaussian_reliability_scale(tr, pv.mean, pv.std, c.levels);
+  const at::Tensor ratio = sorted_error_ratio(tr, pv.mean, pv.std);
+  c.reliability_before = gaussian_reliability(ratio, c.levels, 1.0);
+  c.reliability_after = gaussian_reliability(ratio, c.levels, c.std_scale);
   auto inside = [&](double f) {
     auto lo = pv.mean - f * (pv.mean - pv.lower), hi = pv.mean + f * (pv.upper - pv.mean);
     return ((tr >= lo) & (tr <= hi)).to(torch::kDouble).mean().item<double>();
   };
   c.coverage_before = inside(1.0);
-  c.coverage_after = inside(c.scale);
+  c.coverage_after = inside(c.bounds_scale);
   auto err = (pv.mean - tr).abs().reshape({-1}).to(torch::kDouble);
   auto sd = pv.std.reshape({-1}).to(torch::kDouble);
   c.std_error_cc = torch::stack({err, sd}).corrcoef()[0][1].item<double>();
   c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("calibration on a {}^3 cube turned by {}: {:.0f} % bounds covered {:.3f} of the "
-           "known answer; spread x {:.3f} covers {:.3f} ({:.1f} s)",
-           s, c.rotation, 100 * opts.interval, c.coverage_before, c.scale, c.coverage_after,
-           c.seconds);
+           "known answer, x {:.3f} covers {:.3f}; std x {:.3f}: mean ± z std covers "
+           "{:.3f}/{:.3f}/{:.3f}/{:.3f} at 50/80/90/95 % ({:.1f} s)",
+           s, c.rotation, 100 * opts.interval, c.coverage_before, c.bounds_scale, c.coverage_after,
+           c.std_scale, c.reliability_after[0], c.reliability_after[1], c.reliability_after[2],
+           c.reliability_after[3], c.seconds);
   return c;
 }
 
 nlohmann::json spread_calibration_json(const SpreadCalibration& c, double interval) {
   return {{"procedure",
            "T_M o R proxy: a cube of the input restored, turned by a wedge-moving cube rotation, "
-           "wedged and noised at the data's level, sampled; split-conformal factor on its bounds"},
-          {"scale", c.scale},
+           "wedged and noised at the data's level, sampled; split-conformal factor on its bounds "
+           "(bounds_scale), the factor on the std that puts its Gaussian intervals nearest the "
+           "reliability diagram's diagonal at 50/80/90/95 % (std_scale)"},
+          {"bounds_scale", c.bounds_scale},
+          {"std_scale", c.std_scale},
+          {"reliability",
+           {{"nominal", c.levels}, {"before", c.reliability_before}, {"after", c.reliability_after}}},
           {"interval", interval},
           {"coverage_before", c.coverage_before},
           {"coverage_after", c.coverage_after},

@@ -7,22 +7,29 @@
 // noise of the data's level and band (T_M of white noise whose variance per coefficient is the
 // input's measured power above 0.3 cycles/voxel, as the equivariant bootstrap uses). The
 // sampler is run on y' exactly as on the data; its answer is compared with the known R x̂, and
-// the spread is scaled by the smallest factor c with which the bounds cover the requested
-// fraction of the cube's voxels (split-conformal on the pseudo-problem):
+// two factors are read off it. The bounds are scaled by the smallest factor c with which they
+// cover the requested fraction of the cube's voxels (split-conformal on the pseudo-problem):
 //
 //   need_v = (t_v − m_v) / (u_v − m_v)  where t_v ≥ m_v, else (m_v − t_v) / (m_v − l_v),
 //   c = the ⌈interval·(V + 1)⌉-th smallest need_v,
 //
 // with m, l, u the pseudo-problem's mean and bounds and t the known answer R x̂ mapped onto the
 // mean's scale by the least-squares fit m ≈ a·R x̂ + b (the convention of eval's coverage
-// metrics: a restoration's units are its own). The same c then multiplies the
-// std and the bounds' distances from the mean of the run on the data (SampleOptions::
-// spread_scale). What it assumes: errors on the pseudo-problem are like errors on the data.
+// metrics: a restoration's units are its own). The std is scaled by the factor s whose Gaussian
+// intervals m ± z_p·s·std are nearest their nominal mass p over the whole reliability diagram
+// (p = 50, 80, 90, 95 %: the s with the smallest largest gap |coverage_p − p|). One factor cannot
+// put every level on the diagonal when the errors are heavier-tailed than a Gaussian of the
+// stated std (as restorations' are: a std fitted at 90 % alone over-covers 50 % by 10-20
+// points), so s spreads the miss over the levels; the bounds keep their own factor for their
+// own level. c multiplies the bounds' distances from the mean and s the std of the run on the
+// data (SampleOptions::bounds_scale, std_scale). What it assumes: errors on the pseudo-problem
+// are like errors on the data.
 // R x̂ is smoother than a real specimen (G denoises), so c may come out low; bench/RESULTS.md
 // says by how much on simulated data.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -34,9 +41,13 @@ namespace unwedge {
 
 /// What the calibration measured on its pseudo-problem.
 struct SpreadCalibration {
-  double scale = 1.0;            ///< c: the factor on std and bounds
+  double bounds_scale = 1.0;     ///< c: the factor on the bounds' distances from the mean
+  double std_scale = 1.0;        ///< s: the factor on the std
   double coverage_before = 0;    ///< fraction of the cube's voxels inside the bounds, c = 1
   double coverage_after = 0;     ///< the same with c
+  std::vector<double> levels;              ///< nominal masses of the std's reliability diagram
+  std::vector<double> reliability_before;  ///< Gaussian coverage of mean ± z·std per level, s = 1
+  std::vector<double> reliability_after;   ///< the same with s
   double std_error_cc = 0;       ///< corr(std, |mean − truth|) over the cube's voxels
   double noise_variance = 0;     ///< variance per coefficient of the added noise (normalised)
   int64_t side = 0;              ///< edge of the cube, voxels
@@ -48,12 +59,21 @@ struct SpreadCalibration {
 /// truth inside [mean − c (mean − lower), mean + c (upper − mean)] (the ⌈interval (V + 1)⌉-th
 /// smallest of the per-voxel needs, the largest when that exceeds V). A voxel whose truth lies
 /// off the mean where its bound is at the mean needs an infinite c. All tensors of one shape.
+/// The factor s > 0 that puts the Gaussian intervals mean ± z_p·s·std nearest their nominal
+/// masses p (`levels`, each in (0, 1)): the smallest max_p |coverage_p(s) − p| over a grid of
+/// 4001 log-spaced factors spanning the voxels' |truth − mean| / (z_p std), the smallest such s
+/// on ties; coverage_p(s) the fraction of voxels with |truth − mean| <= z_p·s·std. Voxels with
+/// std 0 count as covered only where truth = mean. ValueError when no voxel has std > 0 and
+/// truth off the mean (nothing to scale), ShapeError on differing shapes.
+double gaussian_reliability_scale(const at::Tensor& truth, const at::Tensor& mean,
+                                  const at::Tensor& std, const std::vector<double>& levels = {0.5, 0.8, 0.9, 0.95});
+
 double conformal_bounds_scale(const at::Tensor& truth, const at::Tensor& mean,
                               const at::Tensor& lower, const at::Tensor& upper, double interval);
 
 /// Runs the pseudo-problem on `cube` [s, s, s] (normalised, s >= 8) with `method` and the
-/// sampling options `opts` (uq, draws, bounds, interval, tiling, wedge; spread_scale ignored),
-/// and returns the factor. ValueError when the cube is not cubic or no cube rotation moves the
+/// sampling options `opts` (uq, draws, bounds, interval, tiling, wedge; std_scale and
+/// bounds_scale ignored), and returns the factors. ValueError when the cube is not cubic or no cube rotation moves the
 /// wedge of opts.wedge.
 SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube, const SampleOptions& opts);
 

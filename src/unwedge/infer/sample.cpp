@@ -106,9 +106,10 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
     throw ValueError("bounds: '" + opts.bounds + "' is not quantile or gaussian");
   }
   const double z = sample_interval_z(opts.interval);
-  const double c = opts.spread_scale;
-  if (!(c > 0) || !std::isfinite(c)) {
-    throw ValueError("sample: spread scale " + std::to_string(c) + " (need a finite value > 0)");
+  const double cs = opts.std_scale, cb = opts.bounds_scale;
+  if (!(cs > 0) || !std::isfinite(cs) || !(cb > 0) || !std::isfinite(cb)) {
+    throw ValueError("sample: std scale " + std::to_string(cs) + ", bounds scale " +
+                     std::to_string(cb) + " (need finite values > 0)");
   }
   if (!sinks.mean || !sinks.std || !sinks.lower || !sinks.upper) {
     throw ValueError("sample: the mean, std, lower and upper sinks are required");
@@ -173,18 +174,17 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
     at::Tensor mean = part(kMean);
     at::Tensor var = part(kVar) + (part(kMeanSq) - mean * mean);
     at::Tensor sd = var.clamp_min(0).sqrt();
-    if (c != 1.0) sd = sd * c;
     sinks.mean(a, mean.contiguous());
-    sinks.std(a, sd.contiguous());
-    if (quantile && c == 1.0) {
+    sinks.std(a, (cs == 1.0 ? sd : sd * cs).contiguous());
+    if (quantile && cb == 1.0) {
       sinks.lower(a, part(kLower).contiguous());
       sinks.upper(a, part(kUpper).contiguous());
     } else if (quantile) {
-      sinks.lower(a, (mean - c * (mean - part(kLower))).contiguous());
-      sinks.upper(a, (mean + c * (part(kUpper) - mean)).contiguous());
+      sinks.lower(a, (mean - cb * (mean - part(kLower))).contiguous());
+      sinks.upper(a, (mean + cb * (part(kUpper) - mean)).contiguous());
     } else {
-      sinks.lower(a, (mean - z * sd).contiguous());
-      sinks.upper(a, (mean + z * sd).contiguous());
+      sinks.lower(a, (mean - z * cb * sd).contiguous());
+      sinks.upper(a, (mean + z * cb * sd).contiguous());
     }
     for (size_t k = 0; k < n_save; ++k) sinks.samples[k](a, part(kFirstSample + k).contiguous());
   };

@@ -38,8 +38,8 @@ struct SampleOptions {
   double interval = 0.9;        ///< credible interval mass in (0, 1)
   std::string bounds = "quantile";  ///< quantile (weighted quantiles of the draws) | gaussian
   int64_t xz_planes = 6;        ///< draws whose central XZ plane (y = Y/2) is kept (flip-book)
-  double spread_scale = 1.0;    ///< factor on the spread (> 0): std, and the bounds' distances
-                                ///< from the mean (a data-only calibration's, infer/calibrate.h)
+  double std_scale = 1.0;       ///< factor on std (> 0; a data-only calibration's, infer/calibrate.h)
+  double bounds_scale = 1.0;    ///< factor on the bounds' distances from the mean (> 0; the same)
 };
 
 /// Where the outputs go (normalised scale; each sink gets every section once, ascending z).

@@ -71,7 +71,7 @@ json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so
   if (out.volumes.size() > 5) {  // --save-samples: the draws give the per-band spread
     std::vector<at::Tensor> draws;
     for (size_t k = 4; k < out.volumes.size(); ++k) draws.push_back(mrc_read(out.volumes[k]).data);
-    eval_add_band_uncertainty(eval, mean, draws, so.spread_scale, gt, eo);
+    eval_add_band_uncertainty(eval, mean, draws, so.std_scale, gt, eo);
     const json& m = eval["metrics"];
     log_info("  by band: coverage 90 % {:.3f} measured, {:.3f} wedge; Spearman corr(std, |error|) "
              "{:.3f} measured, {:.3f} wedge",
@@ -406,7 +406,8 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
     const int64_t side = std::min({so.tiling.tile, shape[0], shape[1], shape[2]});
     const int64_t z0 = (shape[0] - side) / 2, y0 = (shape[1] - side) / 2, x0 = (shape[2] - side) / 2;
     cal = calibrate_spread(*ck.method, readers[0](z0, z0 + side, y0, y0 + side, x0, x0 + side), so);
-    so.spread_scale = cal.scale;
+    so.std_scale = cal.std_scale;
+    so.bounds_scale = cal.bounds_scale;
   }
   fs::create_directories(dir);
   if (o.save_samples) fs::create_directories(dir / "samples");
