@@ -199,7 +199,8 @@ def test_sample_bootstrap_calibrated_equals_the_program(sim, model, tmp_path):
             theirs = np.array(m.data)
         assert np.max(np.abs(post[name] - theirs)) <= 1e-6 * max(1.0, float(np.abs(theirs).max()))
     c = post["summary"]["calibration"]
-    assert c["scale"] > 0 and c["coverage_after"] >= c["interval"]
+    assert c["bounds_scale"] > 0 and c["coverage_after"] >= c["interval"]
+    assert c["std_scale"] > 0 and len(c["reliability"]["after"]) == 4
     with pytest.raises(ValueError, match="deterministic"):
         model.sample(str(out / "tomo.mrc"), n=2)
 

@@ -311,7 +311,7 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
   result["conventions"]["uncertainty_bands"] =
       "KEY_measured_band, KEY_wedge_band: the same figures for the volumes restricted to the "
       "measured band and to the missing wedge (Fourier masks of the tilt range): mean and truth "
-      "band-passed, std the spread of the band-passed draws (equal weights, times the spread "
+      "band-passed, std the spread of the band-passed draws (equal weights, times the std "
       "scale), the affine fit of the whole volume";
 }
 
