@@ -661,6 +661,17 @@ TEST(CalibrateSpread, ItsFactorCoversThePseudoProblemAndSampleAppliesIt) {
   const double z = sample_interval_z(o.interval);
   EXPECT_TRUE(torch::allclose(gauss.upper - gauss.mean, z * 0.7 * plain.std, 1e-4, 1e-5));
   o.bounds = "quantile";
+  // With the other half, the pseudo-problem's noise is (even − odd)/√2: halves with independent
+  // white noise of the cube's level give the same kind of factor, about 1.
+  torch::manual_seed(6);
+  at::Tensor signal = 0.3 * torch::randn({16, 16, 16});
+  at::Tensor even = signal + torch::randn({16, 16, 16}), odd = signal + torch::randn({16, 16, 16});
+  const SpreadCalibration h = calibrate_spread(identity, even, o, odd);
+  EXPECT_EQ(h.noise, "halves");
+  EXPECT_EQ(c.noise, "highfreq");
+  EXPECT_NEAR(h.bounds_scale, 1.0, 0.35);
+  EXPECT_NEAR(h.std_scale, 1.0, 0.35);
+  EXPECT_THROW(calibrate_spread(identity, even, o, odd.narrow(0, 0, 8)), ShapeError);
   o.std_scale = 0;
   EXPECT_THROW(sample_volume(identity, vol, o), ValueError);
   o.std_scale = 1;

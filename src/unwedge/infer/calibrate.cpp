@@ -108,12 +108,16 @@ double gaussian_reliability_scale(const at::Tensor& truth, const at::Tensor& mea
 }
 
 SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
-                                   const SampleOptions& opts) {
+                                   const SampleOptions& opts, const at::Tensor& other_half) {
   const auto t0 = std::chrono::steady_clock::now();
   if (cube.dim() != 3 || cube.size(0) != cube.size(1) || cube.size(0) != cube.size(2) ||
       cube.size(0) < 8) {
     throw ValueError("calibration: the cube must be [s, s, s] with s >= 8, got " +
                      c10::str(cube.sizes()));
+  }
+  if (other_half.defined() && other_half.sizes() != cube.sizes()) {
+    throw ShapeError("calibration: the other half's cube is " + c10::str(other_half.sizes()) +
+                     ", the cube " + c10::str(cube.sizes()));
   }
   torch::NoGradGuard no_grad;
   const int64_t s = cube.size(0);
@@ -135,7 +139,16 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   const auto [r, noise] = rotations_and_noise.draw_rotation_noise(
       shape, g, m, sigma2, opts.posterior.seed ^ 0x5eed'ca1bULL);
   auto truth = cube_rotate(x_hat, r);  // [1, 1, s, s, s]
-  auto y_pseudo = wedge_apply(truth, m) + noise;
+  // With both halves, the noise is the data's own: (even − odd)/√2 has one half's noise level
+  // and its colour (a weighted back-projection's noise rises with frequency, so white noise at
+  // the high-frequency level overstates it at low frequencies), on the measured band.
+  const bool from_halves = other_half.defined();
+  auto y_pseudo = wedge_apply(truth, m) +
+                  (from_halves ? wedge_apply(((cube - other_half) / std::sqrt(2.0))
+                                                 .to(device, torch::kFloat)
+                                                 .view({1, 1, s, s, s}),
+                                             m)
+                               : noise);
 
   SampleOptions so = opts;
   so.std_scale = 1.0;
@@ -155,6 +168,7 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   c.side = s;
   c.rotation = r.name();
   c.noise_variance = sigma2.item<double>();
+  c.noise = from_halves ? "halves" : "highfreq";
   c.bounds_scale = conformal_bounds_scale(tr, pv.mean, pv.lower, pv.upper, opts.interval);
   if (!std::isfinite(c.bounds_scale) || !(c.bounds_scale > 0)) {
     throw ValueError("calibration: the pseudo-problem's bounds need a spread factor of " +
@@ -200,6 +214,7 @@ nlohmann::json spread_calibration_json(const SpreadCalibration& c, double interv
           {"coverage_after", c.coverage_after},
           {"std_error_cc", std::isfinite(c.std_error_cc) ? nlohmann::json(c.std_error_cc)
                                                           : nlohmann::json(nullptr)},
+          {"noise", c.noise},
           {"noise_variance", c.noise_variance},
           {"cube", c.side},
           {"rotation", c.rotation},

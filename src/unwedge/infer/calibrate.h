@@ -4,8 +4,9 @@
 // 90 %. The T_M∘R proxy gives a problem whose answer is known: take a cube of the input, restore
 // it (x̂ = G(y)), turn the restoration by a cube rotation R that moves the missing wedge into
 // measured territory, and observe it again as the microscope would, y' = T_M(R x̂) + n, with n
-// noise of the data's level and band (T_M of white noise whose variance per coefficient is the
-// input's measured power above 0.3 cycles/voxel, as the equivariant bootstrap uses). The
+// noise of the data's level and band: with both halves, the data's own noise (even − odd)/√2
+// of the same cube (its level and colour), else T_M of white noise whose variance per
+// coefficient is the input's measured power above 0.3 cycles/voxel (as the bootstrap uses). The
 // sampler is run on y' exactly as on the data; its answer is compared with the known R x̂, and
 // two factors are read off it. The bounds are scaled by the smallest factor c with which they
 // cover the requested fraction of the cube's voxels (split-conformal on the pseudo-problem):
@@ -49,7 +50,8 @@ struct SpreadCalibration {
   std::vector<double> reliability_before;  ///< Gaussian coverage of mean ± z·std per level, s = 1
   std::vector<double> reliability_after;   ///< the same with s
   double std_error_cc = 0;       ///< corr(std, |mean − truth|) over the cube's voxels
-  double noise_variance = 0;     ///< variance per coefficient of the added noise (normalised)
+  std::string noise;             ///< halves ((even − odd)/√2) or highfreq (white, noise_variance)
+  double noise_variance = 0;     ///< highfreq: variance per coefficient (normalised)
   int64_t side = 0;              ///< edge of the cube, voxels
   std::string rotation;          ///< the cube rotation R (CubeRotation::name)
   double seconds = 0;            ///< wall-clock time of the calibration
@@ -73,9 +75,12 @@ double conformal_bounds_scale(const at::Tensor& truth, const at::Tensor& mean,
 
 /// Runs the pseudo-problem on `cube` [s, s, s] (normalised, s >= 8) with `method` and the
 /// sampling options `opts` (uq, draws, bounds, interval, tiling, wedge; std_scale and
-/// bounds_scale ignored), and returns the factors. ValueError when the cube is not cubic or no cube rotation moves the
-/// wedge of opts.wedge.
-SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube, const SampleOptions& opts);
+/// bounds_scale ignored), and returns the factors. `other_half`: the same cube of the other
+/// half tomogram (its noise is then the data's own), or undefined. ValueError when the cube is
+/// not cubic or no cube rotation moves the wedge of opts.wedge; ShapeError when the other half's
+/// cube differs in shape.
+SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube, const SampleOptions& opts,
+                                   const at::Tensor& other_half = {});
 
 /// The summary.json entry of a calibration.
 nlohmann::json spread_calibration_json(const SpreadCalibration& c, double interval);

@@ -405,7 +405,9 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
   if (o.calibrate) {
     const int64_t side = std::min({so.tiling.tile, shape[0], shape[1], shape[2]});
     const int64_t z0 = (shape[0] - side) / 2, y0 = (shape[1] - side) / 2, x0 = (shape[2] - side) / 2;
-    cal = calibrate_spread(*ck.method, readers[0](z0, z0 + side, y0, y0 + side, x0, x0 + side), so);
+    auto cube = [&](const TileReader& r) { return r(z0, z0 + side, y0, y0 + side, x0, x0 + side); };
+    cal = calibrate_spread(*ck.method, cube(readers[0]), so,
+                           readers.size() > 1 ? cube(readers[1]) : at::Tensor());
     so.std_scale = cal.std_scale;
     so.bounds_scale = cal.bounds_scale;
   }
