@@ -572,6 +572,77 @@ TEST(ConformalBoundsScale, MatchesABruteForceSearch) {
   EXPECT_THROW(conformal_bounds_scale(z, z.narrow(0, 0, 5), z, z, 0.5), ShapeError);
 }
 
+// A linear Gaussian model with a wedge: the specimen is 0 (restore gives 0), the data are noise
+// on the measured band, and the "posterior" draws y + spread·ξ (white), a std that is wrong by a
+// known factor. With both halves, the calibration's pseudo-problem has the data's own noise
+// n = T_M((even − odd)/√2) and the known answer 0. The true scale is the factor that calibrates a
+// run on fresh data of the same noise, found there with the truth (the oracle); the data-only
+// factor must be within 5 % of it. Both are near the variance ratio sqrt(var(n) + spread²/K) /
+// spread, about 5 % above it (a std from K = 16 draws makes error/std t-distributed, heavier
+// tailed than a Gaussian); with the factor, the fresh run's intervals cover their nominal mass.
+class ZeroSpecimenPosterior : public Method, public PosteriorMethod {
+ public:
+  explicit ZeroSpecimenPosterior(double spread) : spread_(spread) {}
+  std::string name() const override { return "zero-specimen"; }
+  bool needs_halves() const override { return false; }
+  bool stochastic() const override { return true; }
+  torch::Tensor loss(const Batch&) override { return torch::zeros({}); }
+  torch::Tensor restore(const torch::Tensor& sub) override { return torch::zeros_like(sub); }
+  std::vector<torch::Tensor> parameters() override { return {}; }
+  void train(bool) override {}
+  void to(torch::Device) override {}
+  void save(torch::serialize::OutputArchive&) const override {}
+  void load(torch::serialize::InputArchive&) override {}
+  nlohmann::json options_json() const override { return nlohmann::json::object(); }
+  std::array<int64_t, 3> receptive_field() const override { return {1, 1, 1}; }
+  std::array<int64_t, 3> size_multiple() const override { return {1, 1, 1}; }
+  PosteriorDraws draw(const torch::Tensor& sub, const MethodWedge&, const PosteriorOptions& o) override {
+    std::vector<torch::Tensor> xs;
+    for (int64_t k = 0; k < o.n; ++k) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + uint64_t(k));
+      xs.push_back(sub + spread_ * at::randn(sub.sizes(), gen, torch::kFloat));
+    }
+    PosteriorDraws d;
+    d.samples = torch::stack(xs);
+    d.log_weights = torch::full({o.n, sub.size(0)}, -std::log(double(o.n)), torch::kFloat);
+    return d;
+  }
+
+ private:
+  double spread_;
+};
+
+TEST(CalibrateSpread, LinearGaussianModelRecoversTheTrueScale) {
+  const int64_t s = 24, n = 16;
+  const double spread = 0.25;
+  ZeroSpecimenPosterior method(spread);
+  SampleOptions o = small_opts(s, 0, n);
+  o.wedge.tilt_min_deg = -60;
+  o.wedge.tilt_max_deg = 60;
+  torch::manual_seed(31);
+  at::Tensor even = torch::randn({s, s, s}), odd = torch::randn({s, s, s});
+  WedgeMaskCache masks;
+  const at::Tensor m = masks.mask({s, s, s}, WedgeGeometry{-60, 60}, torch::kCPU).view({1, 1, s, s, s / 2 + 1});
+  auto measured = [&](const at::Tensor& x) { return wedge_apply(x.view({1, 1, s, s, s}), m).view({s, s, s}); };
+  const double var_n = measured((even - odd) / std::sqrt(2.0)).square().mean().item<double>();
+  const double truth_scale = std::sqrt(var_n + spread * spread / double(n)) / spread;
+  const SpreadCalibration c = calibrate_spread(method, even, o, odd);
+  EXPECT_EQ(c.noise, "halves");
+  const at::Tensor fresh = measured(torch::randn({s, s, s}));
+  const SampleVolumes plain = sample_volume(method, fresh, o);
+  const double oracle = gaussian_reliability_scale(torch::zeros_like(fresh), plain.mean, plain.std);
+  EXPECT_NEAR(c.std_scale, oracle, 0.05 * oracle);
+  EXPECT_NEAR(c.std_scale, truth_scale, 0.10 * truth_scale);
+  EXPECT_GT(c.std_scale, truth_scale);
+  // The fresh data sampled with the factor: |mean − 0| <= z std at each level.
+  o.std_scale = c.std_scale;
+  const SampleVolumes v = sample_volume(method, fresh, o);
+  for (double p : {0.5, 0.9}) {
+    const double cover = (v.mean.abs() <= sample_interval_z(p) * v.std).to(torch::kDouble).mean().item<double>();
+    EXPECT_NEAR(cover, p, 0.03) << "level " << p;
+  }
+}
+
 // The std's factor: errors twice the stated std give s = 2; on a small set the gap it reaches is
 // the exact minimax gap (brute force over every breakpoint of the piecewise-constant coverages,
 // within one voxel); Laplace errors (heavier tails) are matched over all levels better than by
