@@ -520,3 +520,51 @@ TEST(CheckpointArchive, LocalHeadersAndDataDescriptorsAgreeWithTheCentralDirecto
   }
   EXPECT_EQ(changed, 1);
 }
+
+nlohmann::json init_net(nlohmann::json j = nlohmann::json::object()) {
+  j["depth"] = 2;
+  j["base_channels"] = 4;
+  j["ot_points"] = 128;
+  return j;
+}
+
+// train --init-from: a cryowgen-mc generator starts as a trained cryogen-ot network. Checked by
+// name against the source: every tensor of the same shape equal, and the one layer that also
+// takes the latent noise (more input channels) equal on the shared channels.
+TEST(InitFrom, CryowgenStartsFromACryogenOtNetwork) {
+  TempDir dir;
+  torch::manual_seed(3);
+  auto ot = method_create("cryogen-ot", init_net());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : ot->parameters()) p.normal_(0, 0.1);  // not anybody's initial values
+  }
+  checkpoint_save(dir / "ot.uwm", *ot, nullptr, CheckpointInfo{}, false);
+  auto mc = method_create("cryowgen-mc", init_net());
+  const WeightTransfer w = checkpoint_init_weights(*mc, dir / "ot.uwm");
+  EXPECT_EQ(w.source_method, "cryogen-ot");
+  EXPECT_EQ(w.partial, 1);
+  EXPECT_EQ(w.skipped, 0);
+  EXPECT_EQ(w.copied + w.partial, w.total);
+  const auto src = ot->main_network()->named_parameters();
+  int partial = 0, equal = 0;
+  for (const auto& item : mc->main_network()->named_parameters()) {
+    const torch::Tensor& s = src[item.key()];
+    if (s.sizes() == item.value().sizes()) {
+      equal += torch::equal(s, item.value());
+    } else {
+      ++partial;
+      EXPECT_EQ(item.value().size(1), s.size(1) + 4) << item.key();  // 4 latent channels
+      EXPECT_TRUE(torch::equal(s, item.value().narrow(1, 0, s.size(1)))) << item.key();
+    }
+  }
+  EXPECT_EQ(partial, 1);
+  EXPECT_EQ(equal, int(src.size()) - 1);
+  // Another width: most tensors differ in shape and keep their initial values.
+  auto wide = method_create("cryogen-ot", {{"depth", 2}, {"base_channels", 8}, {"ot_points", 128}});
+  checkpoint_save(dir / "wide.uwm", *wide, nullptr, CheckpointInfo{}, false);
+  auto mc2 = method_create("cryowgen-mc", init_net());
+  const WeightTransfer w2 = checkpoint_init_weights(*mc2, dir / "wide.uwm");
+  EXPECT_GT(w2.skipped, w2.total / 2);
+  EXPECT_THROW(checkpoint_init_weights(*mc2, dir / "missing.uwm"), std::exception);
+}

@@ -185,6 +185,13 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
       ->delimiter(',');
   cmd->add_option("--seed", o.seed, "Random seed (every step derives from seed and step)")
       ->capture_default_str();
+  cmd->add_option("--init-from", o.init_from,
+                  "Start from the network of this model (.uwm), e.g. a cryogen-ot model for "
+                  "cryowgen-mc or -langevin (their samplers then build on its generator), or a "
+                  "model of other data to fine-tune: tensors of the same name and shape are "
+                  "copied, a layer with more input channels (cryowgen's latent noise) gets the "
+                  "shared ones, the rest keep their initial values (default: none)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--device", o.device,
                   "auto | cpu | cuda | cuda:N (auto: cuda when available; with several ranks, "
                   "cuda means cuda:LOCAL_RANK)")

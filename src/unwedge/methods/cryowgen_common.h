@@ -59,6 +59,7 @@ class CryoWGenMc : public Method, public PosteriorMethod {
                       const PosteriorOptions& opts) override;
 
   std::vector<torch::Tensor> parameters() override { return inner_->parameters(); }
+  torch::nn::Module* main_network() override { return inner_->main_network(); }
   /// The generator's (data, ot, autoencoder) plus diversity (the wedge diversity ratio).
   std::vector<std::pair<std::string, double>> step_stats() const override { return mc_stats_; }
   std::vector<torch::optim::Optimizer*> aux_optimizers() override {

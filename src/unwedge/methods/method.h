@@ -121,6 +121,9 @@ class Method {
 
   /// Parameters of the main network, for the caller's optimizer.
   virtual std::vector<torch::Tensor> parameters() = 0;
+  /// The main network as a module (named parameters), for `train --init-from`; null when the
+  /// method has none to share. Default: null.
+  virtual torch::nn::Module* main_network() { return nullptr; }
   /// Components of the last loss() call worth a training curve (data term, discriminator
   /// loss, OT distance, ...) as name -> value; the trainer logs their mean over each log window
   /// in the JSONL log. Default: none.

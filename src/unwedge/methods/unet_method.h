@@ -28,6 +28,7 @@ class UNetMethod : public Method {
   /// gradients, crops back.
   torch::Tensor restore(const torch::Tensor& sub) override;
   std::vector<torch::Tensor> parameters() override { return net_->parameters(); }
+  torch::nn::Module* main_network() override { return net_.ptr().get(); }
   void train(bool on) override { net_->train(on); }
   void to(torch::Device device) override { net_->to(device); }
   /// Writes the network under the key "net".

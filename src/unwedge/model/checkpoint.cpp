@@ -254,4 +254,50 @@ void checkpoint_load_optimizer(const LoadedCheckpoint& ck, torch::optim::Optimiz
   }
 }
 
+WeightTransfer checkpoint_init_weights(Method& target, const std::string& path) {
+  LoadedCheckpoint ck = checkpoint_load(path);
+  torch::nn::Module* src = ck.method->main_network();
+  torch::nn::Module* dst = target.main_network();
+  if (dst == nullptr) {
+    throw ValueError("--init-from: method " + target.name() + " has no network to initialise");
+  }
+  if (src == nullptr) {
+    throw ValueError("--init-from " + path + ": its method " + ck.method->name() +
+                     " has no network to share");
+  }
+  WeightTransfer w;
+  w.source_method = ck.method->name();
+  torch::NoGradGuard no_grad;
+  auto transfer = [&](const torch::OrderedDict<std::string, torch::Tensor>& to,
+                      const torch::OrderedDict<std::string, torch::Tensor>& from) {
+    for (const auto& item : to) {
+      ++w.total;
+      const torch::Tensor* s = from.find(item.key());
+      torch::Tensor d = item.value();
+      if (s == nullptr || s->dim() != d.dim()) {
+        ++w.skipped;
+      } else if (s->sizes() == d.sizes()) {
+        d.copy_(*s);
+        ++w.copied;
+      } else {
+        bool extra_inputs = d.dim() >= 2 && s->size(1) < d.size(1);
+        for (int64_t k = 0; k < d.dim(); ++k) extra_inputs &= k == 1 || s->size(k) == d.size(k);
+        if (extra_inputs) {
+          d.narrow(1, 0, s->size(1)).copy_(*s);
+          ++w.partial;
+        } else {
+          ++w.skipped;
+        }
+      }
+    }
+  };
+  transfer(dst->named_parameters(), src->named_parameters());
+  transfer(dst->named_buffers(), src->named_buffers());
+  if (w.copied + w.partial == 0) {
+    throw ValueError("--init-from " + path + ": no tensor of its " + w.source_method +
+                     " network matches " + target.name() + "'s (another width or depth?)");
+  }
+  return w;
+}
+
 }  // namespace unwedge

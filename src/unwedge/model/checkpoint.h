@@ -79,6 +79,23 @@ struct LoadedCheckpoint {
 /// The method is created on the CPU; move it with method->to(device).
 LoadedCheckpoint checkpoint_load(const std::string& path);
 
+/// What checkpoint_init_weights copied, counted over the target network's parameters and buffers.
+struct WeightTransfer {
+  std::string source_method;  ///< the method of the model read
+  int64_t copied = 0;         ///< same name and shape: copied
+  int64_t partial = 0;        ///< same name, more input channels in the target: the shared ones
+  int64_t skipped = 0;        ///< no tensor of that name and a usable shape: left as initialised
+  int64_t total = 0;
+};
+
+/// `train --init-from`: copies the main network of the model at `path` into `target`'s
+/// (Method::main_network), tensor by tensor by name: equal shapes are copied; a tensor with the
+/// same shape except more channels along dim 1 in the target (a layer that also takes
+/// cryowgen's latent noise) gets the source's channels first and keeps its initial values for
+/// the rest; anything else keeps its initial value. ValueError when either method has no
+/// network to share or nothing matches; FormatError for an unreadable file.
+WeightTransfer checkpoint_init_weights(Method& target, const std::string& path);
+
 /// Loads the optimizer state stored in `ck` into `optimizer`.
 void checkpoint_load_optimizer(const LoadedCheckpoint& ck, torch::optim::Optimizer& optimizer,
                                const std::string& path);

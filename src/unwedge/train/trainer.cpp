@@ -247,10 +247,21 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     method_ = std::move(ck_.method);
     info_ = ck_.info;
     o.seed = info_.seed;
+    if (!o.init_from.empty() && main_rank) {
+      log_info("--init-from {}: not used when resuming (the weights are the checkpoint's)", o.init_from);
+    }
   } else {
     if (main_rank) output_check_writable(out_.model, out_.overwrite);
     torch::manual_seed(train_step_seed(o.seed, -1));  // initial weights follow --seed
     method_ = method_create(o.method, o.method_options);
+    if (!o.init_from.empty()) {
+      const WeightTransfer w = checkpoint_init_weights(*method_, o.init_from);
+      if (main_rank) {
+        log_info("initialised from {} ({}): {} of {} tensors copied, {} with their shared input "
+                 "channels, {} left as initialised",
+                 o.init_from, w.source_method, w.copied, w.total, w.partial, w.skipped);
+      }
+    }
   }
   if (o.precision == "auto") {
     o.precision = method_->bf16_ok() ? precision_resolve(o.precision, device_) : "fp32";

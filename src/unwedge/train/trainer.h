@@ -53,6 +53,7 @@ struct TrainOptions {
   /// written beside the checkpoint (train_snapshot_path): time-to-quality curves along one run.
   std::vector<double> snapshot_minutes;
   uint64_t seed = 0;
+  std::string init_from;  ///< a model (.uwm) whose network starts this one (checkpoint_init_weights)
   std::string device = "cpu";     ///< auto | cpu | cuda | cuda:N (ranks: cuda -> cuda:LOCAL_RANK)
   std::string precision = "auto";  ///< auto | fp32 | bf16: autocast around loss(); loss taken as
                                    ///< float32; auto: precision_resolve (bf16 on avx512_bf16 CPUs)
