@@ -306,7 +306,8 @@ PyModel py_train(const std::string& method, const py::object& even, const py::ob
                  const std::string& budget_clock, int64_t patch, int64_t batch, double lr,
                  uint64_t seed, const py::object& tilt_range, const py::object& wedge_sign,
                  int64_t checkpoint_every, const std::string& device, bool resume,
-                 bool overwrite, const py::object& voxel_size, const py::object& progress) {
+                 const std::string& init_from, bool overwrite, const py::object& voxel_size,
+                 const py::object& progress) {
   auto tmp = std::make_shared<TempFolder>();
   TrainFilesOptions f;
   TrainOptions& o = f.train;
@@ -339,6 +340,7 @@ PyModel py_train(const std::string& method, const py::object& even, const py::ob
   o.batch = batch;  // 0: auto (train_batch_auto)
   if (lr > 0) o.schedule.lr = lr;
   o.seed = seed;
+  o.init_from = init_from;
   if (checkpoint_every >= 0) o.checkpoint_every = checkpoint_every;
   o.device = device;
   const std::vector<double> tr = tilt_pairs(tilt_range);
@@ -554,7 +556,8 @@ PYBIND11_MODULE(_unwedge, m) {
         "Trains a method on halves (even=, odd=: arrays or paths, one or a list), tomograms "
         "(volumes=) or a RELION 5 table (star=); returns the Model. options: the method's "
         "options (`unwedge methods --options NAME`). Ctrl-C stops at a step boundary with a "
-        "checkpoint (resume=True continues)",
+        "checkpoint (resume=True continues); init_from: a model path whose network starts this one "
+        "(`train --init-from`)",
         py::arg("method"), py::kw_only(), py::arg("even") = py::none(), py::arg("odd") = py::none(),
         py::arg("volumes") = py::none(), py::arg("star") = "", py::arg("options") = py::dict(),
         py::arg("out") = "", py::arg("steps") = 0, py::arg("epochs") = 0,
@@ -562,6 +565,6 @@ PYBIND11_MODULE(_unwedge, m) {
         py::arg("batch") = 0, py::arg("lr") = 0.0, py::arg("seed") = 0,
         py::arg("tilt_range") = py::none(), py::arg("wedge_sign") = "auto",
         py::arg("checkpoint_every") = -1, py::arg("device") = "cpu", py::arg("resume") = false,
-        py::arg("overwrite") = false, py::arg("voxel_size") = 1.0,
+        py::arg("init_from") = "", py::arg("overwrite") = false, py::arg("voxel_size") = 1.0,
         py::arg("progress") = py::none());
 }

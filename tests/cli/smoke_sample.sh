@@ -10,6 +10,11 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
       --steps 2 --no-progress --threads 1)
   "$BIN" -q train --method n2n --even "$SS/even.mrc" --odd "$SS/odd.mrc" \
     --out "$WORK/s_n2n.uwm" "${ST[@]}" > /dev/null 2>&1
+  # --init-from: a cryowgen-mc generator started from the n2n network (same widths: all but the
+  # layer that also takes the latent noise copied, that one on its shared input channels).
+  check train-init-from 0 "initialised from .*\(n2n\): [0-9]+ of [0-9]+ tensors copied, 1 with" -- \
+    "$BIN" train --method cryowgen-mc --even "$SS/even.mrc" --odd "$SS/odd.mrc" \
+    --out "$WORK/s_init.uwm" "${ST[@]}" --init-from "$WORK/s_n2n.uwm"
   check sample-deterministic 1 "n2n is deterministic.*cryowgen-mc" -- "$BIN" sample \
     --model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --out-dir "$WORK/s1" --no-progress
   check sample-no-input 1 "no input" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
