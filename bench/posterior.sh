@@ -98,8 +98,6 @@ sample() {  # sample MODEL DIR [flags]
 }
 restore "$OUT/models/mc.uwm" "$OUT/mc_point.mrc"
 sample "$OUT/models/mc.uwm" "$OUT/mc"
-restore "$OUT/models/langevin.uwm" "$OUT/langevin_point.mrc"
-sample "$OUT/models/langevin.uwm" "$OUT/langevin" "${langevin_extra[@]}"
 members=()
 for ((k = 0; k < ENSEMBLE; k++)); do
   restore "$OUT/models/ot_s$k.uwm" "$OUT/ot_s$k.mrc"
@@ -123,6 +121,9 @@ EOF
 "${U[@]}" eval --in "$OUT/ensemble/mean.mrc" --truth "$S/gt.mrc" --std "$OUT/ensemble/std.mrc" \
   --samples "${members[@]}" --tilt-range "${tilt[@]}" --json "$OUT/ensemble/eval.json" \
   --overwrite > /dev/null
+# Langevin last: the slowest (burn-in + steps network evaluations per chain and tile).
+restore "$OUT/models/langevin.uwm" "$OUT/langevin_point.mrc"
+sample "$OUT/models/langevin.uwm" "$OUT/langevin" "${langevin_extra[@]}"
 
 "$PY" - "$OUT" "$RESULT" "$PRESET" "$SEED" "$SIM_OPTS" "$TILT" "$MINUTES" "$STEPS" "$THREADS" \
   "$N" "$ENSEMBLE" "$BOX" "$DEVICE" "$BUDGET_CLOCK" <<'EOF'

@@ -556,6 +556,7 @@ TEST(InitFrom, CryowgenStartsFromACryogenOtNetwork) {
       ++partial;
       EXPECT_EQ(item.value().size(1), s.size(1) + 4) << item.key();  // 4 latent channels
       EXPECT_TRUE(torch::equal(s, item.value().narrow(1, 0, s.size(1)))) << item.key();
+      EXPECT_EQ(item.value().narrow(1, s.size(1), 4).abs().max().item<float>(), 0.0f) << item.key();
     }
   }
   EXPECT_EQ(partial, 1);

@@ -190,7 +190,8 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "cryowgen-mc or -langevin (their samplers then build on its generator), or a "
                   "model of other data to fine-tune: tensors of the same name and shape are "
                   "copied, a layer with more input channels (cryowgen's latent noise) gets the "
-                  "shared ones, the rest keep their initial values (default: none)")
+                  "shared ones and zeros for the others, the rest keep their initial values "
+                  "(default: none)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--device", o.device,
                   "auto | cpu | cuda | cuda:N (auto: cuda when available; with several ranks, "

@@ -282,8 +282,9 @@ WeightTransfer checkpoint_init_weights(Method& target, const std::string& path) 
       } else {
         bool extra_inputs = d.dim() >= 2 && s->size(1) < d.size(1);
         for (int64_t k = 0; k < d.dim(); ++k) extra_inputs &= k == 1 || s->size(k) == d.size(k);
-        if (extra_inputs) {
+        if (extra_inputs) {  // the extra inputs start at zero: the network computes the source's
           d.narrow(1, 0, s->size(1)).copy_(*s);
+          d.narrow(1, s->size(1), d.size(1) - s->size(1)).zero_();
           ++w.partial;
         } else {
           ++w.skipped;

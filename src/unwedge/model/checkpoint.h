@@ -91,8 +91,9 @@ struct WeightTransfer {
 /// `train --init-from`: copies the main network of the model at `path` into `target`'s
 /// (Method::main_network), tensor by tensor by name: equal shapes are copied; a tensor with the
 /// same shape except more channels along dim 1 in the target (a layer that also takes
-/// cryowgen's latent noise) gets the source's channels first and keeps its initial values for
-/// the rest; anything else keeps its initial value. ValueError when either method has no
+/// cryowgen's latent noise) gets the source's channels first and zeros for the rest (so the
+/// network starts by computing what the source did, whatever the extra inputs); anything else
+/// keeps its initial value. ValueError when either method has no
 /// network to share or nothing matches; FormatError for an unreadable file.
 WeightTransfer checkpoint_init_weights(Method& target, const std::string& path);
 
