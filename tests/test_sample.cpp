@@ -22,24 +22,31 @@ using namespace unwedge;
 
 namespace {
 
-// Draw k of y is f_k(y) = 2 y + (k - 2) * 0.3 * (1 + y^2) (pointwise, so tiles agree exactly),
-// plus, when `noise` > 0, noise * N(0, 1) from a generator seeded with seed + k (one field per
-// tile). Log weights -0.4 k (+ 5, not normalised: the sampler must normalise them).
-class FakePosterior : public Method, public PosteriorMethod {
+// The no-op parts of a Method (no training, no weights) shared by the test methods below.
+class StubMethod : public Method {
  public:
-  explicit FakePosterior(double noise = 0.0, double acceptance = -1)
-      : noise_(noise), acceptance_(acceptance) {}
-  std::string name() const override { return "fake-posterior"; }
   bool needs_halves() const override { return false; }
-  bool stochastic() const override { return true; }
   torch::Tensor loss(const Batch&) override { return torch::zeros({}); }
-  torch::Tensor restore(const torch::Tensor& sub) override { return 2 * sub; }
   std::vector<torch::Tensor> parameters() override { return {}; }
   void train(bool) override {}
   void to(torch::Device) override {}
   void save(torch::serialize::OutputArchive&) const override {}
   void load(torch::serialize::InputArchive&) override {}
   nlohmann::json options_json() const override { return nlohmann::json::object(); }
+  std::array<int64_t, 3> receptive_field() const override { return {1, 1, 1}; }
+  std::array<int64_t, 3> size_multiple() const override { return {1, 1, 1}; }
+};
+
+// Draw k of y is f_k(y) = 2 y + (k - 2) * 0.3 * (1 + y^2) (pointwise, so tiles agree exactly),
+// plus, when `noise` > 0, noise * N(0, 1) from a generator seeded with seed + k (one field per
+// tile). Log weights -0.4 k (+ 5, not normalised: the sampler must normalise them).
+class FakePosterior : public StubMethod, public PosteriorMethod {
+ public:
+  explicit FakePosterior(double noise = 0.0, double acceptance = -1)
+      : noise_(noise), acceptance_(acceptance) {}
+  std::string name() const override { return "fake-posterior"; }
+  bool stochastic() const override { return true; }
+  torch::Tensor restore(const torch::Tensor& sub) override { return 2 * sub; }
   std::array<int64_t, 3> receptive_field() const override { return {5, 5, 5}; }
   std::array<int64_t, 3> size_multiple() const override { return {4, 4, 4}; }
 
@@ -78,20 +85,10 @@ class FakePosterior : public Method, public PosteriorMethod {
 };
 
 // A plain Method (no PosteriorMethod).
-class NotPosterior : public Method {
+class NotPosterior : public StubMethod {
  public:
   std::string name() const override { return "plain"; }
-  bool needs_halves() const override { return false; }
-  torch::Tensor loss(const Batch&) override { return torch::zeros({}); }
   torch::Tensor restore(const torch::Tensor& sub) override { return sub; }
-  std::vector<torch::Tensor> parameters() override { return {}; }
-  void train(bool) override {}
-  void to(torch::Device) override {}
-  void save(torch::serialize::OutputArchive&) const override {}
-  void load(torch::serialize::InputArchive&) override {}
-  nlohmann::json options_json() const override { return nlohmann::json::object(); }
-  std::array<int64_t, 3> receptive_field() const override { return {1, 1, 1}; }
-  std::array<int64_t, 3> size_multiple() const override { return {1, 1, 1}; }
 };
 
 SampleOptions small_opts(int64_t tile, int64_t overlap, int64_t n) {
@@ -580,22 +577,12 @@ TEST(ConformalBoundsScale, MatchesABruteForceSearch) {
 // factor must be within 5 % of it. Both are near the variance ratio sqrt(var(n) + spread²/K) /
 // spread, about 5 % above it (a std from K = 16 draws makes error/std t-distributed, heavier
 // tailed than a Gaussian); with the factor, the fresh run's intervals cover their nominal mass.
-class ZeroSpecimenPosterior : public Method, public PosteriorMethod {
+class ZeroSpecimenPosterior : public StubMethod, public PosteriorMethod {
  public:
   explicit ZeroSpecimenPosterior(double spread) : spread_(spread) {}
   std::string name() const override { return "zero-specimen"; }
-  bool needs_halves() const override { return false; }
   bool stochastic() const override { return true; }
-  torch::Tensor loss(const Batch&) override { return torch::zeros({}); }
   torch::Tensor restore(const torch::Tensor& sub) override { return torch::zeros_like(sub); }
-  std::vector<torch::Tensor> parameters() override { return {}; }
-  void train(bool) override {}
-  void to(torch::Device) override {}
-  void save(torch::serialize::OutputArchive&) const override {}
-  void load(torch::serialize::InputArchive&) override {}
-  nlohmann::json options_json() const override { return nlohmann::json::object(); }
-  std::array<int64_t, 3> receptive_field() const override { return {1, 1, 1}; }
-  std::array<int64_t, 3> size_multiple() const override { return {1, 1, 1}; }
   PosteriorDraws draw(const torch::Tensor& sub, const MethodWedge&, const PosteriorOptions& o) override {
     std::vector<torch::Tensor> xs;
     for (int64_t k = 0; k < o.n; ++k) {
