@@ -605,6 +605,67 @@ TEST(Uncertainty, SparsificationByHand) {
 // t with 63 degrees of freedom, so a little under). Draws that vary only inside the wedge claim
 // certainty on the measured band, where the truth still differs: there the coverage collapses
 // while the wedge's stays; half the spread under-covers the wedge as a Gaussian predicts.
+// The local Gaussian average against a loop over every voxel's neighbours (weights
+// exp(−|u|²/2σ²), |u_a| <= int(3σ + 0.5), only those inside the volume, divided by their sum).
+TEST(Metrics, GaussianAverageMatchesANeighbourhoodLoop) {
+  torch::manual_seed(3);
+  const double sigma = 1.2;
+  at::Tensor v = torch::randn({5, 7, 9}, torch::kDouble);
+  at::Tensor got = gaussian_average(v, sigma);
+  const int r = int(3 * sigma + 0.5);
+  auto a = v.accessor<double, 3>();
+  double worst = 0;
+  for (int z = 0; z < 5; ++z)
+    for (int y = 0; y < 7; ++y)
+      for (int x = 0; x < 9; ++x) {
+        double num = 0, den = 0;
+        for (int dz = -r; dz <= r; ++dz)
+          for (int dy = -r; dy <= r; ++dy)
+            for (int dx = -r; dx <= r; ++dx) {
+              const int zz = z + dz, yy = y + dy, xx = x + dx;
+              if (zz < 0 || zz >= 5 || yy < 0 || yy >= 7 || xx < 0 || xx >= 9) continue;
+              const double w = std::exp(-(dz * dz + dy * dy + dx * dx) / (2 * sigma * sigma));
+              num += w * a[zz][yy][xx];
+              den += w;
+            }
+        worst = std::max(worst, std::abs(got[z][y][x].item<double>() - num / den));
+      }
+  EXPECT_LT(worst, 1e-12);
+  // A constant stays constant up to the edges; sigma 0 is the identity.
+  EXPECT_TRUE(torch::allclose(gaussian_average(torch::full({4, 6, 3}, 2.5, torch::kDouble), 2.0),
+                              torch::full({4, 6, 3}, 2.5, torch::kDouble), 0, 1e-12));
+  EXPECT_TRUE(torch::equal(gaussian_average(v, 0), v));
+  EXPECT_THROW(gaussian_average(v, -1), ValueError);
+  EXPECT_THROW(gaussian_average(v.view({-1}), 1), ShapeError);
+}
+
+// Intervals stated per level (a calibration's multipliers): coverage_P counts |gt − mean| <=
+// level_z·std, coverage_gaussian_P the Gaussian z's, both by a brute-force count here.
+TEST(Uncertainty, StatedIntervalsPerLevel) {
+  torch::manual_seed(19);
+  at::Tensor gt = smooth_volume(20, 16);
+  at::Tensor std = 0.05 + 0.2 * torch::rand_like(gt);
+  at::Tensor u = torch::rand_like(gt) - 0.5;  // Laplace errors: heavier tailed than the std says
+  at::Tensor mean = gt - std * u.sign() * (1 - 2 * u.abs()).log();
+  const std::vector<double> lz{0.5, 1.4, 2.1, 2.9};
+  nlohmann::json r;
+  eval_add_uncertainty(r, mean, std, gt, {}, lz);
+  const AffineFit fit = affine_fit(gt, mean);
+  const at::Tensor e = ((mean - fit.offset) / fit.scale - gt).abs(), sd = std / std::abs(fit.scale);
+  const std::vector<double> gauss{0.6744897501960817, 1.2815515655446004, 1.6448536269514722, 1.959963984540054};
+  const char* names[] = {"50", "80", "90", "95"};
+  for (size_t k = 0; k < 4; ++k) {
+    const double want = (e <= lz[k] * sd).to(torch::kDouble).mean().item<double>();
+    const double want_g = (e <= gauss[k] * sd).to(torch::kDouble).mean().item<double>();
+    EXPECT_NEAR(r["metrics"][std::string("coverage_") + names[k]].get<double>(), want, 1e-12);
+    EXPECT_NEAR(r["metrics"][std::string("coverage_gaussian_") + names[k]].get<double>(), want_g, 1e-12);
+    EXPECT_DOUBLE_EQ(r["uncertainty"]["reliability"]["empirical"][k].get<double>(), want);
+  }
+  EXPECT_EQ(r["uncertainty"]["level_z"], nlohmann::json(lz));
+  EXPECT_THROW(eval_add_uncertainty(r, mean, std, gt, {}, {1.0, 2.0}), ValueError);
+  EXPECT_THROW(eval_add_uncertainty(r, mean, std, gt, {}, {1.0, 2.0, 0.0, 3.0}), ValueError);
+}
+
 TEST(Uncertainty, BandCoverageFromDraws) {
   torch::manual_seed(21);
   const int64_t n = 32;
@@ -641,6 +702,12 @@ TEST(Uncertainty, BandCoverageFromDraws) {
   eval_add_band_uncertainty(r, mean, wedge_only, 0.5, gt, o);
   // P(|N(0, 1)| <= 1.645 / 2) = 0.589.
   EXPECT_NEAR(m["coverage_90_wedge_band"].get<double>(), 0.589, 0.04);
+  // Pooling the draws' variance over a neighbourhood: the same coverage (the spread is the same
+  // everywhere), a std nearer the true one, so the 90 % coverage comes closer to 0.9 than
+  // 64 draws per voxel give (0.89).
+  eval_add_band_uncertainty(r, mean, white, 1.0, gt, o, /*std_pool=*/1.5);
+  EXPECT_NEAR(m["coverage_90_wedge_band"].get<double>(), 0.90, 0.02);
+  EXPECT_THROW(eval_add_band_uncertainty(r, mean, white, 1.0, gt, o, -1.0), ValueError);
   EXPECT_THROW(eval_add_band_uncertainty(r, mean, {white[0]}, 1.0, gt, o), ValueError);
   EXPECT_THROW(eval_add_band_uncertainty(r, mean, white, 0.0, gt, o), ValueError);
 }

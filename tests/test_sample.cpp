@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
+#include "unwedge/eval/metrics.h"
 #include "unwedge/infer/calibrate.h"
 #include "unwedge/infer/sample.h"
 #include "unwedge/methods/bootstrap.h"
@@ -96,6 +97,7 @@ SampleOptions small_opts(int64_t tile, int64_t overlap, int64_t n) {
   o.tiling.tile = tile;
   o.tiling.overlap = overlap;
   o.posterior.n = n;
+  o.std_pool = 0;  // per-voxel spreads, as the checks below compute them
   return o;
 }
 
@@ -628,6 +630,57 @@ TEST(CalibrateSpread, LinearGaussianModelRecoversTheTrueScale) {
     const double cover = (v.mean.abs() <= sample_interval_z(p) * v.std).to(torch::kDouble).mean().item<double>();
     EXPECT_NEAR(cover, p, 0.03) << "level " << p;
   }
+  // The per-level multipliers of the scaled std: every level's interval covers its mass of the
+  // fresh data within 0.02 (the t-distributed ratio of a 16-draw std defeats one factor alone).
+  ASSERT_EQ(c.level_z.size(), 4u);
+  for (size_t k = 0; k < 4; ++k) {
+    const double cover = (v.mean.abs() <= c.level_z[k] * v.std).to(torch::kDouble).mean().item<double>();
+    EXPECT_NEAR(cover, c.levels[k], 0.02) << "level " << c.levels[k];
+  }
+  // Pooling the variance over a neighbourhood (white draws: the same spread everywhere) makes
+  // the std nearly exact (its population variance (K − 1)/K of the spread's), so the factor
+  // comes out at the variance ratio over sqrt((K − 1)/K), Gaussian errors no longer t-tailed.
+  o.std_pool = 1.5;
+  o.std_scale = 1.0;
+  const SpreadCalibration pooled = calibrate_spread(method, even, o, odd);
+  const double pooled_scale = truth_scale / std::sqrt((n - 1.0) / n);
+  EXPECT_NEAR(pooled.std_scale, pooled_scale, 0.03 * pooled_scale);
+}
+
+// conformal_level_multipliers against sorting the ratios by hand; the std pool of one tile
+// against the per-voxel variance averaged by eval's gaussian_average.
+TEST(CalibrateSpread, LevelMultipliersAreConformalQuantilesAndThePoolAveragesTheVariance) {
+  torch::manual_seed(12);
+  at::Tensor sd = 0.2 + torch::rand({3, 5, 7}, torch::kDouble);
+  at::Tensor mean = torch::randn_like(sd), truth = mean + sd * torch::randn_like(sd) * 1.3;
+  const std::vector<double> levels{0.5, 0.8, 0.9, 0.95};
+  const std::vector<double> q = conformal_level_multipliers(truth, mean, sd, levels);
+  std::vector<double> r;
+  for (int64_t v = 0; v < sd.numel(); ++v) {
+    r.push_back(std::abs(truth.view({-1})[v].item<double>() - mean.view({-1})[v].item<double>()) /
+                sd.view({-1})[v].item<double>());
+  }
+  std::sort(r.begin(), r.end());
+  for (size_t k = 0; k < levels.size(); ++k) {
+    const size_t idx = std::min(r.size(), size_t(std::ceil(levels[k] * double(r.size() + 1)))) - 1;
+    EXPECT_DOUBLE_EQ(q[k], r[idx]);
+    EXPECT_GE(((truth - mean).abs() <= q[k] * sd).to(torch::kDouble).mean().item<double>(), levels[k]);
+  }
+  EXPECT_THROW(conformal_level_multipliers(truth, mean, sd, {1.0}), ValueError);
+
+  ZeroSpecimenPosterior method(0.5);
+  SampleOptions o = small_opts(12, 0, 8);
+  at::Tensor vol = torch::randn({12, 12, 12});
+  const SampleVolumes plain = sample_volume(method, vol, o);
+  o.std_pool = 1.5;
+  const SampleVolumes pooled = sample_volume(method, vol, o);
+  EXPECT_TRUE(torch::equal(pooled.mean, plain.mean));
+  const at::Tensor want = gaussian_average(plain.std.to(torch::kDouble).square(), 1.5).sqrt();
+  EXPECT_TRUE(torch::allclose(pooled.std.to(torch::kDouble), want, 1e-5, 1e-6));
+  // The draws' true spread is 0.5 everywhere: pooled, the std is nearer it.
+  EXPECT_LT((pooled.std - 0.5).abs().mean().item<double>(), 0.5 * (plain.std - 0.5).abs().mean().item<double>());
+  o.std_pool = -1;
+  EXPECT_THROW(sample_volume(method, vol, o), ValueError);
 }
 
 // The std's factor: errors twice the stated std give s = 2; on a small set the gap it reaches is

@@ -23,6 +23,8 @@ struct EvalParams {
   std::string in, truth, half1, half2, mask, std_map, json;
   std::vector<std::string> samples;  ///< posterior draws of --in: per-band figures
   double std_scale = 1.0;         ///< the factor the sampler applied to the std
+  double std_pool = 1.5;          ///< the sampler's variance pooling, voxels
+  std::vector<double> level_z;    ///< the intervals' multipliers per level (empty: Gaussian)
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
   std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
   bool wedge_sign_given = false;
@@ -119,7 +121,7 @@ void run_eval(const EvalParams& p) {
     if (!truth_mode) throw ValueError("eval: --std needs --in and --truth");
     Volume sd = mrc_read_finite(p.std_map, ro);
     same_shape(a, pa, sd, p.std_map);
-    eval_add_uncertainty(r, a.data, sd.data, b.data, mask);
+    eval_add_uncertainty(r, a.data, sd.data, b.data, mask, p.level_z);
   }
   if (!p.samples.empty()) {
     if (!truth_mode || p.std_map.empty()) throw ValueError("eval: --samples needs --in, --truth and --std");
@@ -133,7 +135,7 @@ void run_eval(const EvalParams& p) {
       same_shape(a, pa, d, path);
       draws.push_back(d.data);
     }
-    eval_add_band_uncertainty(r, a.data, draws, p.std_scale, b.data, o);
+    eval_add_band_uncertainty(r, a.data, draws, p.std_scale, b.data, o, p.std_pool, p.level_z);
   }
   r["files"] = truth_mode ? nlohmann::json{{"restored", p.in}, {"truth", p.truth}}
                           : nlohmann::json{{"half1", p.half1}, {"half2", p.half2}};
@@ -175,8 +177,17 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--std-scale", p->std_scale,
                   "Factor on the draws' spread for --samples: the calibration factor the sampler "
-                  "applied to std.mrc (summary.json calibration.scale; 1 without --calibrate)")
+                  "applied to std.mrc (summary.json calibration.std_scale; 1 without --calibrate)")
       ->capture_default_str();
+  cmd->add_option("--std-pool", p->std_pool,
+                  "For --samples: sigma (voxels) over which the sampler averaged the draws' "
+                  "variance (summary.json options.std_pool; 0 = per voxel)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 16.0));
+  cmd->add_option("--level-z", p->level_z,
+                  "With --std: the multipliers of std that state the 50/80/90/95 % intervals "
+                  "(summary.json calibration.level_z.z; default: the Gaussian z)")
+      ->expected(4);
   cmd->add_option("--tilt-range", p->tilt_range,
                   "Tilt range in degrees defining the measured and missing-wedge bands")
       ->expected(2)

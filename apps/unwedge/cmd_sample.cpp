@@ -83,6 +83,12 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
                   "(gaussian)")
       ->capture_default_str()
       ->check(CLI::IsMember({"quantile", "gaussian"}));
+  cmd->add_option("--std-pool", so.std_pool,
+                  "std.mrc: sigma (voxels) of the Gaussian neighbourhood the draws' variance is "
+                  "averaged over before the square root (0 = per voxel; 16 draws estimate one "
+                  "voxel's variance to about 35 %)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 16.0));
   cmd->add_flag("--save-samples", o.save_samples,
                 "Also write every draw to OUT_DIR/samples/sample_KKK.mrc (default: off)");
   cmd->add_option("--flipbook", so.xz_planes, "Draws shown as XZ slices in the report")

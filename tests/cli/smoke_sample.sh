@@ -45,6 +45,7 @@ m = r('s_nocal', 'mean')
 assert np.array_equal(r('s_cal', 'mean'), m)
 s, b = c['std_scale'], c['bounds_scale']
 assert len(c['reliability']['after']) == 4, c
+assert len(c['level_z']['z']) == 4 and all(z > 0 for z in c['level_z']['z']), c
 for f, ref in (('std', r('s_nocal', 'std') * s), ('lower', m - b * (m - r('s_nocal', 'lower'))),
                ('upper', m + b * (r('s_nocal', 'upper') - m))):
     d = np.abs(r('s_cal', f) - ref).max()
@@ -52,6 +53,8 @@ for f, ref in (('std', r('s_nocal', 'std') * s), ('lower', m - b * (m - r('s_noc
 print('std scaled by', s, 'bounds by', b)
 "
   fi
+  check sample-std-pool-range 1 "--std-pool" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
+    --in "$SS/tomo.mrc" --uq bootstrap --std-pool -1 --out-dir "$WORK/s_pool"
   check sample-uq-unknown 1 "--uq" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
     --in "$SS/tomo.mrc" --uq sure --out-dir "$WORK/s_boot2"
   mkdir -p "$WORK/s2" && : > "$WORK/s2/mean.mrc"
@@ -94,7 +97,7 @@ import json, sys
 a = json.load(open('$WORK/s3/summary.json'))['eval']['metrics']
 b = json.load(open('$WORK/s3_eval.json'))['metrics']
 keys = [k for k in a if k.endswith('_band') and k.startswith(('coverage', 'ause', 'std_error'))]
-assert len(keys) == 14, keys
+assert len(keys) == 22, keys  # coverage (stated and Gaussian) x4, cc, spearman, ause; x2 bands
 bad = [k for k in keys if abs(a[k] - b[k]) > 1e-6]
 print('band figures agree' if not bad else 'differ: %s' % bad)
 sys.exit(1 if bad else 0)"

@@ -213,15 +213,21 @@ namespace {
 /// Coverage at 50/80/90/95 %, Pearson and Spearman corr(std, |error|), sparsification of a
 /// posterior already on gt's scale: the metrics under the keys KEY + suffix, the curves returned.
 json uncertainty_figures(json& m, const at::Tensor& mean, const at::Tensor& sd,
-                         const at::Tensor& gt, const at::Tensor& mask, const std::string& suffix) {
-  // Central Gaussian intervals: nominal mass p, z = Φ⁻¹((1 + p) / 2).
+                         const at::Tensor& gt, const at::Tensor& mask, const std::string& suffix,
+                         const std::vector<double>& level_z) {
+  // Central Gaussian intervals: nominal mass p, z = Φ⁻¹((1 + p) / 2); the stated intervals use
+  // level_z's multipliers when given.
   const std::array<std::pair<double, double>, 4> levels{
       {{0.5, 0.6744897501960817}, {0.8, 1.2815515655446004}, {0.9, 1.6448536269514722},
        {0.95, 1.959963984540054}}};
   json nominal = json::array(), empirical = json::array();
-  for (const auto& [p, z] : levels) {
-    const double c = metric_interval_coverage(mean, sd, gt, z, mask);
-    m["coverage_" + std::to_string(int(std::lround(100 * p))) + suffix] = c;
+  for (size_t k = 0; k < levels.size(); ++k) {
+    const auto& [p, z] = levels[k];
+    const std::string level = std::to_string(int(std::lround(100 * p)));
+    const double gauss = metric_interval_coverage(mean, sd, gt, z, mask);
+    const double c = level_z.empty() ? gauss : metric_interval_coverage(mean, sd, gt, level_z[k], mask);
+    m["coverage_" + level + suffix] = c;
+    m["coverage_gaussian_" + level + suffix] = gauss;
     nominal.push_back(p);
     empirical.push_back(c);
   }
@@ -245,9 +251,21 @@ at::Tensor band_part(const at::Tensor& x, const at::Tensor& band) {
   return torch::fft::irfftn(torch::fft::rfftn(xd) * band, xd.sizes());
 }
 
+void check_level_z(const std::vector<double>& level_z) {
+  if (level_z.empty()) return;
+  bool ok = level_z.size() == 4;
+  for (double z : level_z) ok = ok && z > 0 && std::isfinite(z);
+  if (!ok) {
+    throw ValueError("uncertainty: the intervals' multipliers per level (50/80/90/95 %) must be "
+                     "4 finite values > 0, got " + json(level_z).dump());
+  }
+}
+
 const char* kUncertaintyConventions =
-    "coverage_P: fraction of voxels with |gt - mean| <= z std (central Gaussian interval of "
-    "mass P %); mean and std mapped to gt's scale by inverting the fit restored = c gt + d; "
+    "coverage_P: fraction of voxels with |gt - mean| <= z std, z the stated interval's multiplier "
+    "for mass P % (a data-only calibration's per level when the sampler ran one, see "
+    "uncertainty.level_z; else the central Gaussian z); coverage_gaussian_P: the same with the "
+    "Gaussian z; mean and std mapped to gt's scale by inverting the fit restored = c gt + d; "
     "sparsification: RMSE of the voxels left after removing the given fraction with the "
     "largest std (oracle: the largest errors); ause: mean gap between the two over the "
     "fractions 0, 0.05, ..., 0.95, over the RMSE of all voxels; std_error_spearman: rank "
@@ -256,23 +274,32 @@ const char* kUncertaintyConventions =
 }  // namespace
 
 void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Tensor& std,
-                          const at::Tensor& gt, const at::Tensor& mask) {
+                          const at::Tensor& gt, const at::Tensor& mask,
+                          const std::vector<double>& level_z) {
   check_shapes(restored, gt, mask);
   check_shapes(std, gt, {});
+  check_level_z(level_z);
   // Scale of the posterior relative to gt from restored ≈ c·gt + d (regressing gt on restored
   // would shrink noisy means towards the mean and bias the coverage down).
   AffineFit fit = affine_fit(gt, restored, mask);
   if (fit.scale == 0) throw ValueError("uncertainty: the restored volume does not vary with gt");
   at::Tensor mean = (restored.to(torch::kDouble) - fit.offset) / fit.scale;
   at::Tensor sd = std.to(torch::kDouble) / std::abs(fit.scale);
-  result["uncertainty"] = uncertainty_figures(result["metrics"], mean, sd, gt, mask, "");
+  result["uncertainty"] = uncertainty_figures(result["metrics"], mean, sd, gt, mask, "", level_z);
+  result["uncertainty"]["level_z"] = level_z.empty() ? json("gaussian") : json(level_z);
   result["conventions"]["uncertainty"] = kUncertaintyConventions;
 }
 
 void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
                                const std::vector<at::Tensor>& draws, double std_scale,
-                               const at::Tensor& gt, const EvalOptions& o) {
+                               const at::Tensor& gt, const EvalOptions& o, double std_pool,
+                               const std::vector<double>& level_z) {
   check_shapes(restored, gt, {});
+  check_level_z(level_z);
+  if (!(std_pool >= 0) || !std::isfinite(std_pool)) {
+    throw ValueError("band uncertainty: std pool " + std::to_string(std_pool) +
+                     " voxels (need a finite value >= 0)");
+  }
   wedge_check(o.wedge);
   if (draws.size() < 2) {
     throw ValueError("band uncertainty: " + std::to_string(draws.size()) +
@@ -303,16 +330,18 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
       sum_sq += p * p;
     }
     const double k = static_cast<double>(draws.size());
-    at::Tensor var = (sum_sq / k - (sum / k).square()).clamp_min(0);
+    at::Tensor var = gaussian_average((sum_sq / k - (sum / k).square()).clamp_min(0), std_pool);
     at::Tensor sd = var.sqrt() * (std_scale / std::abs(fit.scale));
-    bands[name] = uncertainty_figures(result["metrics"], mean, sd, band_part(gt, f), {}, "_" + name);
+    bands[name] = uncertainty_figures(result["metrics"], mean, sd, band_part(gt, f), {}, "_" + name,
+                                      level_z);
   }
   result["uncertainty"]["bands"] = bands;
   result["conventions"]["uncertainty_bands"] =
       "KEY_measured_band, KEY_wedge_band: the same figures for the volumes restricted to the "
       "measured band and to the missing wedge (Fourier masks of the tilt range): mean and truth "
-      "band-passed, std the spread of the band-passed draws (equal weights, times the std "
-      "scale), the affine fit of the whole volume";
+      "band-passed, std the spread of the band-passed draws (equal weights, variance averaged "
+      "over the sampler's std_pool neighbourhood, times the std scale), the affine fit of the "
+      "whole volume, the intervals' multipliers per level as for the whole volume";
 }
 
 json eval_halves(const at::Tensor& half1, const at::Tensor& half2, const at::Tensor& mask,

@@ -36,19 +36,28 @@ nlohmann::json eval_against_truth(const at::Tensor& restored, const at::Tensor& 
 /// over the fractions 0, 0.05, ..., 0.95) in result["metrics"] of an eval_against_truth
 /// result; the reliability diagram (nominal vs empirical coverage) and the sparsification
 /// curves in result["uncertainty"].
+///
+/// `level_z`: the interval each level is stated with, mean ± level_z[k]·std for the masses
+/// 50/80/90/95 % (a data-only calibration's, infer/calibrate.h); empty: the Gaussian z. The
+/// coverage_P keys and the reliability diagram are those intervals'; coverage_gaussian_P are
+/// always the Gaussian intervals'. ValueError when level_z is neither empty nor 4 values > 0.
 void eval_add_uncertainty(nlohmann::json& result, const at::Tensor& restored, const at::Tensor& std,
-                          const at::Tensor& gt, const at::Tensor& mask);
+                          const at::Tensor& gt, const at::Tensor& mask,
+                          const std::vector<double>& level_z = {});
 
 /// Per-band calibration of a posterior from its draws (each [Z, Y, X] like gt): for the measured
 /// band and the missing wedge of opts.wedge, the volumes restricted to the band (Fourier mask),
-/// the std the spread of the band-passed draws with equal weights times `std_scale` (the
-/// factor sample applied to std.mrc), mapped to gt's scale by the fit of the whole volume as in
-/// eval_add_uncertainty; adds coverage_P_BAND, std_error_cc_BAND, std_error_spearman_BAND,
+/// the std the spread of the band-passed draws with equal weights, its variance averaged over
+/// a Gaussian neighbourhood of `std_pool` voxels (as sample pools std.mrc's; 0: per voxel), times
+/// `std_scale` (the factor sample applied to std.mrc), mapped to gt's scale by the fit of the
+/// whole volume as in eval_add_uncertainty, intervals per level as `level_z` says there; adds
+/// coverage_P_BAND, coverage_gaussian_P_BAND, std_error_cc_BAND, std_error_spearman_BAND,
 /// ause_BAND (BAND: measured_band, wedge_band) to result["metrics"] and the curves to
 /// result["uncertainty"]["bands"][BAND]. ValueError with fewer than two draws.
 void eval_add_band_uncertainty(nlohmann::json& result, const at::Tensor& restored,
                                const std::vector<at::Tensor>& draws, double std_scale,
-                               const at::Tensor& gt, const EvalOptions& opts);
+                               const at::Tensor& gt, const EvalOptions& opts, double std_pool = 0,
+                               const std::vector<double>& level_z = {});
 
 /// Metrics of two independently restored halves (no ground truth): half-map FSC and its
 /// crossings, wedge/measured power ratio of their average, directional FSC. JSON mode "halves".

@@ -229,6 +229,16 @@ at::Tensor mask_soften(const at::Tensor& mask, double sigma) {
   return separable_filter(m, gaussian_taps(sigma, /*truncate=*/3.0), true).clamp(0.0, 1.0);
 }
 
+at::Tensor gaussian_average(const at::Tensor& v, double sigma) {
+  if (!(sigma >= 0) || !std::isfinite(sigma)) {
+    throw ValueError("Gaussian average: sigma " + std::to_string(sigma) + " voxels (need a finite value >= 0)");
+  }
+  if (v.dim() != 3) throw ShapeError("Gaussian average: [Z, Y, X] expected, got " + c10::str(v.sizes()));
+  if (sigma == 0) return v;
+  const at::Tensor taps = gaussian_taps(sigma, /*truncate=*/3.0);
+  return separable_filter(v, taps, true) / separable_filter(torch::ones_like(v), taps, true);
+}
+
 at::Tensor fourier_prepare(const at::Tensor& x, const at::Tensor& mask,
                            const at::Tensor& soft_mask) {
   at::Tensor m = inside(mask, x, "Fourier metrics");

@@ -80,6 +80,13 @@ double metric_ssim(const at::Tensor& x, const at::Tensor& gt, const at::Tensor& 
 /// `sigma` voxels, values in [0, 1]. sigma = 0 returns the binary mask as float.
 at::Tensor mask_soften(const at::Tensor& mask, double sigma);
 
+/// The local Gaussian average of v [Z, Y, X]: sum_u g(u) v(x + u) / sum_u g(u) over the offsets u
+/// that stay inside the volume, g(u) = exp(−|u|² / 2σ²) truncated at int(3σ + 0.5) voxels per
+/// axis (separable; the weights are renormalised at the borders, so a constant stays constant
+/// up to the edges). sigma = 0 returns v unchanged; ValueError when sigma < 0 or not finite.
+/// Used to pool a per-voxel variance estimated from few draws over a small neighbourhood.
+at::Tensor gaussian_average(const at::Tensor& v, double sigma);
+
 /// The volume as Fourier metrics see it: mean inside the mask subtracted, then multiplied by
 /// `soft_mask` (if defined). Returns float64 [Z, Y, X].
 at::Tensor fourier_prepare(const at::Tensor& x, const at::Tensor& mask, const at::Tensor& soft_mask);

@@ -107,6 +107,19 @@ double gaussian_reliability_scale(const at::Tensor& truth, const at::Tensor& mea
   return best_s;
 }
 
+std::vector<double> conformal_level_multipliers(const at::Tensor& truth, const at::Tensor& mean,
+                                                const at::Tensor& std, const std::vector<double>& levels) {
+  const at::Tensor r = sorted_error_ratio(truth, mean, std);
+  const int64_t v = r.numel();
+  std::vector<double> q;
+  for (double p : levels) {
+    if (!(p > 0 && p < 1)) throw ValueError("calibration: level " + std::to_string(p) + " (need 0 < p < 1)");
+    const int64_t k = std::min<int64_t>(v, int64_t(std::ceil(p * double(v + 1))));
+    q.push_back(r[k - 1].item<double>());
+  }
+  return q;
+}
+
 SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
                                    const SampleOptions& opts, const at::Tensor& other_half) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -180,6 +193,11 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   const at::Tensor ratio = sorted_error_ratio(tr, pv.mean, pv.std);
   c.reliability_before = gaussian_reliability(ratio, c.levels, 1.0);
   c.reliability_after = gaussian_reliability(ratio, c.levels, c.std_scale);
+  const std::vector<double> q = conformal_level_multipliers(tr, pv.mean, pv.std, c.levels);
+  for (size_t k = 0; k < q.size(); ++k) {
+    const double z = q[k] / c.std_scale;
+    c.level_z.push_back(std::isfinite(z) && z > 0 ? z : sample_interval_z(c.levels[k]));
+  }
   auto inside = [&](double f) {
     auto lo = pv.mean - f * (pv.mean - pv.lower), hi = pv.mean + f * (pv.upper - pv.mean);
     return ((tr >= lo) & (tr <= hi)).to(torch::kDouble).mean().item<double>();
@@ -192,10 +210,11 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   log_info("calibration on a {}^3 cube turned by {}: {:.0f} % bounds covered {:.3f} of the "
            "known answer, x {:.3f} covers {:.3f}; std x {:.3f}: mean ± z std covers "
-           "{:.3f}/{:.3f}/{:.3f}/{:.3f} at 50/80/90/95 % ({:.1f} s)",
+           "{:.3f}/{:.3f}/{:.3f}/{:.3f} at 50/80/90/95 %; calibrated intervals mean ± "
+           "{:.2f}/{:.2f}/{:.2f}/{:.2f} std ({:.1f} s)",
            s, c.rotation, 100 * opts.interval, c.coverage_before, c.bounds_scale, c.coverage_after,
            c.std_scale, c.reliability_after[0], c.reliability_after[1], c.reliability_after[2],
-           c.reliability_after[3], c.seconds);
+           c.reliability_after[3], c.level_z[0], c.level_z[1], c.level_z[2], c.level_z[3], c.seconds);
   return c;
 }
 
@@ -204,7 +223,10 @@ nlohmann::json spread_calibration_json(const SpreadCalibration& c, double interv
            "T_M o R proxy: a cube of the input restored, turned by a wedge-moving cube rotation, "
            "wedged and noised at the data's level, sampled; split-conformal factor on its bounds "
            "(bounds_scale), the factor on the std that puts its Gaussian intervals nearest the "
-           "reliability diagram's diagonal at 50/80/90/95 % (std_scale)"},
+           "reliability diagram's diagonal at 50/80/90/95 % (std_scale), and per level the "
+           "split-conformal multiplier of the scaled std (level_z: read mean +/- level_z std as "
+           "that level's interval)"},
+          {"level_z", {{"nominal", c.levels}, {"z", c.level_z}}},
           {"bounds_scale", c.bounds_scale},
           {"std_scale", c.std_scale},
           {"reliability",

@@ -22,9 +22,11 @@
 // put every level on the diagonal when the errors are heavier-tailed than a Gaussian of the
 // stated std (as restorations' are: a std fitted at 90 % alone over-covers 50 % by 10-20
 // points), so s spreads the miss over the levels; the bounds keep their own factor for their
-// own level. c multiplies the bounds' distances from the mean and s the std of the run on the
-// data (SampleOptions::bounds_scale, std_scale). What it assumes: errors on the pseudo-problem
-// are like errors on the data.
+// own level, and each level of the reliability diagram gets its own split-conformal multiplier
+// of the scaled std (level_z: the interval a user should read for 50/80/90/95 %, recorded in
+// summary.json and used by the coverage figures when --truth is given). c multiplies the bounds'
+// distances from the mean and s the std of the run on the data (SampleOptions::bounds_scale,
+// std_scale). What it assumes: errors on the pseudo-problem are like errors on the data.
 // R x̂ is smoother than a real specimen (G denoises), so c may come out low; bench/RESULTS.md
 // says by how much on simulated data.
 #pragma once
@@ -49,6 +51,10 @@ struct SpreadCalibration {
   std::vector<double> levels;              ///< nominal masses of the std's reliability diagram
   std::vector<double> reliability_before;  ///< Gaussian coverage of mean ± z·std per level, s = 1
   std::vector<double> reliability_after;   ///< the same with s
+  std::vector<double> level_z;  ///< per level, the multiplier of the scaled std (s·std) whose
+                                ///< interval mean ± level_z·s·std covers the level's mass of the
+                                ///< known answer (split-conformal, like c); the Gaussian z where
+                                ///< no finite multiplier does
   double std_error_cc = 0;       ///< corr(std, |mean − truth|) over the cube's voxels
   std::string noise;             ///< halves ((even − odd)/√2) or highfreq (white, noise_variance)
   double noise_variance = 0;     ///< highfreq: variance per coefficient (normalised)
@@ -69,6 +75,12 @@ struct SpreadCalibration {
 /// truth off the mean (nothing to scale), ShapeError on differing shapes.
 double gaussian_reliability_scale(const at::Tensor& truth, const at::Tensor& mean,
                                   const at::Tensor& std, const std::vector<double>& levels = {0.5, 0.8, 0.9, 0.95});
+
+/// Per level p of `levels`, the split-conformal multiplier q_p of `std`: the ⌈p·(V + 1)⌉-th
+/// smallest |truth − mean| / std over the V voxels (the largest when that exceeds V), so that
+/// mean ± q_p·std covers at least p of them; a voxel with std 0 needs 0 on its mean, +inf off it.
+std::vector<double> conformal_level_multipliers(const at::Tensor& truth, const at::Tensor& mean,
+                                                const at::Tensor& std, const std::vector<double>& levels);
 
 double conformal_bounds_scale(const at::Tensor& truth, const at::Tensor& mean,
                               const at::Tensor& lower, const at::Tensor& upper, double interval);

@@ -9,6 +9,7 @@
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/progress.h"
+#include "unwedge/eval/metrics.h"
 #include "unwedge/methods/bootstrap.h"
 
 namespace unwedge {
@@ -28,11 +29,12 @@ struct TileSummary {
 };
 
 TileSummary tile_summary(const at::Tensor& x, const at::Tensor& w, const SampleOptions& o,
-                         double z) {
+                         double z, at::IntArrayRef tile) {
   TileSummary s;
   at::Tensor wc = w.view({-1, 1});                          // [n, 1]
   s.mean = (x * wc).sum(0);                                 // [V]
   s.var = ((x - s.mean).pow(2) * wc).sum(0);                // [V]
+  if (o.std_pool > 0) s.var = gaussian_average(s.var.view(tile), o.std_pool).reshape({-1});
   if (o.bounds == "quantile") {
     s.lower = weighted_quantile(x, w, (1.0 - o.interval) / 2);
     s.upper = weighted_quantile(x, w, (1.0 + o.interval) / 2);
@@ -110,6 +112,10 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   if (!(cs > 0) || !std::isfinite(cs) || !(cb > 0) || !std::isfinite(cb)) {
     throw ValueError("sample: std scale " + std::to_string(cs) + ", bounds scale " +
                      std::to_string(cb) + " (need finite values > 0)");
+  }
+  if (!(opts.std_pool >= 0) || !std::isfinite(opts.std_pool)) {
+    throw ValueError("sample: std pool " + std::to_string(opts.std_pool) +
+                     " voxels (need a finite value >= 0)");
   }
   if (!sinks.mean || !sinks.std || !sinks.lower || !sinks.upper) {
     throw ValueError("sample: the mean, std, lower and upper sinks are required");
@@ -268,7 +274,7 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
         st.ess_min = std::min(st.ess_min, ess);
         ess_sum += ess;
         at::Tensor x = xs.select(1, jb).select(1, 0);                // [n, tz, ty, tx]
-        TileSummary s = tile_summary(x.reshape({n, -1}), wj, opts, z);
+        TileSummary s = tile_summary(x.reshape({n, -1}), wj, opts, z, {tz, ty, tx});
         at::Tensor win = tile_window_3d(wz, wy[job.iy], wx[job.ix]);  // [tz, ty, tx]
         auto add = [&](size_t k, const at::Tensor& v) {
           acc[k].slice(1, y0, y0 + ty).slice(2, x0, x0 + tx) += v.view({tz, ty, tx}) * win;

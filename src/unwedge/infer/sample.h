@@ -6,8 +6,11 @@
 // per output, never with n x the tomogram (saved samples stream to their own sinks).
 //
 // Per tile t (self-normalised weights w_k, draws x_k):
-//   mean_t = sum_k w_k x_k,   var_t = sum_k w_k (x_k - mean_t)^2,
+//   mean_t = sum_k w_k x_k,   var_t = G_σ * sum_k w_k (x_k - mean_t)^2,
 //   bounds_t = weighted quantiles (1 -/+ interval) / 2 of the draws (or mean_t -/+ z sd_t).
+// where G_σ * averages over a Gaussian neighbourhood of std_pool voxels (renormalised at the
+// tile's edges): 16 draws estimate one voxel's variance to ±35 %, and errors vary smoothly, so
+// pooling a few voxels' worth makes the std rank the errors better (bench/RESULTS.md).
 // Across tiles with windows a_t (sum_t a_t = 1 at every voxel) the blended posterior is the
 // mixture of the tiles' posteriors: mean = sum_t a_t mean_t and
 //   var = sum_t a_t var_t + (sum_t a_t mean_t^2 - mean^2)   (law of total variance);
@@ -40,6 +43,9 @@ struct SampleOptions {
   int64_t xz_planes = 6;        ///< draws whose central XZ plane (y = Y/2) is kept (flip-book)
   double std_scale = 1.0;       ///< factor on std (> 0; a data-only calibration's, infer/calibrate.h)
   double bounds_scale = 1.0;    ///< factor on the bounds' distances from the mean (> 0; the same)
+  double std_pool = 1.5;        ///< σ (voxels) of the Gaussian neighbourhood over which each
+                                ///< tile's per-voxel variance is averaged before the square
+                                ///< root (eval/metrics.h gaussian_average; 0: per voxel)
 };
 
 /// Where the outputs go (normalised scale; each sink gets every section once, ascending z).

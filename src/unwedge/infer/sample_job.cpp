@@ -58,7 +58,8 @@ SampleOutputs sample_outputs(const SampleFilesOptions& o) {
 /// Calibration against the ground truth: eval's metrics and uncertainty, and the coverage of the
 /// credible bounds.
 json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so,
-                            const SampleOutputs& out, double voxel_size) {
+                            const SampleOutputs& out, double voxel_size,
+                            const std::vector<double>& level_z) {
   const at::Tensor mean = mrc_read(out.volumes[0]).data, sd = mrc_read(out.volumes[1]).data,
                    gt = mrc_read(o.truth, MrcReadOptions{o.permissive}).data;
   EvalOptions eo;
@@ -67,11 +68,11 @@ json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so
   eo.wedge.sign_flip = so.wedge.flip_sign;
   eo.voxel_size = voxel_size;
   json eval = eval_against_truth(mean, gt, {}, eo);
-  eval_add_uncertainty(eval, mean, sd, gt, {});
+  eval_add_uncertainty(eval, mean, sd, gt, {}, level_z);
   if (out.volumes.size() > 5) {  // --save-samples: the draws give the per-band spread
     std::vector<at::Tensor> draws;
     for (size_t k = 4; k < out.volumes.size(); ++k) draws.push_back(mrc_read(out.volumes[k]).data);
-    eval_add_band_uncertainty(eval, mean, draws, so.std_scale, gt, eo);
+    eval_add_band_uncertainty(eval, mean, draws, so.std_scale, gt, eo, so.std_pool, level_z);
     const json& m = eval["metrics"];
     log_info("  by band: coverage 90 % {:.3f} measured, {:.3f} wedge; Spearman corr(std, |error|) "
              "{:.3f} measured, {:.3f} wedge",
@@ -170,9 +171,10 @@ void write_report(const SampleFilesOptions& o, const SampleOptions& so, const Sa
     written.push_back(out.sparsification);
     ri.sections.push_back(
         {"Reliability diagram", out.reliability,
-         "Fraction of voxels whose truth lies inside the posterior's central Gaussian interval "
-         "(mean ± z std, on the truth's scale) against the interval's nominal mass: on the "
-         "diagonal when the std is calibrated, below it when the std is too small. With "
+         "Fraction of voxels whose truth lies inside the posterior's stated interval for each "
+         "mass (mean ± z std on the truth's scale: z the Gaussian one, or with --calibrate the "
+         "data-only calibration's per level, summary.json calibration.level_z) against the "
+         "nominal mass: on the diagonal when calibrated, below it when the std is too small. With "
          "--save-samples, also per Fourier band: the volumes restricted to the measured band "
          "and to the missing wedge, the std the spread of the draws restricted the same way."});
     ri.sections.push_back(
@@ -215,6 +217,7 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"init", po.init},
           {"interval", s.interval},
           {"bounds", s.bounds},
+          {"std_pool", s.std_pool},
           {"tilt_range_deg", {s.wedge.tilt_min_deg, s.wedge.tilt_max_deg}},
           {"wedge_sign", s.wedge.flip_sign},
           {"tile", s.tiling.tile},
@@ -472,7 +475,7 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
 
   json eval;
   if (!o.truth.empty()) {
-    eval = evaluate_against_truth(o, so, out, files[0]->meta().voxel_size[0]);
+    eval = evaluate_against_truth(o, so, out, files[0]->meta().voxel_size[0], cal.level_z);
     res.summary["eval"] = eval;
   }
   write_text_file_atomic(out.summary, res.summary.dump(1) + "\n", o.overwrite);
