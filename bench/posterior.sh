@@ -27,7 +27,8 @@
 # (draws), ENSEMBLE [4], BOX [] ("z0 z1 y0 y1 x0 x1": score a crop, for time), SAMPLE_OPTS []
 # (extra flags for every sample run), LANGEVIN_OPTS [] (extra flags for cryowgen-langevin's),
 # DEVICE [cpu] (training, sampling and restoring, e.g. cuda), BUDGET_CLOCK [cpu] (clock of
-# MINUTES: cpu or wall), PY [/usr/bin/python3] (numpy, mrcfile),
+# MINUTES: cpu or wall), POOL [1.5] (the ensemble's std pooled like sample --std-pool; pass
+# SAMPLE_OPTS="--std-pool P" too when changing it), PY [/usr/bin/python3] (numpy, scipy, mrcfile),
 # RESULT [bench/results/posterior_<preset>_s<seed>.json].
 set -euo pipefail
 OUT=${1:-posterior-run}
@@ -44,6 +45,7 @@ N=${N:-16}
 ENSEMBLE=${ENSEMBLE:-4}
 BOX=${BOX:-}
 SAMPLE_OPTS=${SAMPLE_OPTS:-}
+POOL=${POOL:-1.5}
 LANGEVIN_OPTS=${LANGEVIN_OPTS:-}
 DEVICE=${DEVICE:-cpu}
 BUDGET_CLOCK=${BUDGET_CLOCK:-cpu}
@@ -105,21 +107,29 @@ for ((k = 0; k < ENSEMBLE; k++)); do
 done
 sample "$OUT/models/ot_s0.uwm" "$OUT/bootstrap" --uq bootstrap
 
-# The ensemble: mean and population std of the members, with the data's header.
+# The ensemble: mean and population std of the members, with the data's header; the variance
+# averaged over the sampler's Gaussian neighbourhood (sample --std-pool, 1.5 voxels: scipy's
+# filter with zero padding over its filter of ones, radius int(3 sigma + 0.5), as
+# gaussian_average), so the ensemble's std is pooled as the samplers' are.
 mkdir -p "$OUT/ensemble"
-"$PY" - "$OUT/ensemble" "${members[@]}" <<'EOF'
+"$PY" - "$OUT/ensemble" "$POOL" "${members[@]}" <<'EOF'
 import sys, mrcfile, numpy as np
-out, paths = sys.argv[1], sys.argv[2:]
+from scipy.ndimage import gaussian_filter
+out, pool, paths = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 x = np.stack([mrcfile.read(p).astype(np.float64) for p in paths])
 with mrcfile.open(paths[0], permissive=True) as f:
     vs = f.voxel_size
-for name, v in (("mean", x.mean(0)), ("std", x.std(0))):
+var = x.var(0)
+if pool > 0:
+    g = lambda v: gaussian_filter(v, pool, mode="constant", cval=0.0, truncate=3.0)
+    var = g(var) / g(np.ones_like(var))
+for name, v in (("mean", x.mean(0)), ("std", np.sqrt(var))):
     with mrcfile.new(f"{out}/{name}.mrc", overwrite=True) as f:
         f.set_data(v.astype(np.float32))
         f.voxel_size = vs
 EOF
 "${U[@]}" eval --in "$OUT/ensemble/mean.mrc" --truth "$S/gt.mrc" --std "$OUT/ensemble/std.mrc" \
-  --samples "${members[@]}" --tilt-range "${tilt[@]}" --json "$OUT/ensemble/eval.json" \
+  --samples "${members[@]}" --std-pool "$POOL" --tilt-range "${tilt[@]}" --json "$OUT/ensemble/eval.json" \
   --overwrite > /dev/null
 # Langevin last: the slowest (burn-in + steps network evaluations per chain and tile).
 restore "$OUT/models/langevin.uwm" "$OUT/langevin_point.mrc"
