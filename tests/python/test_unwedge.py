@@ -173,11 +173,11 @@ def test_sample_equals_the_program(sim, tmp_path):
     mc = unwedge.train("cryowgen-mc", even=s["even"], odd=s["odd"], options=TINY, patch=24,
                        batch=2, steps=2, out=str(tmp_path / "mc.uwm"))
     post = mc.sample(even=str(out / "even.mrc"), odd=str(out / "odd.mrc"), n=2, seed=4, tile=32,
-                     overlap=8)
+                     overlap=8, std_pool=0.8)
     subprocess.run([BIN, "-q", "--threads", "1", "sample", "--model", mc.path, "--even",
                     str(out / "even.mrc"), "--odd", str(out / "odd.mrc"), "--out-dir",
                     str(tmp_path / "post"), "--n", "2", "--seed", "4", "--tile", "32", "--overlap", "8",
-                    "--no-report", "--no-progress"], check=True)
+                    "--std-pool", "0.8", "--no-report", "--no-progress"], check=True)
     for name in ("mean", "std"):
         with mrcfile.open(str(tmp_path / "post" / f"{name}.mrc")) as m:
             theirs = np.array(m.data)
@@ -201,6 +201,7 @@ def test_sample_bootstrap_calibrated_equals_the_program(sim, model, tmp_path):
     c = post["summary"]["calibration"]
     assert c["bounds_scale"] > 0 and c["coverage_after"] >= c["interval"]
     assert c["std_scale"] > 0 and len(c["reliability"]["after"]) == 4
+    assert c["level_z"]["nominal"] == [0.5, 0.8, 0.9, 0.95] and all(z > 0 for z in c["level_z"]["z"])
     with pytest.raises(ValueError, match="deterministic"):
         model.sample(str(out / "tomo.mrc"), n=2)
 
