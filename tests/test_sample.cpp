@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "unwedge/core/error.h"
+#include "unwedge/eval/evaluate.h"
 #include "unwedge/eval/metrics.h"
 #include "unwedge/infer/calibrate.h"
 #include "unwedge/infer/sample.h"
@@ -636,6 +637,19 @@ TEST(CalibrateSpread, LinearGaussianModelRecoversTheTrueScale) {
   for (size_t k = 0; k < 4; ++k) {
     const double cover = (v.mean.abs() <= c.level_z[k] * v.std).to(torch::kDouble).mean().item<double>();
     EXPECT_NEAR(cover, c.levels[k], 0.02) << "level " << c.levels[k];
+  }
+  // Per band (the band-passed draws' spread, as eval scores it): the band's own multipliers
+  // cover each level of the fresh data's band-passed answer (0) within 0.03.
+  const SampleVolumes vs = sample_volume(method, fresh, o, /*keep_samples=*/true);
+  const WedgeGeometry g{-60, 60};
+  for (auto [band, z] : {std::pair<const char*, const std::vector<double>*>{"measured_band", &c.level_z_measured},
+                         std::pair<const char*, const std::vector<double>*>{"wedge_band", &c.level_z_wedge}}) {
+    ASSERT_EQ(z->size(), 4u);
+    const BandPosterior bp = posterior_band(vs.mean, vs.samples, g, band, o.std_pool);
+    for (size_t k = 0; k < 4; ++k) {
+      const double cover = (bp.mean.abs() <= (*z)[k] * c.std_scale * bp.std).to(torch::kDouble).mean().item<double>();
+      EXPECT_NEAR(cover, c.levels[k], 0.03) << band << " level " << c.levels[k];
+    }
   }
   // Pooling the variance over a neighbourhood (white draws: the same spread everywhere) makes
   // the std nearly exact (its population variance (K − 1)/K of the spread's), so the factor

@@ -25,6 +25,7 @@ struct EvalParams {
   double std_scale = 1.0;         ///< the factor the sampler applied to the std
   double std_pool = 1.5;          ///< the sampler's variance pooling, voxels
   std::vector<double> level_z;    ///< the intervals' multipliers per level (empty: Gaussian)
+  std::vector<double> level_z_measured, level_z_wedge;  ///< the same per band (--samples)
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
   std::string wedge_sign;        ///< --wedge-sign text (cli_common.h)
   bool wedge_sign_given = false;
@@ -135,7 +136,8 @@ void run_eval(const EvalParams& p) {
       same_shape(a, pa, d, path);
       draws.push_back(d.data);
     }
-    eval_add_band_uncertainty(r, a.data, draws, p.std_scale, b.data, o, p.std_pool, p.level_z);
+    eval_add_band_uncertainty(r, a.data, draws, p.std_scale, b.data, o, p.std_pool,
+                              p.level_z_measured, p.level_z_wedge);
   }
   r["files"] = truth_mode ? nlohmann::json{{"restored", p.in}, {"truth", p.truth}}
                           : nlohmann::json{{"half1", p.half1}, {"half2", p.half2}};
@@ -187,6 +189,12 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--level-z", p->level_z,
                   "With --std: the multipliers of std that state the 50/80/90/95 % intervals "
                   "(summary.json calibration.level_z.z; default: the Gaussian z)")
+      ->expected(4);
+  cmd->add_option("--level-z-measured", p->level_z_measured,
+                  "With --samples: the same for the measured band (calibration.level_z.z_measured_band)")
+      ->expected(4);
+  cmd->add_option("--level-z-wedge", p->level_z_wedge,
+                  "With --samples: the same for the missing wedge (calibration.level_z.z_wedge_band)")
       ->expected(4);
   cmd->add_option("--tilt-range", p->tilt_range,
                   "Tilt range in degrees defining the measured and missing-wedge bands")

@@ -45,7 +45,8 @@ m = r('s_nocal', 'mean')
 assert np.array_equal(r('s_cal', 'mean'), m)
 s, b = c['std_scale'], c['bounds_scale']
 assert len(c['reliability']['after']) == 4, c
-assert len(c['level_z']['z']) == 4 and all(z > 0 for z in c['level_z']['z']), c
+for k in ('z', 'z_measured_band', 'z_wedge_band'):
+    assert len(c['level_z'][k]) == 4 and all(z > 0 for z in c['level_z'][k]), c
 for f, ref in (('std', r('s_nocal', 'std') * s), ('lower', m - b * (m - r('s_nocal', 'lower'))),
                ('upper', m + b * (r('s_nocal', 'upper') - m))):
     d = np.abs(r('s_cal', f) - ref).max()

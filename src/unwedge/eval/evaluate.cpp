@@ -290,21 +290,49 @@ void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Te
   result["conventions"]["uncertainty"] = kUncertaintyConventions;
 }
 
-void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
-                               const std::vector<at::Tensor>& draws, double std_scale,
-                               const at::Tensor& gt, const EvalOptions& o, double std_pool,
-                               const std::vector<double>& level_z) {
-  check_shapes(restored, gt, {});
-  check_level_z(level_z);
-  if (!(std_pool >= 0) || !std::isfinite(std_pool)) {
-    throw ValueError("band uncertainty: std pool " + std::to_string(std_pool) +
-                     " voxels (need a finite value >= 0)");
+at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::string& band) {
+  if (band != "measured_band" && band != "wedge_band") {
+    throw ValueError("band: '" + band + "' is not measured_band or wedge_band");
   }
-  wedge_check(o.wedge);
+  if (x.dim() != 3) throw ShapeError("band: [Z, Y, X] expected, got " + c10::str(x.sizes()));
+  const at::Tensor measured = bool_band(wedge_mask_rfft({x.size(0), x.size(1), x.size(2)}, g, torch::kCPU));
+  return band_part(x, (band == "measured_band" ? measured : measured.logical_not()).to(torch::kDouble));
+}
+
+BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tensor>& draws,
+                             const WedgeGeometry& g, const std::string& band, double std_pool) {
   if (draws.size() < 2) {
     throw ValueError("band uncertainty: " + std::to_string(draws.size()) +
                      " draws (need at least 2 for a spread)");
   }
+  if (!(std_pool >= 0) || !std::isfinite(std_pool)) {
+    throw ValueError("band uncertainty: std pool " + std::to_string(std_pool) +
+                     " voxels (need a finite value >= 0)");
+  }
+  BandPosterior b;
+  b.mean = band_pass(mean, g, band);
+  // Population variance of the band-passed draws about their own mean, from running sums (one
+  // band-passed draw in memory at a time).
+  at::Tensor sum = torch::zeros_like(b.mean), sum_sq = torch::zeros_like(b.mean);
+  for (const auto& d : draws) {
+    const at::Tensor p = band_pass(d, g, band);
+    sum += p;
+    sum_sq += p * p;
+  }
+  const double k = static_cast<double>(draws.size());
+  b.std = gaussian_average((sum_sq / k - (sum / k).square()).clamp_min(0), std_pool).sqrt();
+  return b;
+}
+
+void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
+                               const std::vector<at::Tensor>& draws, double std_scale,
+                               const at::Tensor& gt, const EvalOptions& o, double std_pool,
+                               const std::vector<double>& level_z_measured,
+                               const std::vector<double>& level_z_wedge) {
+  check_shapes(restored, gt, {});
+  wedge_check(o.wedge);
+  check_level_z(level_z_measured);
+  check_level_z(level_z_wedge);
   for (const auto& d : draws) check_shapes(d, gt, {});
   if (!(std_scale > 0) || !std::isfinite(std_scale)) {
     throw ValueError("band uncertainty: std scale " + std::to_string(std_scale) +
@@ -312,36 +340,28 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
   }
   AffineFit fit = affine_fit(gt, restored, {});
   if (fit.scale == 0) throw ValueError("uncertainty: the restored volume does not vary with gt");
-  std::array<int64_t, 3> s{gt.size(0), gt.size(1), gt.size(2)};
-  const at::Tensor measured = bool_band(wedge_mask_rfft(s, o.wedge, torch::kCPU));
   json bands;
-  for (const auto& [name, band] : std::array<std::pair<std::string, at::Tensor>, 2>{
-           {{"measured_band", measured}, {"wedge_band", measured.logical_not()}}}) {
-    const at::Tensor f = band.to(torch::kDouble);
+  for (const auto& [name, level_z] : std::array<std::pair<std::string, const std::vector<double>*>, 2>{
+           {{"measured_band", &level_z_measured}, {"wedge_band", &level_z_wedge}}}) {
+    const BandPosterior bp = posterior_band(restored, draws, o.wedge, name, std_pool);
     // The fit's offset d is a constant: all of it lies at k = 0, in the measured band.
     const double offset = name == "measured_band" ? fit.offset : 0.0;
-    at::Tensor mean = (band_part(restored, f) - offset) / fit.scale;
-    // Population variance of the band-passed draws about their own mean, from running sums
-    // (one band-passed draw in memory at a time).
-    at::Tensor sum = torch::zeros_like(mean), sum_sq = torch::zeros_like(mean);
-    for (const auto& d : draws) {
-      const at::Tensor p = band_part(d, f);
-      sum += p;
-      sum_sq += p * p;
-    }
-    const double k = static_cast<double>(draws.size());
-    at::Tensor var = gaussian_average((sum_sq / k - (sum / k).square()).clamp_min(0), std_pool);
-    at::Tensor sd = var.sqrt() * (std_scale / std::abs(fit.scale));
-    bands[name] = uncertainty_figures(result["metrics"], mean, sd, band_part(gt, f), {}, "_" + name,
-                                      level_z);
+    at::Tensor mean = (bp.mean - offset) / fit.scale;
+    at::Tensor sd = bp.std * (std_scale / std::abs(fit.scale));
+    bands[name] = uncertainty_figures(result["metrics"], mean, sd, band_pass(gt, o.wedge, name), {},
+                                      "_" + name, *level_z);
   }
   result["uncertainty"]["bands"] = bands;
+  result["uncertainty"]["level_z_bands"] = {
+      {"measured_band", level_z_measured.empty() ? json("gaussian") : json(level_z_measured)},
+      {"wedge_band", level_z_wedge.empty() ? json("gaussian") : json(level_z_wedge)}};
   result["conventions"]["uncertainty_bands"] =
       "KEY_measured_band, KEY_wedge_band: the same figures for the volumes restricted to the "
       "measured band and to the missing wedge (Fourier masks of the tilt range): mean and truth "
       "band-passed, std the spread of the band-passed draws (equal weights, variance averaged "
       "over the sampler's std_pool neighbourhood, times the std scale), the affine fit of the "
-      "whole volume, the intervals' multipliers per level as for the whole volume";
+      "whole volume, the intervals' multipliers per level of each band "
+      "(uncertainty.level_z_bands: a data-only calibration's, or the Gaussian z)";
 }
 
 json eval_halves(const at::Tensor& half1, const at::Tensor& half2, const at::Tensor& mask,

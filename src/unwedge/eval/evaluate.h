@@ -45,19 +45,35 @@ void eval_add_uncertainty(nlohmann::json& result, const at::Tensor& restored, co
                           const at::Tensor& gt, const at::Tensor& mask,
                           const std::vector<double>& level_z = {});
 
+/// A posterior restricted to one Fourier band of the tilt geometry `g`: `band` is
+/// "measured_band" (the tilt range's Fourier mask, DC included) or "wedge_band" (its
+/// complement); mean band-passed, std the population spread of the band-passed draws (equal
+/// weights) with its variance averaged over `std_pool` voxels (gaussian_average). float64
+/// [Z, Y, X]. ValueError with fewer than two draws, an unknown band or std_pool < 0.
+struct BandPosterior {
+  at::Tensor mean, std;
+};
+BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tensor>& draws,
+                             const WedgeGeometry& g, const std::string& band, double std_pool);
+
+/// x [Z, Y, X] restricted to `band` ("measured_band" | "wedge_band") of `g`, float64.
+at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::string& band);
+
 /// Per-band calibration of a posterior from its draws (each [Z, Y, X] like gt): for the measured
 /// band and the missing wedge of opts.wedge, the volumes restricted to the band (Fourier mask),
 /// the std the spread of the band-passed draws with equal weights, its variance averaged over
 /// a Gaussian neighbourhood of `std_pool` voxels (as sample pools std.mrc's; 0: per voxel), times
 /// `std_scale` (the factor sample applied to std.mrc), mapped to gt's scale by the fit of the
-/// whole volume as in eval_add_uncertainty, intervals per level as `level_z` says there; adds
+/// whole volume as in eval_add_uncertainty, intervals per level as `level_z_measured` and
+/// `level_z_wedge` say for each band (as `level_z` there: empty = Gaussian); adds
 /// coverage_P_BAND, coverage_gaussian_P_BAND, std_error_cc_BAND, std_error_spearman_BAND,
 /// ause_BAND (BAND: measured_band, wedge_band) to result["metrics"] and the curves to
 /// result["uncertainty"]["bands"][BAND]. ValueError with fewer than two draws.
 void eval_add_band_uncertainty(nlohmann::json& result, const at::Tensor& restored,
                                const std::vector<at::Tensor>& draws, double std_scale,
                                const at::Tensor& gt, const EvalOptions& opts, double std_pool = 0,
-                               const std::vector<double>& level_z = {});
+                               const std::vector<double>& level_z_measured = {},
+                               const std::vector<double>& level_z_wedge = {});
 
 /// Metrics of two independently restored halves (no ground truth): half-map FSC and its
 /// crossings, wedge/measured power ratio of their average, directional FSC. JSON mode "halves".

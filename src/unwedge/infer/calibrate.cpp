@@ -7,6 +7,7 @@
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
+#include "unwedge/eval/evaluate.h"
 #include "unwedge/eval/metrics.h"
 #include "unwedge/methods/augment.h"
 #include "unwedge/methods/bootstrap.h"
@@ -169,7 +170,8 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   so.tiling.z_begin = 0;
   so.tiling.z_end = -1;
   so.xz_planes = 0;
-  const SampleVolumes pv = sample_volume(method, y_pseudo.view({s, s, s}).to(torch::kCPU), so);
+  const SampleVolumes pv = sample_volume(method, y_pseudo.view({s, s, s}).to(torch::kCPU), so,
+                                         /*keep_samples=*/true);
   // The known answer on the mean's scale, the convention every eval metric uses (eval/metrics.h
   // metric_bounds_coverage): a restoration's units are its own, so the truth is mapped onto them
   // by the least-squares fit mean ≈ a·truth + b.
@@ -197,6 +199,16 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   for (size_t k = 0; k < q.size(); ++k) {
     const double z = q[k] / c.std_scale;
     c.level_z.push_back(std::isfinite(z) && z > 0 ? z : sample_interval_z(c.levels[k]));
+  }
+  // The same per band, for the band-passed volumes (as eval_add_band_uncertainty scores them).
+  for (auto [band, out] : {std::pair<const char*, std::vector<double>*>{"measured_band", &c.level_z_measured},
+                           std::pair<const char*, std::vector<double>*>{"wedge_band", &c.level_z_wedge}}) {
+    const BandPosterior bp = posterior_band(pv.mean, pv.samples, g, band, so.std_pool);
+    const std::vector<double> qb = conformal_level_multipliers(band_pass(tr, g, band), bp.mean, bp.std, c.levels);
+    for (size_t k = 0; k < qb.size(); ++k) {
+      const double z = qb[k] / c.std_scale;
+      out->push_back(std::isfinite(z) && z > 0 ? z : sample_interval_z(c.levels[k]));
+    }
   }
   auto inside = [&](double f) {
     auto lo = pv.mean - f * (pv.mean - pv.lower), hi = pv.mean + f * (pv.upper - pv.mean);
@@ -226,7 +238,8 @@ nlohmann::json spread_calibration_json(const SpreadCalibration& c, double interv
            "reliability diagram's diagonal at 50/80/90/95 % (std_scale), and per level the "
            "split-conformal multiplier of the scaled std (level_z: read mean +/- level_z std as "
            "that level's interval)"},
-          {"level_z", {{"nominal", c.levels}, {"z", c.level_z}}},
+          {"level_z", {{"nominal", c.levels}, {"z", c.level_z}, {"z_measured_band", c.level_z_measured},
+                       {"z_wedge_band", c.level_z_wedge}}},
           {"bounds_scale", c.bounds_scale},
           {"std_scale", c.std_scale},
           {"reliability",

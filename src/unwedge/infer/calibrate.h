@@ -24,7 +24,9 @@
 // points), so s spreads the miss over the levels; the bounds keep their own factor for their
 // own level, and each level of the reliability diagram gets its own split-conformal multiplier
 // of the scaled std (level_z: the interval a user should read for 50/80/90/95 %, recorded in
-// summary.json and used by the coverage figures when --truth is given). c multiplies the bounds'
+// summary.json and used by the coverage figures when --truth is given), for the whole volume
+// and for each Fourier band (measured band, missing wedge: the band-passed draws' spread errs
+// differently from the whole's). c multiplies the bounds'
 // distances from the mean and s the std of the run on the data (SampleOptions::bounds_scale,
 // std_scale). What it assumes: errors on the pseudo-problem are like errors on the data.
 // R x̂ is smoother than a real specimen (G denoises), so c may come out low; bench/RESULTS.md
@@ -55,6 +57,9 @@ struct SpreadCalibration {
                                 ///< interval mean ± level_z·s·std covers the level's mass of the
                                 ///< known answer (split-conformal, like c); the Gaussian z where
                                 ///< no finite multiplier does
+  std::vector<double> level_z_measured, level_z_wedge;  ///< the same for the volumes restricted
+                                ///< to the measured band and to the missing wedge (the std there
+                                ///< the spread of the band-passed draws, eval's posterior_band)
   double std_error_cc = 0;       ///< corr(std, |mean − truth|) over the cube's voxels
   std::string noise;             ///< halves ((even − odd)/√2) or highfreq (white, noise_variance)
   double noise_variance = 0;     ///< highfreq: variance per coefficient (normalised)

@@ -59,7 +59,7 @@ SampleOutputs sample_outputs(const SampleFilesOptions& o) {
 /// credible bounds.
 json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so,
                             const SampleOutputs& out, double voxel_size,
-                            const std::vector<double>& level_z) {
+                            const SpreadCalibration& cal) {
   const at::Tensor mean = mrc_read(out.volumes[0]).data, sd = mrc_read(out.volumes[1]).data,
                    gt = mrc_read(o.truth, MrcReadOptions{o.permissive}).data;
   EvalOptions eo;
@@ -68,11 +68,12 @@ json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so
   eo.wedge.sign_flip = so.wedge.flip_sign;
   eo.voxel_size = voxel_size;
   json eval = eval_against_truth(mean, gt, {}, eo);
-  eval_add_uncertainty(eval, mean, sd, gt, {}, level_z);
+  eval_add_uncertainty(eval, mean, sd, gt, {}, cal.level_z);
   if (out.volumes.size() > 5) {  // --save-samples: the draws give the per-band spread
     std::vector<at::Tensor> draws;
     for (size_t k = 4; k < out.volumes.size(); ++k) draws.push_back(mrc_read(out.volumes[k]).data);
-    eval_add_band_uncertainty(eval, mean, draws, so.std_scale, gt, eo, so.std_pool, level_z);
+    eval_add_band_uncertainty(eval, mean, draws, so.std_scale, gt, eo, so.std_pool,
+                              cal.level_z_measured, cal.level_z_wedge);
     const json& m = eval["metrics"];
     log_info("  by band: coverage 90 % {:.3f} measured, {:.3f} wedge; Spearman corr(std, |error|) "
              "{:.3f} measured, {:.3f} wedge",
@@ -475,7 +476,7 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
 
   json eval;
   if (!o.truth.empty()) {
-    eval = evaluate_against_truth(o, so, out, files[0]->meta().voxel_size[0], cal.level_z);
+    eval = evaluate_against_truth(o, so, out, files[0]->meta().voxel_size[0], cal);
     res.summary["eval"] = eval;
   }
   write_text_file_atomic(out.summary, res.summary.dump(1) + "\n", o.overwrite);
