@@ -197,6 +197,9 @@ MethodInfo cryowgen_langevin_method_info() {
   info.can.halves = true;
   info.can.posterior = true;
   info.options = cryowgen_mc_options();
+  for (auto& o : info.options) {
+    if (o.key == "diversity_cap") o.default_value = 0.5;  // cryowgen-mc's 0.1 is not measured here
+  }
   for (MethodOption o : std::vector<MethodOption>{
            {"denoiser_sigma", 0.2, "Tweedie denoiser: white noise level sigma_d (normalised units)"},
            {"denoiser_weight", 1.0, "weight of the denoiser's loss in the training loss"},
