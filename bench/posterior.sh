@@ -5,8 +5,10 @@
 #   bash bench/posterior.sh [OUT]        (default OUT: posterior-run)
 #
 # Trained with the same budget each (MINUTES CPU-minutes, --budget-clock cpu, THREADS threads,
-# every other train flag at its default): cryowgen-mc, cryowgen-langevin and ENSEMBLE cryogen-ot
-# models (seeds 0..ENSEMBLE-1). Then, on the scored box (BOX, default the whole volume):
+# every other train flag at its default): ENSEMBLE cryogen-ot models (seeds 0..ENSEMBLE-1),
+# cryowgen-mc on top of the seed-0 one (`--init-from`, the recipe docs/posterior.md gives: so it
+# has twice the training of the bootstrap's model) and cryowgen-langevin from scratch. Then, on
+# the scored box (BOX, default the whole volume):
 #   cryowgen-mc, cryowgen-langevin: `unwedge sample --calibrate` (their own posteriors);
 #   bootstrap:  `unwedge sample --uq bootstrap --calibrate` of the cryogen-ot seed-0 model;
 #   ensemble:   the ENSEMBLE cryogen-ot restorations, their mean and population std (the
@@ -62,14 +64,14 @@ fi
 
 budget=(--minutes "$MINUTES" --budget-clock "$BUDGET_CLOCK")
 [[ -n $STEPS ]] && budget=(--steps "$STEPS")
-train() {  # train METHOD SEED OUT.uwm
+train() {  # train METHOD SEED OUT.uwm [flags]
   [[ -f $3 ]] && return 0
   "$UNWEDGE" -q --threads "$THREADS" train --method "$1" --even "$D/even.mrc" --odd "$D/odd.mrc" \
-    --tilt-range "${tilt[@]}" --seed "$2" --device "$DEVICE" --no-progress "${budget[@]}" --out "$3"
+    --tilt-range "${tilt[@]}" --seed "$2" --device "$DEVICE" --no-progress "${budget[@]}" --out "$3" "${@:4}"
 }
-train cryowgen-mc 0 "$OUT/models/mc.uwm"
-train cryowgen-langevin 0 "$OUT/models/langevin.uwm"
 for ((k = 0; k < ENSEMBLE; k++)); do train cryogen-ot "$k" "$OUT/models/ot_s$k.uwm"; done
+train cryowgen-mc 0 "$OUT/models/mc.uwm" --init-from "$OUT/models/ot_s0.uwm"
+train cryowgen-langevin 0 "$OUT/models/langevin.uwm"
 
 # The scored volumes: the halves and the truth, cropped to BOX when given.
 S="$OUT/scored"
