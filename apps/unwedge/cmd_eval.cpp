@@ -11,6 +11,7 @@
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/eval/evaluate.h"
+#include "unwedge/infer/sample.h"
 #include "unwedge/io/mrc.h"
 #include "unwedge/ops/wedge.h"
 #include "unwedge/ops/wedge_sign.h"
@@ -23,7 +24,7 @@ struct EvalParams {
   std::string in, truth, half1, half2, mask, std_map, json;
   std::vector<std::string> samples;  ///< posterior draws of --in: per-band figures
   double std_scale = 1.0;         ///< the factor the sampler applied to the std
-  double std_pool = 1.5;          ///< the sampler's variance pooling, voxels
+  double std_pool = SampleOptions{}.std_pool;  ///< the sampler's variance pooling, voxels
   std::vector<double> level_z;    ///< the intervals' multipliers per level (empty: Gaussian)
   std::vector<double> level_z_measured, level_z_wedge;  ///< the same per band (--samples)
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees

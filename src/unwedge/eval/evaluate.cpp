@@ -290,13 +290,22 @@ void eval_add_uncertainty(json& result, const at::Tensor& restored, const at::Te
   result["conventions"]["uncertainty"] = kUncertaintyConventions;
 }
 
-at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::string& band) {
+namespace {
+
+/// The Fourier mask (float64 0/1 on the rfft half-grid) of `band` of `g` for volumes like x.
+at::Tensor band_mask(const at::Tensor& x, const WedgeGeometry& g, const std::string& band) {
   if (band != "measured_band" && band != "wedge_band") {
     throw ValueError("band: '" + band + "' is not measured_band or wedge_band");
   }
   if (x.dim() != 3) throw ShapeError("band: [Z, Y, X] expected, got " + c10::str(x.sizes()));
   const at::Tensor measured = bool_band(wedge_mask_rfft({x.size(0), x.size(1), x.size(2)}, g, torch::kCPU));
-  return band_part(x, (band == "measured_band" ? measured : measured.logical_not()).to(torch::kDouble));
+  return (band == "measured_band" ? measured : measured.logical_not()).to(torch::kDouble);
+}
+
+}  // namespace
+
+at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::string& band) {
+  return band_part(x, band_mask(x, g, band));
 }
 
 BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tensor>& draws,
@@ -309,13 +318,14 @@ BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tenso
     throw ValueError("band uncertainty: std pool " + std::to_string(std_pool) +
                      " voxels (need a finite value >= 0)");
   }
+  const at::Tensor f = band_mask(mean, g, band);
   BandPosterior b;
-  b.mean = band_pass(mean, g, band);
+  b.mean = band_part(mean, f);
   // Population variance of the band-passed draws about their own mean, from running sums (one
   // band-passed draw in memory at a time).
   at::Tensor sum = torch::zeros_like(b.mean), sum_sq = torch::zeros_like(b.mean);
   for (const auto& d : draws) {
-    const at::Tensor p = band_pass(d, g, band);
+    const at::Tensor p = band_part(d, f);
     sum += p;
     sum_sq += p * p;
   }

@@ -195,20 +195,21 @@ SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube,
   const at::Tensor ratio = sorted_error_ratio(tr, pv.mean, pv.std);
   c.reliability_before = gaussian_reliability(ratio, c.levels, 1.0);
   c.reliability_after = gaussian_reliability(ratio, c.levels, c.std_scale);
-  const std::vector<double> q = conformal_level_multipliers(tr, pv.mean, pv.std, c.levels);
-  for (size_t k = 0; k < q.size(); ++k) {
-    const double z = q[k] / c.std_scale;
-    c.level_z.push_back(std::isfinite(z) && z > 0 ? z : sample_interval_z(c.levels[k]));
-  }
+  // Multipliers of the scaled std (the Gaussian z where no finite one covers the level).
+  auto stated = [&](const at::Tensor& t, const at::Tensor& m, const at::Tensor& sd) {
+    std::vector<double> z = conformal_level_multipliers(t, m, sd, c.levels);
+    for (size_t k = 0; k < z.size(); ++k) {
+      z[k] /= c.std_scale;
+      if (!std::isfinite(z[k]) || !(z[k] > 0)) z[k] = sample_interval_z(c.levels[k]);
+    }
+    return z;
+  };
+  c.level_z = stated(tr, pv.mean, pv.std);
   // The same per band, for the band-passed volumes (as eval_add_band_uncertainty scores them).
   for (auto [band, out] : {std::pair<const char*, std::vector<double>*>{"measured_band", &c.level_z_measured},
                            std::pair<const char*, std::vector<double>*>{"wedge_band", &c.level_z_wedge}}) {
     const BandPosterior bp = posterior_band(pv.mean, pv.samples, g, band, so.std_pool);
-    const std::vector<double> qb = conformal_level_multipliers(band_pass(tr, g, band), bp.mean, bp.std, c.levels);
-    for (size_t k = 0; k < qb.size(); ++k) {
-      const double z = qb[k] / c.std_scale;
-      out->push_back(std::isfinite(z) && z > 0 ? z : sample_interval_z(c.levels[k]));
-    }
+    *out = stated(band_pass(tr, g, band), bp.mean, bp.std);
   }
   auto inside = [&](double f) {
     auto lo = pv.mean - f * (pv.mean - pv.lower), hi = pv.mean + f * (pv.upper - pv.mean);

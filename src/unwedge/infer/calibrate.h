@@ -26,9 +26,9 @@
 // of the scaled std (level_z: the interval a user should read for 50/80/90/95 %, recorded in
 // summary.json and used by the coverage figures when --truth is given), for the whole volume
 // and for each Fourier band (measured band, missing wedge: the band-passed draws' spread errs
-// differently from the whole's). c multiplies the bounds'
-// distances from the mean and s the std of the run on the data (SampleOptions::bounds_scale,
-// std_scale). What it assumes: errors on the pseudo-problem are like errors on the data.
+// differently from the whole's). c multiplies the bounds' distances from the mean and s the
+// std of the run on the data (SampleOptions::bounds_scale, std_scale). What it assumes: errors
+// on the pseudo-problem are like errors on the data.
 // R x̂ is smoother than a real specimen (G denoises), so c may come out low; bench/RESULTS.md
 // says by how much on simulated data.
 #pragma once
