@@ -569,3 +569,31 @@ TEST(InitFrom, CryowgenStartsFromACryogenOtNetwork) {
   EXPECT_GT(w2.skipped, w2.total / 2);
   EXPECT_THROW(checkpoint_init_weights(*mc2, dir / "missing.uwm"), std::exception);
 }
+
+// train --init-from takes the network's shape from the source model unless --opt gives it: a
+// cryowgen-mc run started from an 8-channel, depth-2 cryogen-ot model is 8 channels wide and
+// depth 2 without saying so, and every tensor then transfers.
+TEST(InitFrom, NetworkShapeFollowsTheSourceModelUnlessGiven) {
+  TempDir dir;
+  auto wide = method_create("cryogen-ot", {{"depth", 2}, {"base_channels", 8}, {"ot_points", 128}});
+  checkpoint_save(dir / "wide.uwm", *wide, nullptr, CheckpointInfo{}, false);
+  nlohmann::json adopted;
+  const nlohmann::json opts = checkpoint_init_network_options(
+      "cryowgen-mc", {{"latent_channels", 4}}, dir / "wide.uwm", &adopted);
+  EXPECT_EQ(opts.at("base_channels"), 8);
+  EXPECT_EQ(opts.at("depth"), 2);
+  EXPECT_EQ(opts.at("latent_channels"), 4);  // not a shape option of the source: left as given
+  EXPECT_EQ(adopted.at("base_channels"), 8);
+  EXPECT_FALSE(adopted.contains("latent_channels"));
+  EXPECT_FALSE(adopted.contains("lowpass_skip"));  // not a shape option
+  auto mc = method_create("cryowgen-mc", opts);
+  const WeightTransfer w = checkpoint_init_weights(*mc, dir / "wide.uwm");
+  EXPECT_EQ(w.skipped, 0);
+  EXPECT_EQ(w.copied + w.partial, w.total);
+  // What --opt gives wins.
+  const nlohmann::json given = checkpoint_init_network_options("cryowgen-mc", {{"base_channels", 4}},
+                                                               dir / "wide.uwm");
+  EXPECT_EQ(given.at("base_channels"), 4);
+  EXPECT_EQ(given.at("depth"), 2);
+  EXPECT_THROW(checkpoint_init_network_options("cryowgen-mc", {}, dir / "missing.uwm"), std::exception);
+}

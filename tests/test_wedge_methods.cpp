@@ -267,6 +267,53 @@ TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
   }
 }
 
+// prior_every = k (lazy prior): the prior is computed on steps prior_start, prior_start + k, ...
+// only, with k times the adaptive weight of the same step computed eagerly (same weights, same
+// draws); the steps between carry the core alone.
+TEST(WedgeMethods, LazyPriorEveryKthStepWithKTimesTheWeight) {
+  torch::set_num_threads(1);
+  auto make = [](int64_t every) {
+    torch::manual_seed(11);
+    return method_create("cryogen-ot", {{"depth", 2}, {"base_channels", 4}, {"prior_start", 2},
+                                        {"prior_every", every}, {"ot_points", 64}});
+  };
+  auto eager = make(1), lazy = make(3);
+  torch::manual_seed(5);
+  auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
+  Batch b;
+  b.input = x + 0.3 * torch::randn_like(x);
+  b.target = x + 0.3 * torch::randn_like(x);
+  b.wedge = {MethodWedge{-60, 60, false}};
+  auto stat = [](const Method& m, const std::string& key) {
+    for (const auto& [k, v] : m.step_stats()) {
+      if (k == key) return v;
+    }
+    return -1.0;
+  };
+  for (int64_t step : {1, 2, 3, 4, 5}) {
+    b.step = step;
+    torch::manual_seed(100 + step);
+    const double le = eager->loss(b).item<double>();
+    torch::manual_seed(100 + step);
+    const double ll = lazy->loss(b).item<double>();
+    const double we = stat(*eager, "ot_weight"), wl = stat(*lazy, "ot_weight");
+    if (step < 2) {
+      EXPECT_EQ(we, -1.0) << "step " << step << ": prior before prior_start";
+      EXPECT_EQ(ll, le) << "step " << step;
+    } else if (step == 2 || step == 5) {
+      ASSERT_GT(we, 0.0) << "step " << step;
+      EXPECT_NEAR(wl, 3.0 * we, 1e-9 * we) << "step " << step;
+      const double core = le - we * stat(*eager, "ot");
+      EXPECT_NEAR(ll, core + wl * stat(*lazy, "ot"), 1e-6 * std::abs(ll)) << "step " << step;
+    } else {
+      EXPECT_GT(we, 0.0) << "step " << step;
+      EXPECT_EQ(wl, -1.0) << "step " << step << ": the lazy prior ran between its steps";
+      EXPECT_NEAR(ll, le - we * stat(*eager, "ot"), 1e-6 * std::abs(ll)) << "step " << step;
+    }
+  }
+  EXPECT_THROW(method_create("cryogen-map", {{"prior_every", 0}}), ValueError);
+}
+
 TEST(WedgeMethods, RegisteredWithOptions) {
   for (const char* n : {"isonet", "ddw", "ei", "cryogen-map", "cryogen-ot"}) {
     const auto& info = method_registry().get(n);

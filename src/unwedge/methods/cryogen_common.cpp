@@ -208,6 +208,9 @@ std::vector<MethodOption> wedge_prior_options(const std::string& what) {
       {"prior_share", 0.1,
        "share of the gradient on G's last layer carried by " + what + " (adaptive weight; 0: off)"},
       {"prior_start", int64_t{50}, "step from which " + what + " is on (warm-up)"},
+      {"prior_every", int64_t{1},
+       "compute " + what + " every this many steps, its weight times as many (lazy: the same "
+       "average gradient for a fraction of the cost)"},
       {"max_prior_weight", 100.0, "upper bound of the adaptive prior weight"},
   };
 }
@@ -215,17 +218,21 @@ std::vector<MethodOption> wedge_prior_options(const std::string& what) {
 WedgePriorWeight::WedgePriorWeight(const nlohmann::json& r, const std::string& method)
     : share_(r.at("prior_share").get<double>()),
       max_weight_(r.at("max_prior_weight").get<double>()),
-      start_(r.at("prior_start").get<int64_t>()) {
-  if (!(share_ >= 0 && share_ < 1) || start_ < 0 || !(max_weight_ >= 0)) {
-    throw ValueError("method " + method + ": need 0 <= prior_share < 1, prior_start >= 0 and " +
-                     "max_prior_weight >= 0; got " + r.at("prior_share").dump() + ", " +
-                     r.at("prior_start").dump() + ", " + r.at("max_prior_weight").dump());
+      start_(r.at("prior_start").get<int64_t>()),
+      every_(r.at("prior_every").get<int64_t>()) {
+  if (!(share_ >= 0 && share_ < 1) || start_ < 0 || every_ < 1 || !(max_weight_ >= 0)) {
+    throw ValueError("method " + method + ": need 0 <= prior_share < 1, prior_start >= 0, " +
+                     "prior_every >= 1 and max_prior_weight >= 0; got " + r.at("prior_share").dump() +
+                     ", " + r.at("prior_start").dump() + ", " + r.at("prior_every").dump() + ", " +
+                     r.at("max_prior_weight").dump());
   }
 }
 
 double WedgePriorWeight::weigh(const torch::Tensor& core, const torch::Tensor& prior,
                                const torch::Tensor& param) {
-  if (auto w = adaptive_prior_weight(core, prior, param, share_, max_weight_)) last_ = *w;
+  if (auto w = adaptive_prior_weight(core, prior, param, share_, max_weight_)) {
+    last_ = static_cast<double>(every_) * *w;
+  }
   return last_;
 }
 

@@ -119,25 +119,31 @@ std::optional<double> adaptive_prior_weight(const torch::Tensor& core, const tor
                                             const torch::Tensor& param, double share,
                                             double max_weight);
 
-/// The options of a prior on the wedge component (prior_share, prior_start, max_prior_weight);
-/// `what` names the prior in their help.
+/// The options of a prior on the wedge component (prior_share, prior_start, prior_every,
+/// max_prior_weight); `what` names the prior in their help.
 std::vector<MethodOption> wedge_prior_options(const std::string& what);
 
 /// The adaptive weight of a prior on the wedge component, from wedge_prior_options: on from
 /// step prior_start (when prior_share > 0), carrying prior_share of the gradient on G's last
-/// layer. Validation (no gradients) uses the weight of the last training step.
+/// layer. Lazily: with prior_every = k it is computed on every k-th step only, its weight times
+/// k (the same gradient on average, a k-th of the prior's cost; lazy regularisation as in
+/// StyleGAN2's R1). Validation (no gradients) uses the weight of the last training step.
 class WedgePriorWeight {
  public:
   /// Reads and checks the options (ValueError naming `method`).
   WedgePriorWeight(const nlohmann::json& resolved, const std::string& method);
-  /// True when the prior (and its auxiliary network's training) is on at `step`.
-  bool on(int64_t step) const { return share_ > 0 && step >= start_; }
-  /// The weight of `prior` next to `core` on `param` this step (adaptive_prior_weight).
+  /// True when the prior (and its auxiliary network's training) is computed at `step`: from
+  /// prior_start on, every prior_every-th step (every step when gradients are off: validation).
+  bool on(int64_t step) const {
+    return share_ > 0 && step >= start_ &&
+           ((step - start_) % every_ == 0 || !torch::GradMode::is_enabled());
+  }
+  /// The weight of `prior` next to `core` on `param` this step: prior_every × adaptive_prior_weight.
   double weigh(const torch::Tensor& core, const torch::Tensor& prior, const torch::Tensor& param);
 
  private:
   double share_, max_weight_;
-  int64_t start_;
+  int64_t start_, every_;
   double last_ = 0.0;  ///< the weight of the last training step
 };
 

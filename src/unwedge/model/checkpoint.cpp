@@ -1,5 +1,6 @@
 #include "unwedge/model/checkpoint.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -299,6 +300,23 @@ WeightTransfer checkpoint_init_weights(Method& target, const std::string& path) 
                      " network matches " + target.name() + "'s (another width or depth?)");
   }
   return w;
+}
+
+nlohmann::json checkpoint_init_network_options(const std::string& method, const nlohmann::json& given,
+                                               const std::string& path, nlohmann::json* adopted) {
+  static const char* const kShape[] = {"depth",      "base_channels", "convs_per_level", "kernel_size",
+                                       "downsample", "norm",          "norm_groups",     "planar"};
+  nlohmann::json out = given.is_object() ? given : nlohmann::json::object();
+  const nlohmann::json source = checkpoint_load(path).method->options_json();
+  const MethodInfo& info = method_registry().get(method);
+  for (const char* key : kShape) {
+    auto opt = std::find_if(info.options.begin(), info.options.end(),
+                            [&](const MethodOption& o) { return o.key == key; });
+    if (opt == info.options.end() || out.contains(key) || !source.contains(key)) continue;
+    out[key] = source.at(key);
+    if (adopted != nullptr && opt->default_value != source.at(key)) (*adopted)[key] = source.at(key);
+  }
+  return out;
 }
 
 }  // namespace unwedge

@@ -97,6 +97,16 @@ struct WeightTransfer {
 /// network to share or nothing matches; FormatError for an unreadable file.
 WeightTransfer checkpoint_init_weights(Method& target, const std::string& path);
 
+/// `train --init-from`: `given` (the --opt values of a new `method` run) with the network's shape
+/// options (depth, base_channels, convs_per_level, kernel_size, downsample, norm, norm_groups,
+/// planar) taken from the model at `path` wherever `method` has the option and `given` does not
+/// set it, so that a cryowgen run started from a 32-channel cryogen-ot model is 32 channels wide
+/// without saying so. `adopted` (when not null) receives those taken that differ from `method`'s
+/// defaults, with their values.
+nlohmann::json checkpoint_init_network_options(const std::string& method, const nlohmann::json& given,
+                                               const std::string& path,
+                                               nlohmann::json* adopted = nullptr);
+
 /// Loads the optimizer state stored in `ck` into `optimizer`.
 void checkpoint_load_optimizer(const LoadedCheckpoint& ck, torch::optim::Optimizer& optimizer,
                                const std::string& path);

@@ -226,6 +226,16 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   precision_parse(precision_resolve(o.precision, device_), "--precision");
   if (inputs.empty()) throw ValueError("train: no input tomograms");
 
+  // --init-from: the network's shape follows the model it starts from unless --opt says
+  // otherwise (also when resuming such a run with the same command).
+  if (!o.init_from.empty()) {
+    nlohmann::json adopted = nlohmann::json::object();
+    o.method_options = checkpoint_init_network_options(o.method, o.method_options, o.init_from, &adopted);
+    if (main_rank && !adopted.empty()) {
+      log_info("--init-from {}: network options {} taken from it (--opt to override)", o.init_from,
+               adopted.dump());
+    }
+  }
   // Method: fresh, or recreated from the checkpoint being resumed.
   if (out_.resume) {
     if (main_rank) temporaries_sweep_stale(out_.model);  // what a killed session left
