@@ -28,7 +28,9 @@
 # --steps instead of a budget, for tests), THREADS [1] (training), SAMPLE_THREADS [2], N [16]
 # (draws), ENSEMBLE [4], BOX [] ("z0 z1 y0 y1 x0 x1": score a crop, for time), SAMPLE_OPTS []
 # (extra flags for every sample run), LANGEVIN_OPTS [] (extra flags for cryowgen-langevin's),
-# DEVICE [cpu] (training, sampling and restoring, e.g. cuda), BUDGET_CLOCK [cpu] (clock of
+# TRAIN_OPTS [] (extra flags for every train run; the figures in bench/RESULTS.md up to
+# 2026-12-06 had 16-channel cryogen-ot models: TRAIN_OPTS="--opt base_channels=16" reproduces them
+# now that cryogen-ot trains 32 wide from 8 CPU-minutes), DEVICE [cpu] (training, sampling and restoring, e.g. cuda), BUDGET_CLOCK [cpu] (clock of
 # MINUTES: cpu or wall), POOL [1.5] (the ensemble's std pooled like sample --std-pool; pass
 # SAMPLE_OPTS="--std-pool P" too when changing it), PY [/usr/bin/python3] (numpy, scipy, mrcfile),
 # RESULT [bench/results/posterior_<preset>_s<seed>.json].
@@ -49,6 +51,7 @@ BOX=${BOX:-}
 SAMPLE_OPTS=${SAMPLE_OPTS:-}
 POOL=${POOL:-1.5}
 LANGEVIN_OPTS=${LANGEVIN_OPTS:-}
+TRAIN_OPTS=${TRAIN_OPTS:-}
 DEVICE=${DEVICE:-cpu}
 BUDGET_CLOCK=${BUDGET_CLOCK:-cpu}
 PY=${PY:-/usr/bin/python3}
@@ -57,7 +60,7 @@ UNWEDGE=$(realpath "$UNWEDGE")
 mkdir -p "$OUT/models" "$(dirname "$RESULT")"
 D="$OUT/data"
 # shellcheck disable=SC2206
-sim_extra=($SIM_OPTS) tilt=($TILT) sample_extra=($SAMPLE_OPTS) langevin_extra=($LANGEVIN_OPTS)
+sim_extra=($SIM_OPTS) tilt=($TILT) sample_extra=($SAMPLE_OPTS) langevin_extra=($LANGEVIN_OPTS) train_extra=($TRAIN_OPTS)
 if [[ ! -f $D/even.mrc ]]; then
   "$UNWEDGE" -q simulate --preset "$PRESET" --seed "$SEED" "${sim_extra[@]}" --out "$D"
 fi
@@ -67,7 +70,7 @@ budget=(--minutes "$MINUTES" --budget-clock "$BUDGET_CLOCK")
 train() {  # train METHOD SEED OUT.uwm [flags]
   [[ -f $3 ]] && return 0
   "$UNWEDGE" -q --threads "$THREADS" train --method "$1" --even "$D/even.mrc" --odd "$D/odd.mrc" \
-    --tilt-range "${tilt[@]}" --seed "$2" --device "$DEVICE" --no-progress "${budget[@]}" --out "$3" "${@:4}"
+    --tilt-range "${tilt[@]}" --seed "$2" --device "$DEVICE" --no-progress "${budget[@]}" --out "$3" "${train_extra[@]}" "${@:4}"
 }
 for ((k = 0; k < ENSEMBLE; k++)); do train cryogen-ot "$k" "$OUT/models/ot_s$k.uwm"; done
 train cryowgen-mc 0 "$OUT/models/mc.uwm" --init-from "$OUT/models/ot_s0.uwm"

@@ -814,6 +814,41 @@ TEST(Trainer, SnapshotsAtMinuteMarksHoldTheWeightsOfTheirStep) {
   EXPECT_THROW(train_run(o, in, dir / "k.uwm", dir / "k.jsonl", false, false), ValueError);
 }
 
+// cryogen-ot's width is auto when --opt does not give it: 32 on a GPU or from 8 CPU-minutes of
+// budget on a CPU (wall minutes count times the threads), its default 16 otherwise (steps
+// budgets, short runs, other methods); the trainer applies it and the model records it.
+TEST(TrainJob, WidthAutoFollowsDeviceMethodAndBudget) {
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 30, "cpu", 1), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 8, "cpu", 4), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 7.9, "cpu", 4), 0);   // CPU time counts all threads
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 4, "wall", 2), 32);   // 4 wall-minutes on 2 threads
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 4, "wall", 1), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 0, "cpu", 1), 0);     // a budget in steps
+  EXPECT_EQ(train_width_auto("cuda:0", "cryogen-ot", 0, "wall", 1), 32);
+  EXPECT_EQ(train_width_auto("cpu", "ei", 30, "cpu", 1), 0);
+  EXPECT_EQ(train_width_auto("cuda:0", "n2n", 30, "cpu", 1), 0);
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 13)};
+  TrainOptions o = tiny_train_options();
+  o.method = "cryogen-ot";
+  o.method_options = {{"depth", 1}, {"convs_per_level", 1}, {"ot_points", 64}};
+  o.sampler.patch = 16;
+  o.steps = 0;
+  o.minutes = 30;
+  o.budget_clock = "cpu";
+  o.stop_after = 1;  // one step of the 30-minute schedule
+  train_run(o, in, dir / "m.uwm", dir / "m.jsonl", false, false);
+  EXPECT_EQ(checkpoint_load(dir / "m.uwm").method->options_json().at("base_channels"), 32);
+  o.method_options["base_channels"] = 4;  // given: kept
+  train_run(o, in, dir / "g.uwm", dir / "g.jsonl", false, false);
+  EXPECT_EQ(checkpoint_load(dir / "g.uwm").method->options_json().at("base_channels"), 4);
+  o.method_options.erase("base_channels");
+  o.minutes = 0;
+  o.steps = 1;  // a budget in steps: the method's default
+  train_run(o, in, dir / "s.uwm", dir / "s.jsonl", false, false);
+  EXPECT_EQ(checkpoint_load(dir / "s.uwm").method->options_json().at("base_channels"), 16);
+}
+
 // Batch 0 is auto: 2 for n2n on a CPU, 16 for contrastive, 8 for mae, 4 otherwise, rounded up to a multiple of the ranks; the
 // trainer resolves it before anything else uses the batch, and the model records the batch used.
 TEST(TrainJob, BatchAutoFollowsDeviceMethodAndRanks) {

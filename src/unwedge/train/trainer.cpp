@@ -106,6 +106,14 @@ int64_t train_batch_auto(const std::string& device, const std::string& method, i
   return (b + ranks - 1) / ranks * ranks;
 }
 
+int64_t train_width_auto(const std::string& device, const std::string& method, double minutes,
+                         const std::string& clock, int threads) {
+  if (method != "cryogen-ot") return 0;
+  if (device.rfind("cuda", 0) == 0) return 32;
+  const double cpu_minutes = clock == "cpu" ? minutes : minutes * std::max(1, threads);
+  return cpu_minutes >= kWideCpuMinutes ? 32 : 0;
+}
+
 std::string train_snapshot_path(const std::string& model, double minutes) {
   const std::filesystem::path p(model);
   const std::string ext = p.has_extension() ? p.extension().string() : ".uwm";
@@ -234,6 +242,17 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     if (main_rank && !adopted.empty()) {
       log_info("--init-from {}: network options {} taken from it (--opt to override)", o.init_from,
                adopted.dump());
+    }
+  }
+  if (!o.method_options.contains("base_channels")) {
+    const int64_t w = train_width_auto(o.device, o.method, o.minutes, o.budget_clock,
+                                       torch::get_num_threads());
+    if (w > 0) {
+      o.method_options["base_channels"] = w;
+      if (main_rank) {
+        log_info("{} channels (auto for {}: on a GPU, or a budget of at least {:g} CPU-minutes; "
+                 "--opt base_channels=N to choose)", w, o.method, kWideCpuMinutes);
+      }
     }
   }
   // Method: fresh, or recreated from the checkpoint being resumed.
