@@ -839,6 +839,12 @@ TEST(TrainJob, WidthAutoFollowsDeviceMethodAndBudget) {
   o.stop_after = 1;  // one step of the 30-minute schedule
   train_run(o, in, dir / "m.uwm", dir / "m.jsonl", false, false);
   EXPECT_EQ(checkpoint_load(dir / "m.uwm").method->options_json().at("base_channels"), 32);
+  // Resumed with the same command (or a shorter budget): the checkpoint's width, not the rule's.
+  o.stop_after = 2;
+  train_run(o, in, dir / "m.uwm", dir / "m.jsonl", true, false);
+  EXPECT_EQ(checkpoint_load(dir / "m.uwm").info.step, 2);
+  EXPECT_EQ(checkpoint_load(dir / "m.uwm").method->options_json().at("base_channels"), 32);
+  o.stop_after = 1;
   o.method_options["base_channels"] = 4;  // given: kept
   train_run(o, in, dir / "g.uwm", dir / "g.jsonl", false, false);
   EXPECT_EQ(checkpoint_load(dir / "g.uwm").method->options_json().at("base_channels"), 4);

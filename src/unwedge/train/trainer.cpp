@@ -244,7 +244,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
                adopted.dump());
     }
   }
-  if (!o.method_options.contains("base_channels")) {
+  if (!out_.resume && !o.method_options.contains("base_channels")) {
     const int64_t w = train_width_auto(o.device, o.method, o.minutes, o.budget_clock,
                                        torch::get_num_threads());
     if (w > 0) {
@@ -262,6 +262,11 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     if (ck_.method->name() != o.method) {
       throw ValueError(out_.model + ": checkpoint holds method '" + ck_.method->name() +
                        "', not --method " + o.method);
+    }
+    // A width not given is the checkpoint's (it may have been chosen automatically).
+    const nlohmann::json saved = ck_.method->options_json();
+    if (!o.method_options.contains("base_channels") && saved.contains("base_channels")) {
+      o.method_options["base_channels"] = saved.at("base_channels");
     }
     nlohmann::json given = method_options_resolve(method_registry().get(o.method),
                                                   o.method_options);
