@@ -224,6 +224,20 @@ INSTANTIATE_TEST_SUITE_P(
       return s;
     });
 
+// Two halves of a smooth random volume [2, 1, 16, 16, 16] (cumulative sum along Z) with noise
+// 0.3, tilt range ±60°, drawn from `seed`.
+namespace {
+Batch smooth_halves_batch(uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
+  Batch b;
+  b.input = x + 0.3 * torch::randn_like(x);
+  b.target = x + 0.3 * torch::randn_like(x);
+  b.wedge = {MethodWedge{-60, 60, false}};
+  return b;
+}
+}  // namespace
+
 // loss() is a pure function: it moves no weight of any network (main or auxiliary) and, with
 // the same seed, gives the same value twice; aux_step() trains the auxiliary network only, and
 // only once the prior is on (prior_start).
@@ -243,12 +257,7 @@ TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
       for (size_t i = 0; i < a.size(); ++i) d = std::max(d, (a[i] - b[i]).abs().max().item<double>());
       return d;
     };
-    torch::manual_seed(3);
-    auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
-    Batch b;
-    b.input = x + 0.3 * torch::randn_like(x);
-    b.target = x + 0.3 * torch::randn_like(x);
-    b.wedge = {MethodWedge{-60, 60, false}};
+    Batch b = smooth_halves_batch(3);
     const auto main0 = copy(m->parameters()), aux0 = copy(aux());
     b.step = 0;  // before prior_start: the auxiliary network rests
     m->aux_step(b, StepContext{});
@@ -278,12 +287,7 @@ TEST(WedgeMethods, LazyPriorEveryKthStepWithKTimesTheWeight) {
                                         {"prior_every", every}, {"ot_points", 64}});
   };
   auto eager = make(1), lazy = make(3);
-  torch::manual_seed(5);
-  auto x = torch::randn({2, 1, 16, 16, 16}).cumsum(2) / 4.0;
-  Batch b;
-  b.input = x + 0.3 * torch::randn_like(x);
-  b.target = x + 0.3 * torch::randn_like(x);
-  b.wedge = {MethodWedge{-60, 60, false}};
+  Batch b = smooth_halves_batch(5);
   auto stat = [](const Method& m, const std::string& key) {
     for (const auto& [k, v] : m.step_stats()) {
       if (k == key) return v;
