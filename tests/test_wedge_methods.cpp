@@ -318,6 +318,39 @@ TEST(WedgeMethods, LazyPriorEveryKthStepWithKTimesTheWeight) {
   EXPECT_THROW(method_create("cryogen-map", {{"prior_every", 0}}), ValueError);
 }
 
+namespace {
+// The proxy core with its set-up exposed, to look at the noise it draws.
+class ProxyProbe : public ProxyCoreBase {
+ public:
+  using ProxyCoreBase::ProxyCoreBase;
+  using ProxyCoreBase::proxy_setup;
+  std::string name() const override { return "probe"; }
+  torch::Tensor loss(const Batch&) override { return {}; }
+};
+}  // namespace
+
+// The proxy term's noise follows proxy_noise; a prior's pseudo-observations always carry the
+// data's noise: with proxy_noise = none the proxy input gets none, the priors get another
+// sample's (y_a − y_b)/√2 (computed here directly), the same as with proxy_noise = halves.
+TEST(WedgeMethods, PriorPseudoObservationsAreNoisyEvenWithoutProxyNoise) {
+  Batch b = smooth_halves_batch(9);
+  auto roll_halves = torch::roll((b.input - b.target) / std::sqrt(2.0), {1}, {0});
+  for (const char* noise : {"none", "halves"}) {
+    auto opts = method_create("cryogen-ot", {{"depth", 2}, {"base_channels", 4}, {"proxy_noise", noise}})
+                    ->options_json();
+    ProxyProbe probe(opts);
+    auto st = probe.proxy_setup(b);
+    ASSERT_EQ(st.crop, 16) << noise;
+    EXPECT_TRUE(torch::allclose(st.prior_noise, roll_halves, 1e-6, 1e-6)) << noise;
+    const double proxy_noise = st.noise.abs().max().item<double>();
+    if (std::string(noise) == "none") {
+      EXPECT_EQ(proxy_noise, 0.0);
+    } else {
+      EXPECT_TRUE(torch::equal(st.noise, st.prior_noise));
+    }
+  }
+}
+
 TEST(WedgeMethods, RegisteredWithOptions) {
   for (const char* n : {"isonet", "ddw", "ei", "cryogen-map", "cryogen-ot"}) {
     const auto& info = method_registry().get(n);

@@ -28,8 +28,9 @@ std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d) {
       {"wedge_weight", d.wedge_weight,
        "inside the proxy term: weight of the band only the target has (M_R(1-M)) vs the band both have"},
       {"proxy_noise", d.noise,
-       "noise added to pseudo-observations: halves (another sample's (y_a-y_b)/sqrt2: the data's level "
-       "and spectrum) | white (wedge-filtered, same variance) | none"},
+       "noise added to the proxy term's pseudo-observations: halves (another sample's (y_a-y_b)/sqrt2: the "
+       "data's level and spectrum) | white (wedge-filtered, same variance) | none (a prior's "
+       "pseudo-observations then still get halves)"},
       {"symmetric", d.symmetric,
        "both directions a->b and b->a every step (4 passes); false: one, halves swapped at random (3)"},
       {"detach", d.detach, "no gradient through the proxy's targets and pseudo-inputs (G as its own teacher)"},
@@ -100,15 +101,20 @@ ProxyStep ProxyCoreBase::proxy_setup(const Batch& batch) {
   st.m = wedge_batch_masks(shape, geoms, masks_, dev);
   st.m_rot = wedge_batch_masks_rotated(shape, geoms, st.rot.R).to(st.y_a.dtype());
   torch::NoGradGuard no_grad;
-  if (noise_ == "halves") {
+  auto halves = [&] {
     auto d = (st.y_a - st.y_b) / std::sqrt(2.0);  // the data's noise, level and spectrum
     if (b > 1) d = torch::roll(d, {1}, {0});       // another sample's: independent of this one
-    st.noise = center_crop3(d, shape);
+    return center_crop3(d, shape);
+  };
+  if (noise_ == "halves") {
+    st.noise = halves();
   } else if (noise_ == "white") {
     st.noise = wedge_matched_noise(center_crop3(st.y_a, shape), st.m, st.sigma2);
   } else {
     st.noise = torch::zeros({b, 1, st.crop, st.crop, st.crop}, st.y_a.options());
   }
+  // A prior compares pseudo-observations with real, noisy ones: they always carry noise.
+  st.prior_noise = noise_ == "none" ? halves() : st.noise;
   return st;
 }
 
@@ -167,7 +173,7 @@ torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Te
 }
 
 torch::Tensor ProxyCoreBase::pseudo_observation(const torch::Tensor& v, const ProxyStep& st) const {
-  return wedge_apply(wedge_rotate(v, st.rot, st.crop), st.m) + st.noise;
+  return wedge_apply(wedge_rotate(v, st.rot, st.crop), st.m) + st.prior_noise;
 }
 
 torch::Tensor ProxyCoreBase::real_observation(const ProxyStep& st) const {

@@ -61,7 +61,9 @@ struct ProxyStep {
   int64_t crop = 0;      ///< edge of the rotated volumes (P when not cropped)
   torch::Tensor m;       ///< measured masks of the crop [B, 1, n, n, n/2+1]
   torch::Tensor m_rot;   ///< rotated targets' measured masks [B, 1, n, n, n/2+1]
-  torch::Tensor noise;   ///< ñ for the pseudo-observations [B, 1, n, n, n] (zeros for "none")
+  torch::Tensor noise;   ///< ñ added to the proxy term's input [B, 1, n, n, n] (zeros for "none")
+  torch::Tensor prior_noise;  ///< ñ of the priors' pseudo-observations: `noise`, or the data's
+                              ///< (halves) when proxy_noise = none (real observations are noisy)
   torch::Tensor sigma2;  ///< noise variance per voxel of one half [B]
 };
 
@@ -77,7 +79,7 @@ class ProxyCoreBase : public UNetMethod {
   /// What core_step draws before any network pass: checked and swapped halves, noise variance,
   /// masks, rotations, crop and ñ (x_hat and the terms stay undefined).
   ProxyStep proxy_setup(const Batch& batch);
-  /// Pseudo-observation T_M(R v) + noise of a [B, 1, P, P, P] volume with the step's rotations.
+  /// Pseudo-observation T_M(R v) + prior_noise of a [B, 1, P, P, P] volume with the step's rotations.
   torch::Tensor pseudo_observation(const torch::Tensor& v, const ProxyStep& st) const;
   /// Real observations to compare pseudo-observations with: centre crops of y_a [B,1,n,n,n].
   torch::Tensor real_observation(const ProxyStep& st) const;
