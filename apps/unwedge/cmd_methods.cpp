@@ -29,6 +29,17 @@ void list_methods() {
     std::printf("%-20s %-29s %s\n", m.name.c_str(), capabilities(m.can).c_str(),
                 m.description.c_str());
   }
+  // The README's "Which method when", short; the figures behind it are in bench/RESULTS.md.
+  std::printf(
+      "\nWhich one (README \"Which method when\"; figures in bench/RESULTS.md):\n"
+      "  the wedge filled, with halves   cryogen-ot (32 channels wide from 8 CPU-minutes or on a GPU);\n"
+      "                                  ei is its baseline without the prior, ddw the DeepDeWedge one\n"
+      "  the wedge filled, one tomogram  isonet\n"
+      "  denoising only, with halves     n2n (the cheapest steps)\n"
+      "  denoising without halves        n2v --domain tilt-series\n"
+      "  uncertainty                     unwedge sample --uq bootstrap --calibrate (any model);\n"
+      "                                  cryowgen-mc, cryowgen-langevin for a method's own posterior\n"
+      "  particle embeddings             contrastive\n");
 }
 
 void list_options(const std::string& name) {

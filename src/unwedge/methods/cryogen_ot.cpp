@@ -1,9 +1,10 @@
-// cryogen-ot (CryoGEN-II): the proxy core (cryogen_common.h: the T_M∘R target on G's own outputs,
-// with noise of the data's level, and the cross-half measured-band data term) plus an
-// optimal-transport prior that acts only along what the operator cannot see:
+// cryogen-ot (CryoGEN-II): the proxy core (cryogen_common.h: the T_M∘R target on G's own outputs
+// and the cross-half measured-band data term; by default in ei's form, without noise on the proxy
+// term's input) plus an optimal-transport prior that acts only along what the operator cannot see:
 //
 //   x̂'     = M·sg(x̂) + (1−M)·x̂                  gradient only through the missing-wedge component
-//   ỹ'     = T_M(R x̂') + ñ                      pseudo-observations (the step's rotations and noise)
+//   ỹ'     = T_M(R x̂') + ñ                      pseudo-observations (the step's rotations; ñ the
+//                                               data's noise, another sample's (y_a − y_b)/√2)
 //   y      = centre crops of the real half      real observations
 //   ot     = SW2²(φ(ỹ'), φ(y)) / Var_θ(φ(y))    sliced Wasserstein on encoder features φ (every
 //                                               spatial position a point), z-scored on the real
@@ -174,7 +175,9 @@ MethodInfo cryogen_ot_method_info() {
   info.description =
       "CryoGEN-II: T_M o R target on its own outputs + cross-half data term + OT prior on the wedge";
   info.can.halves = true;
-  info.options = proxy_core_options(ProxyCoreDefaults{});
+  ProxyCoreDefaults d;
+  d.noise = "none";  // the prior's pseudo-observations still get the data's noise (prior_noise)
+  info.options = proxy_core_options(d);
   for (auto& o : wedge_prior_options("the OT prior")) info.options.push_back(o);
   for (MethodOption o : std::vector<MethodOption>{
            {"ot", "sliced", "sliced (normalised sliced Wasserstein) | sinkhorn (debiased Sinkhorn divergence)"},
