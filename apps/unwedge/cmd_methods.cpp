@@ -33,7 +33,8 @@ void list_methods() {
   std::printf(
       "\nWhich one (README \"Which method when\"; figures in bench/RESULTS.md):\n"
       "  the wedge filled, with halves   cryogen-ot (32 channels wide from 8 CPU-minutes or on a GPU);\n"
-      "                                  ei is its baseline without the prior, ddw the DeepDeWedge one\n"
+      "                                  or ei (the same without the prior; level with it on a large\n"
+      "                                  volume: try both); ddw, the DeepDeWedge baseline, fills less\n"
       "  the wedge filled, one tomogram  isonet\n"
       "  denoising only, with halves     n2n (the cheapest steps)\n"
       "  denoising without halves        n2v --domain tilt-series\n"
