@@ -4,7 +4,8 @@
 //
 //   x̂'     = M·sg(x̂) + (1−M)·x̂                  gradient only through the missing-wedge component
 //   ỹ'     = T_M(R x̂') + ñ                      pseudo-observations (the step's rotations; ñ the
-//                                               data's noise, another sample's (y_a − y_b)/√2)
+//                                               data's noise, another sample's (y_a − y_b)/√2,
+//                                               unless proxy_noise = white)
 //   y      = centre crops of the real half      real observations
 //   ot     = SW2²(φ(ỹ'), φ(y)) / Var_θ(φ(y))    sliced Wasserstein on encoder features φ (every
 //                                               spatial position a point), z-scored on the real
