@@ -827,6 +827,15 @@ TEST(TrainJob, WidthAutoFollowsDeviceMethodAndBudget) {
   EXPECT_EQ(train_width_auto("cuda:0", "cryogen-ot", 0, "wall", 1), 32);
   EXPECT_EQ(train_width_auto("cpu", "ei", 30, "cpu", 1), 0);
   EXPECT_EQ(train_width_auto("cuda:0", "n2n", 30, "cpu", 1), 0);
+  // A large volume needs kWideCpuMinutesPerMvoxel per million voxels besides: `small` (64 x 128 x
+  // 128) is wide from 8 CPU-minutes, `standard` (96 x 256 x 256, 6.3 Mvoxels) from 44.04.
+  const double small = 64.0 * 128 * 128, standard = 96.0 * 256 * 256;
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 8, "cpu", 1, small), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 30, "cpu", 1, standard), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 44.1, "cpu", 1, standard), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 44, "cpu", 1, standard), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 7.9, "cpu", 1, 1e5), 0);  // and 8 CPU-minutes
+  EXPECT_EQ(train_width_auto("cuda:0", "cryogen-ot", 1, "wall", 1, standard), 32);
   TempDir dir;
   std::vector<TrainInput> in{train_pair(32, 13)};
   TrainOptions o = tiny_train_options();

@@ -32,9 +32,10 @@ void list_methods() {
   // The README's "Which method when", short; the figures behind it are in bench/RESULTS.md.
   std::printf(
       "\nWhich one (README \"Which method when\"; figures in bench/RESULTS.md):\n"
-      "  the wedge filled, with halves   cryogen-ot (32 channels wide from 8 CPU-minutes or on a GPU);\n"
-      "                                  or ei (the same without the prior; level with it on a large\n"
-      "                                  volume: try both); ddw, the DeepDeWedge baseline, fills less\n"
+      "  the wedge filled, with halves   cryogen-ot (32 channels wide on a GPU, or from 8 CPU-minutes\n"
+      "                                  and 7 per million voxels); or ei (the same without the prior;\n"
+      "                                  level with it on a large volume: try both); ddw, the\n"
+      "                                  DeepDeWedge baseline, fills less\n"
       "  the wedge filled, one tomogram  isonet\n"
       "  denoising only, with halves     n2n (the cheapest steps)\n"
       "  denoising without halves        n2v --domain tilt-series\n"

@@ -107,11 +107,12 @@ int64_t train_batch_auto(const std::string& device, const std::string& method, i
 }
 
 int64_t train_width_auto(const std::string& device, const std::string& method, double minutes,
-                         const std::string& clock, int threads) {
+                         const std::string& clock, int threads, double voxels) {
   if (method != "cryogen-ot") return 0;
   if (device.rfind("cuda", 0) == 0) return 32;
   const double cpu_minutes = clock == "cpu" ? minutes : minutes * std::max(1, threads);
-  return cpu_minutes >= kWideCpuMinutes ? 32 : 0;
+  if (cpu_minutes < kWideCpuMinutes) return 0;
+  return cpu_minutes >= kWideCpuMinutesPerMvoxel * voxels / 1e6 ? 32 : 0;
 }
 
 std::string train_snapshot_path(const std::string& model, double minutes) {
@@ -245,13 +246,16 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     }
   }
   if (!out_.resume && !o.method_options.contains("base_channels")) {
+    double voxels = 0;
+    for (const auto& t : inputs) voxels += double(t.a.data.numel());
     const int64_t w = train_width_auto(o.device, o.method, o.minutes, o.budget_clock,
-                                       torch::get_num_threads());
+                                       torch::get_num_threads(), voxels);
     if (w > 0) {
       o.method_options["base_channels"] = w;
       if (main_rank) {
-        log_info("{} channels (auto for {}: on a GPU, or a budget of at least {:g} CPU-minutes; "
-                 "--opt base_channels=N to choose)", w, o.method, kWideCpuMinutes);
+        log_info("{} channels (auto for {}: on a GPU, or a budget of at least {:g} CPU-minutes "
+                 "and {:g} per million voxels; --opt base_channels=N to choose)", w, o.method,
+                 kWideCpuMinutes, kWideCpuMinutesPerMvoxel);
       }
     }
   }

@@ -208,15 +208,21 @@ int64_t train_batch_auto(const std::string& device, const std::string& method, i
 
 /// CPU-minutes of budget from which cryogen-ot trains 32 channels wide on a CPU.
 inline constexpr double kWideCpuMinutes = 8.0;
+/// ... and CPU-minutes per million voxels of training data (the halves' voxels counted once) it
+/// needs besides: a wider network makes fewer steps, so it also needs time to see a large volume.
+inline constexpr double kWideCpuMinutesPerMvoxel = 7.0;
 
 /// The network width (base_channels) a run uses when --opt does not give it (nor --init-from's
 /// model), 0 for the method's own default: 32 for cryogen-ot on a GPU, or on a CPU with a budget
 /// of at least kWideCpuMinutes CPU-minutes (`minutes` of the cpu clock, or of the wall clock
-/// times `threads`); its default 16 otherwise, so budgets in steps keep their speed (bench/
-/// RESULTS.md, "cryogen-ot at 30 CPU-minutes": 32 channels led 16 by 0.04-0.055 wedge-band CC at
-/// 30 CPU-minutes and by 0.048 at 8; 16 led at 1-2).
+/// times `threads`) and at least kWideCpuMinutesPerMvoxel per million voxels of the inputs
+/// (`voxels`, 0 when unknown: the first condition alone); its default 16 otherwise, so budgets in
+/// steps keep their speed (bench/RESULTS.md, "cryogen-ot at 30 CPU-minutes": 32 channels led 16
+/// by 0.04-0.055 wedge-band CC at 30 CPU-minutes on `small`, 1.05 Mvoxels, and by 0.048 at 8; 16
+/// led at 1-2; "16 or 32 channels on `standard`": on 6.3 Mvoxels at 30 CPU-minutes 16 led 32 by
+/// 0.025 CC at the same wedge-band CC).
 int64_t train_width_auto(const std::string& device, const std::string& method, double minutes,
-                         const std::string& clock, int threads);
+                         const std::string& clock, int threads, double voxels = 0);
 
 /// The seed of step `step` of a run seeded `seed` (splitmix64 of both).
 uint64_t train_step_seed(uint64_t seed, int64_t step);
