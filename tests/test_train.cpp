@@ -815,8 +815,9 @@ TEST(Trainer, SnapshotsAtMinuteMarksHoldTheWeightsOfTheirStep) {
 }
 
 // cryogen-ot's width is auto when --opt does not give it: 32 on a GPU or from 8 CPU-minutes of
-// budget on a CPU (wall minutes count times the threads), its default 16 otherwise (steps
-// budgets, short runs, other methods); the trainer applies it and the model records it.
+// budget and 7 per million voxels on a CPU (wall minutes count times the threads), its default
+// 16 otherwise (steps budgets, short runs, large volumes on short budgets, other methods); the
+// trainer applies it and the model records it.
 TEST(TrainJob, WidthAutoFollowsDeviceMethodAndBudget) {
   EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 30, "cpu", 1), 32);
   EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 8, "cpu", 4), 32);
