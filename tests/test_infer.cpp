@@ -104,6 +104,54 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
   EXPECT_GT((bad - ref).abs().max().item<double>(), 1e-3);
 }
 
+// A batch of tiles that does not fit the device is halved and retried, and the smaller batch is
+// kept; every tile is consumed exactly once, in order; one tile that does not fit is an error.
+TEST(Restore, BatchesShrinkWhenTheDeviceRunsOutOfMemory) {
+  std::vector<std::pair<int64_t, int64_t>> tried, consumed;
+  std::vector<int64_t> shrinks;
+  auto compute = [&](int64_t j0, int64_t j1) {
+    tried.push_back({j0, j1});
+    TORCH_CHECK_WITH(OutOfMemoryError, j1 - j0 <= 2, "CUDA out of memory (test: ", j1 - j0,
+                     " tiles)");
+    return std::vector<at::Tensor>{torch::arange(j0, j1)};
+  };
+  auto consume = [&](int64_t j0, int64_t j1, std::vector<at::Tensor>& res) {
+    ASSERT_EQ(res.size(), 1u);
+    EXPECT_TRUE(torch::equal(res[0], torch::arange(j0, j1)));
+    consumed.push_back({j0, j1});
+  };
+  auto shrink = [&](int64_t b) { shrinks.push_back(b); };
+  EXPECT_EQ(batches_shrinking_on_oom(9, 8, compute, consume, shrink, "test"), 2);
+  const std::vector<std::pair<int64_t, int64_t>> want_tried{{0, 8}, {0, 4}, {0, 2}, {2, 4},
+                                                            {4, 6}, {6, 8}, {8, 9}};
+  const std::vector<std::pair<int64_t, int64_t>> want_consumed{{0, 2}, {2, 4}, {4, 6}, {6, 8},
+                                                               {8, 9}};
+  EXPECT_EQ(tried, want_tried);
+  EXPECT_EQ(consumed, want_consumed);
+  EXPECT_EQ(shrinks, (std::vector<int64_t>{4, 2}));
+
+  // Batches that fit are not touched.
+  consumed.clear();
+  EXPECT_EQ(batches_shrinking_on_oom(5, 2, compute, consume, nullptr, "test"), 2);
+  EXPECT_EQ(consumed.size(), 3u);
+
+  // Not even one tile fits: an error that says what to change.
+  auto never = [](int64_t, int64_t) -> std::vector<at::Tensor> {
+    TORCH_CHECK_WITH(OutOfMemoryError, false, "CUDA out of memory (test)");
+    return {};
+  };
+  try {
+    batches_shrinking_on_oom(3, 4, never, consume, nullptr, "one tile of 96x96x96 on cuda:0");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("one tile of 96x96x96 on cuda:0: give a smaller --tile"),
+              std::string::npos) << e.what();
+  }
+  // Other errors pass through untouched.
+  auto broken = [](int64_t, int64_t) -> std::vector<at::Tensor> { throw ValueError("broken"); };
+  EXPECT_THROW(batches_shrinking_on_oom(3, 4, broken, consume, nullptr, "x"), ValueError);
+}
+
 TEST(Restore, PairWithSavedHalvesAveragesThem) {
   auto m = tiny_method(5);
   torch::manual_seed(12);

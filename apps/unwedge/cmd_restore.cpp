@@ -100,7 +100,10 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
                   "Overlap of neighbouring tiles, voxels; tiles equal a whole-volume pass when "
                   "it covers the network's receptive field")
       ->capture_default_str();
-  cmd->add_option("--batch", o.restore.batch, "Tiles per forward pass")->capture_default_str();
+  cmd->add_option("--batch", o.restore.batch,
+                  "Tiles per forward pass; halved (and kept so) when the device runs out of "
+                  "memory, an error naming --tile when one tile does not fit")
+      ->capture_default_str();
   cmd->add_option("--device", o.device,
                   "model | auto | cpu | cuda | cuda:N (model: the training device when "
                   "available, else cpu; with several ranks, cuda means cuda:LOCAL_RANK)")

@@ -4,6 +4,7 @@
 
 #include "unwedge/core/device.h"
 #include "unwedge/core/error.h"
+#include "unwedge/core/log.h"
 #include "unwedge/core/progress.h"
 #include "unwedge/io/mrc.h"
 
@@ -32,6 +33,33 @@ TileReader tile_reader_normalised(const MrcFile& file, const NormStats& stats) {
 SlabSink slab_sink_to_input_scale(MrcSlabWriter& writer, const NormStats& stats) {
   MrcSlabWriter* w = &writer;
   return [w, stats](int64_t z0, const at::Tensor& slab) { w->write_slab(z0, norm_invert(slab, stats)); };
+}
+
+int64_t batches_shrinking_on_oom(int64_t n, int64_t batch,
+                                 const std::function<std::vector<at::Tensor>(int64_t, int64_t)>& compute,
+                                 const std::function<void(int64_t, int64_t, std::vector<at::Tensor>&)>& consume,
+                                 const std::function<void(int64_t)>& on_shrink,
+                                 const std::string& what) {
+  if (batch < 1) throw ValueError("batch: " + std::to_string(batch));
+  int64_t step = batch;
+  for (int64_t j0 = 0; j0 < n;) {
+    const int64_t j1 = std::min(n, j0 + step);
+    std::vector<at::Tensor> res;
+    try {
+      res = compute(j0, j1);
+    } catch (const c10::OutOfMemoryError& e) {
+      if (j1 - j0 == 1) {
+        throw Error("out of memory with " + what + ": give a smaller --tile (" +
+                    std::string(e.what_without_backtrace()).substr(0, 200) + ")");
+      }
+      step = (j1 - j0) / 2;
+      if (on_shrink) on_shrink(step);
+      continue;
+    }
+    consume(j0, j1, res);
+    j0 = j1;
+  }
+  return step;
 }
 
 TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
@@ -122,6 +150,7 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
   const int64_t n_tiles = int64_t(rows.size() * ay.starts.size() * ax.starts.size());
   Progress bar("restore", n_tiles, "tile", progress);
   int64_t done = 0;
+  int64_t batch = opts.batch;  // halved for the rest of the run when the device runs out of memory
   // The network in `precision`; its outputs are taken back to float32 before blending.
   auto net = [&](auto&& fn) {
     AutocastGuard amp(precision, device);
@@ -141,12 +170,14 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
     for (size_t iy = 0; iy < ay.starts.size(); ++iy) {
       for (size_t ix = 0; ix < ax.starts.size(); ++ix) jobs.push_back({iy, ix});
     }
-    for (size_t j0 = 0; j0 < jobs.size(); j0 += size_t(opts.batch)) {
-      size_t j1 = std::min(jobs.size(), j0 + size_t(opts.batch));
+    // Each batch's tiles through the network (halved batches when the device runs out of
+    // memory), then blended into the accumulators.
+    auto compute = [&](int64_t j0, int64_t j1) {
       std::vector<at::Tensor> ins[2];
-      for (size_t j = j0; j < j1; ++j) {
+      for (int64_t j = j0; j < j1; ++j) {
         for (size_t r = 0; r < inputs.size(); ++r) {
-          ins[r].push_back(read_tile(inputs[r], z0, ay.starts[jobs[j].iy], ax.starts[jobs[j].ix]));
+          ins[r].push_back(read_tile(inputs[r], z0, ay.starts[jobs[size_t(j)].iy],
+                                     ax.starts[jobs[size_t(j)].ix]));
         }
       }
       std::vector<at::Tensor> res;  // each [b, 1, tz, ty, tx] on the CPU
@@ -165,18 +196,28 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
           res.push_back(net([&] { return method.restore_pair(a, b); }));
         }
       }
-      for (size_t j = j0; j < j1; ++j) {
-        const auto& job = jobs[j];
+      return res;
+    };
+    auto consume = [&](int64_t j0, int64_t j1, std::vector<at::Tensor>& res) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const auto& job = jobs[size_t(j)];
         at::Tensor w = tile_window_3d(wz, wy[job.iy], wx[job.ix]);  // [tz, ty, tx]
         const int64_t y0 = ay.starts[job.iy], x0 = ax.starts[job.ix];
         for (size_t k = 0; k < n_out; ++k) {
-          acc[k].slice(1, y0, y0 + ty).slice(2, x0, x0 + tx) +=
-              res[k][int64_t(j - j0)][0] * w;
+          acc[k].slice(1, y0, y0 + ty).slice(2, x0, x0 + tx) += res[k][j - j0][0] * w;
         }
       }
-      done += int64_t(j1 - j0);
+      done += j1 - j0;
       bar.update(done);
-    }
+    };
+    auto shrink = [&](int64_t b) {
+      log_warn("restore: out of memory on {} with {} tiles per pass; now {} (--batch)",
+               opts.device, batch, b);
+      batch = b;
+    };
+    batch = batches_shrinking_on_oom(
+        int64_t(jobs.size()), batch, compute, consume, shrink,
+        fmt::format("one tile of {}x{}x{} on {}", tz, ty, tx, opts.device));
   }
   flush_to(ze);
   bar.finish();
