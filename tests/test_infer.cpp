@@ -108,7 +108,7 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
 // kept; every tile is consumed exactly once, in order; one tile that does not fit is an error.
 TEST(Restore, BatchesShrinkWhenTheDeviceRunsOutOfMemory) {
   std::vector<std::pair<int64_t, int64_t>> tried, consumed;
-  std::vector<int64_t> shrinks;
+  std::vector<std::pair<int64_t, int64_t>> shrinks;
   auto compute = [&](int64_t j0, int64_t j1) {
     tried.push_back({j0, j1});
     TORCH_CHECK_WITH(OutOfMemoryError, j1 - j0 <= 2, "CUDA out of memory (test: ", j1 - j0,
@@ -120,7 +120,7 @@ TEST(Restore, BatchesShrinkWhenTheDeviceRunsOutOfMemory) {
     EXPECT_TRUE(torch::equal(res[0], torch::arange(j0, j1)));
     consumed.push_back({j0, j1});
   };
-  auto shrink = [&](int64_t b) { shrinks.push_back(b); };
+  auto shrink = [&](int64_t from, int64_t to) { shrinks.emplace_back(from, to); };
   EXPECT_EQ(batches_shrinking_on_oom(9, 8, compute, consume, shrink, "test"), 2);
   const std::vector<std::pair<int64_t, int64_t>> want_tried{{0, 8}, {0, 4}, {0, 2}, {2, 4},
                                                             {4, 6}, {6, 8}, {8, 9}};
@@ -128,7 +128,7 @@ TEST(Restore, BatchesShrinkWhenTheDeviceRunsOutOfMemory) {
                                                                {8, 9}};
   EXPECT_EQ(tried, want_tried);
   EXPECT_EQ(consumed, want_consumed);
-  EXPECT_EQ(shrinks, (std::vector<int64_t>{4, 2}));
+  EXPECT_EQ(shrinks, (std::vector<std::pair<int64_t, int64_t>>{{8, 4}, {4, 2}}));
 
   // Batches that fit are not touched.
   consumed.clear();

@@ -38,7 +38,7 @@ SlabSink slab_sink_to_input_scale(MrcSlabWriter& writer, const NormStats& stats)
 int64_t batches_shrinking_on_oom(int64_t n, int64_t batch,
                                  const std::function<std::vector<at::Tensor>(int64_t, int64_t)>& compute,
                                  const std::function<void(int64_t, int64_t, std::vector<at::Tensor>&)>& consume,
-                                 const std::function<void(int64_t)>& on_shrink,
+                                 const std::function<void(int64_t, int64_t)>& on_shrink,
                                  const std::string& what) {
   if (batch < 1) throw ValueError("batch: " + std::to_string(batch));
   int64_t step = batch;
@@ -52,8 +52,9 @@ int64_t batches_shrinking_on_oom(int64_t n, int64_t batch,
         throw Error("out of memory with " + what + ": give a smaller --tile (" +
                     std::string(e.what_without_backtrace()).substr(0, 200) + ")");
       }
-      step = (j1 - j0) / 2;
-      if (on_shrink) on_shrink(step);
+      const int64_t from = j1 - j0;
+      step = from / 2;
+      if (on_shrink) on_shrink(from, step);
       continue;
     }
     consume(j0, j1, res);
@@ -210,10 +211,9 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
       done += j1 - j0;
       bar.update(done);
     };
-    auto shrink = [&](int64_t b) {
+    auto shrink = [&](int64_t from, int64_t to) {
       log_warn("restore: out of memory on {} with {} tiles per pass; now {} (--batch)",
-               opts.device, batch, b);
-      batch = b;
+               opts.device, from, to);
     };
     batch = batches_shrinking_on_oom(
         int64_t(jobs.size()), batch, compute, consume, shrink,
