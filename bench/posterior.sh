@@ -7,7 +7,8 @@
 # Trained with the same budget each (MINUTES CPU-minutes, --budget-clock cpu, THREADS threads,
 # every other train flag at its default): ENSEMBLE cryogen-ot models (seeds 0..ENSEMBLE-1),
 # cryowgen-mc on top of the seed-0 one (`--init-from`, the recipe docs/posterior.md gives: so it
-# has twice the training of the bootstrap's model) and cryowgen-langevin from scratch. Then, on
+# has twice the training of the bootstrap's model) and cryowgen-langevin the same way (from
+# scratch before 2026-12-06). Then, on
 # the scored box (BOX, default the whole volume):
 #   cryowgen-mc, cryowgen-langevin: `unwedge sample --calibrate` (their own posteriors);
 #   bootstrap:  `unwedge sample --uq bootstrap --calibrate` of the cryogen-ot seed-0 model;
@@ -74,7 +75,7 @@ train() {  # train METHOD SEED OUT.uwm [flags]
 }
 for ((k = 0; k < ENSEMBLE; k++)); do train cryogen-ot "$k" "$OUT/models/ot_s$k.uwm"; done
 train cryowgen-mc 0 "$OUT/models/mc.uwm" --init-from "$OUT/models/ot_s0.uwm"
-train cryowgen-langevin 0 "$OUT/models/langevin.uwm"
+train cryowgen-langevin 0 "$OUT/models/langevin.uwm" --init-from "$OUT/models/ot_s0.uwm"
 
 # The scored volumes: the halves and the truth, cropped to BOX when given.
 S="$OUT/scored"

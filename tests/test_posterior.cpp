@@ -250,6 +250,43 @@ TEST(PosteriorLangevin, MalaMatchesGaussianPosteriorWithAndWithoutEnergy) {
   EXPECT_THROW(langevin_run(x0, gaussian_target(p, true), o, at::detail::createCPUGenerator(6)), ValueError);
 }
 
+// move = wedge: drift and noise projected onto the missing wedge. The chains keep their start's
+// measured band exactly and sample the wedge from the target's conditional there; for the
+// Gaussian model (white prior N(0, s²), likelihood flat in the wedge) that is N(0, s²) per
+// wedge coefficient, whatever the measured band holds.
+TEST(PosteriorLangevin, ProjectedChainsKeepTheMeasuredBandAndSampleTheWedge) {
+  torch::set_num_threads(1);
+  const auto p = gaussian_wedge(8, /*s2=*/1.0, /*sigma2=*/0.25, 11);
+  auto in_wedge = [m = p.m](const torch::Tensor& v) { return v - wedge_apply(v, m); };
+  auto full = gaussian_target(p, false);
+  LogDensityGrad f = [&](const torch::Tensor& x) {
+    return std::make_pair(torch::Tensor(), in_wedge(full(x).second));
+  };
+  LangevinOptions o;
+  o.step = 0.02;  // ηL/2 = 1 % ULA bias on the wedge's variance (L = 1/s²)
+  o.burn_in = 400;
+  o.steps = 2000;
+  o.thin = 10;
+  o.project = in_wedge;
+  auto gen = at::detail::createCPUGenerator(12);
+  auto x0 = 3.0 * torch::randn({16, 1, 8, 8, 8}, gen, torch::kFloat);  // 3× the target's spread
+  auto r = langevin_run(x0, f, o, at::detail::createCPUGenerator(13));
+  ASSERT_EQ(r.kept.sizes(), torch::IntArrayRef({200, 16, 1, 8, 8, 8}));
+  // The measured band never moves (float rounding of one FFT pair per step only).
+  auto moved = wedge_apply(r.kept - x0.unsqueeze(0), p.m).abs().max().item<double>();
+  EXPECT_LT(moved, 1e-3) << moved;
+  // The wedge forgets the start: its variance over states (relaxation 1/(ηL) = 50 steps, so
+  // ≈ 16·2000/50 = 640 effective draws per coefficient over ≈ 170 coefficients: SE < 1 %) is
+  // s², and its mean is 0 to within ≈ 1/√640 = 0.04 per coefficient, against the start's 3.
+  auto s = r.kept.reshape({-1, 1, 8, 8, 8});
+  const double vw = band_variances(s, p.m).second;  // (the measured band's is the starts')
+  EXPECT_NEAR(vw / p.s2, 1.0, 0.04) << vw;
+  auto wedge_mean = in_wedge(s.mean(0, /*keepdim=*/true));
+  auto start_wedge = in_wedge(x0);
+  EXPECT_LT(wedge_mean.square().mean().sqrt().item<double>(),
+            0.05 * start_wedge.square().mean().sqrt().item<double>());
+}
+
 TEST(PosteriorImportance, PriorCandidatesReproduceGaussianPosteriorMean) {
   torch::set_num_threads(1);
   // Weak likelihood (σ² = 9 s²) on 4³ so that weights from prior candidates are not degenerate.
@@ -500,10 +537,11 @@ TEST(PosteriorMethods, DrawsDifferMostlyInsideTheWedge) {
   // the tilt limit) against the measured band (DC excluded).
   // cryowgen-mc: the data term pins the measured band and the diversity term spreads the wedge;
   // seen ratios 9-13 after 15-40 steps (≈ 0.6, at variances ~1e-9, without the diversity term:
-  // the draws collapse), asserted > 2. cryowgen-langevin: the likelihood pins the measured band,
-  // so this holds by construction (ratio ≈ 1.5 already untrained: the untrained denoiser's score
-  // is ~0 and the wedge diffuses freely); asserted > 1, a check of the sampler's wiring, not of
-  // the learned prior.
+  // the draws collapse), asserted > 2. cryowgen-langevin (move = wedge, the default): only the
+  // wedge moves, so the draws keep G(y, 0)'s measured band exactly; with move = all the
+  // likelihood pins the measured band, so the ratio holds by construction (≈ 1.5 already
+  // untrained: the untrained denoiser's score is ~0 and the wedge diffuses freely); asserted > 1,
+  // a check of the sampler's wiring, not of the learned prior.
   torch::set_num_threads(1);
   for (const std::string name : {"cryowgen-mc", "cryowgen-langevin"}) {
     torch::manual_seed(23);
@@ -520,6 +558,24 @@ TEST(PosteriorMethods, DrawsDifferMostlyInsideTheWedge) {
     auto wedge = wedge_band_rfft({32, 32, 32}, WedgeGeometry{}, /*margin_deg=*/10, torch::kCPU);
     const double vm = band_draw_variance(d.samples, measured);
     const double vw = band_draw_variance(d.samples, wedge);
-    EXPECT_GT(vw, (name == "cryowgen-mc" ? 2.0 : 1.0) * vm) << name << ": wedge " << vw << ", measured " << vm;
+    if (name == "cryowgen-mc") {
+      EXPECT_GT(vw, 2.0 * vm) << name << ": wedge " << vw << ", measured " << vm;
+      continue;
+    }
+    // cryowgen-langevin, move = wedge (the default): every draw has G(y, 0)'s measured band.
+    auto point = m->restore(probe);
+    auto m_in = wedge_mask_rfft({32, 32, 32}, WedgeGeometry{-60, 60, false}, torch::kCPU).view({1, 1, 32, 32, 17});
+    const double off = wedge_apply(d.samples - point.unsqueeze(0), m_in).abs().max().item<double>();
+    EXPECT_LT(off, 1e-3 * point.abs().max().item<double>()) << name << ": measured band moved by " << off;
+    EXPECT_GT(vw, 0.0) << name;
+    EXPECT_LT(vm, 1e-6 * vw) << name << ": wedge " << vw << ", measured " << vm;
+    // move = all: the likelihood pins the measured band.
+    o.move = "all";
+    auto a = p->draw(probe, MethodWedge{-60, 60, false}, o);
+    const double am = band_draw_variance(a.samples, measured);
+    const double aw = band_draw_variance(a.samples, wedge);
+    EXPECT_GT(aw, 1.0 * am) << name << " (move all): wedge " << aw << ", measured " << am;
+    o.move = "everything";
+    EXPECT_THROW(p->draw(probe, MethodWedge{-60, 60, false}, o), ValueError);
   }
 }

@@ -344,7 +344,8 @@ TEST(Train, CheckpointRoundTripAndCorruptFiles) {
 
 // A checkpoint written before the network options lowpass_skip and zero_head existed (its options
 // lack them) loads as the identity-skip network it holds, although n2n's default skip is now a
-// low-pass; options this version does not know give a FormatError naming the file.
+// low-pass; a cryowgen-langevin one from before denoiser_noise keeps its absolute noise level;
+// options this version does not know give a FormatError naming the file.
 TEST(Checkpoint, OptionsAddedLaterTakeTheValueThatRebuildsAnOldNetwork) {
   TempDir dir;
   torch::manual_seed(1);
@@ -369,6 +370,24 @@ TEST(Checkpoint, OptionsAddedLaterTakeTheValueThatRebuildsAnOldNetwork) {
   EXPECT_DOUBLE_EQ(ck.method->options_json().at("lowpass_skip").get<double>(), 0.0);
   auto x = torch::randn({1, 1, 8, 8, 8});
   EXPECT_TRUE(torch::equal(ck.method->restore(x), old->restore(x)));
+
+  // cryowgen-langevin's denoiser noise was in normalised units before denoiser_noise existed.
+  auto lang = method_create("cryowgen-langevin", {{"depth", 1}, {"base_channels", 4}});
+  EXPECT_EQ(lang->options_json().at("denoiser_noise"), "relative");
+  nlohmann::json lang_options = lang->options_json();
+  ASSERT_EQ(lang_options.erase("denoiser_noise"), 1u);
+  {
+    torch::serialize::OutputArchive ar, ms;
+    ar.write("format", c10::IValue(std::string(kCheckpointFormat)));
+    ar.write("format_version", c10::IValue(kCheckpointVersion));
+    ar.write("method", c10::IValue(std::string("cryowgen-langevin")));
+    ar.write("method_options", c10::IValue(lang_options.dump()));
+    ar.write("info", c10::IValue(checkpoint_info_to_json(CheckpointInfo{}).dump()));
+    lang->save(ms);
+    ar.write("method_state", ms);
+    ar.save_to(dir / "old_langevin.uwm");
+  }
+  EXPECT_EQ(checkpoint_load(dir / "old_langevin.uwm").method->options_json().at("denoiser_noise"), "absolute");
 
   options["adv_weight"] = 0.1;  // an option of an older cryogen-map, unknown to n2n
   write_legacy(dir / "foreign.uwm", options);

@@ -133,6 +133,11 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
   cmd->add_option("--init", po.init, "Langevin start: generator (G(y)) | mc (cryowgen-mc draws)")
       ->capture_default_str()
       ->check(CLI::IsMember({"generator", "mc"}));
+  cmd->add_option("--move", po.move,
+                  "Langevin: wedge (only the missing wedge moves; every draw keeps the start's "
+                  "measured band) | all (every coefficient, under the likelihood)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"wedge", "all"}));
   cmd->add_option("--tilt-range", o.tilt_range,
                   "Tilt range of the input in degrees (default: the model's)")
       ->expected(2);

@@ -216,6 +216,7 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"step_size", po.step_size},
           {"mala", po.mala},
           {"init", po.init},
+          {"move", po.move},
           {"interval", s.interval},
           {"bounds", s.bounds},
           {"std_pool", s.std_pool},

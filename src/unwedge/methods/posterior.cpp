@@ -187,6 +187,7 @@ LangevinResult langevin_run(const torch::Tensor& x0, const LogDensityGrad& f,
   const int64_t total = o.burn_in + o.steps;
   for (int64_t t = 0; t < total; ++t) {
     auto xi = torch::randn(x.sizes(), gen, cpu).to(x.device());
+    if (o.project) xi = o.project(xi);
     auto xp = x + o.step * g + noise_scale * xi;  // proposal [C, ...]
     if (!o.mala) {
       x = xp;

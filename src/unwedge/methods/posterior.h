@@ -29,6 +29,8 @@ struct PosteriorOptions {
   double step_size = -1;     ///< Langevin: step η in normalised units² (< 0: the trained/auto value)
   bool mala = false;         ///< Langevin: Metropolis-adjusted (MALA) acceptance test
   std::string init = "generator";  ///< Langevin start: generator (G(y)) | mc (cryowgen-mc draws)
+  std::string move = "wedge";  ///< Langevin: wedge (only the missing wedge moves; the measured band
+                               ///< stays the start's) | all (every coefficient, under the likelihood)
 };
 
 /// Weighted draws for one batch of tiles.
@@ -106,6 +108,9 @@ struct LangevinOptions {
   int64_t thin = 1;        ///< keep every thin-th state after burn-in
   int64_t keep_last = 0;   ///< keep only the last this many kept states (0: all)
   bool mala = false;       ///< Metropolis-adjusted (MALA) acceptance test
+  /// When set, the noise of every proposal is projected by it (a linear projector onto the
+  /// subspace the chains move in); f's gradient must then lie in the same subspace.
+  std::function<torch::Tensor(const torch::Tensor&)> project;
 };
 
 /// States kept by a Langevin run.

@@ -121,7 +121,7 @@ namespace {
 // network such a checkpoint holds (its options lack the key).
 const std::vector<std::pair<std::string, nlohmann::json>>& checkpoint_legacy_option_values() {
   static const std::vector<std::pair<std::string, nlohmann::json>> v{
-      {"lowpass_skip", 0.0}, {"zero_head", false}};
+      {"lowpass_skip", 0.0}, {"zero_head", false}, {"denoiser_noise", "absolute"}};
   return v;
 }
 
