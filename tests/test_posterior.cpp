@@ -511,6 +511,7 @@ TEST(CryoWGenMc, GammaToZeroPicksTheBestCandidateAndResamplingPicksCandidates) {
   EXPECT_THROW(method_create("cryowgen-mc", small_net({{"gamma", -1.0}})), ValueError);
   EXPECT_THROW(method_create("cryowgen-mc", small_net({{"noise", "white"}})), ValueError);
   EXPECT_THROW(method_create("cryowgen-langevin", small_net({{"chains", 0}})), ValueError);
+  EXPECT_THROW(method_create("cryowgen-langevin", small_net({{"denoiser_noise", "fixed"}})), ValueError);
   EXPECT_EQ(method_create("cryowgen-mc")->options_json()["ot"], "sinkhorn");
 }
 

@@ -350,14 +350,16 @@ TEST(Checkpoint, OptionsAddedLaterTakeTheValueThatRebuildsAnOldNetwork) {
   TempDir dir;
   torch::manual_seed(1);
   auto old = method_create("n2n", {{"depth", 1}, {"base_channels", 4}, {"lowpass_skip", 0.0}});
-  auto write_legacy = [&](const std::string& path, nlohmann::json options) {
+  // A checkpoint of `method` (its weights) with the given options, as an older version wrote it.
+  auto write_legacy = [&](const std::string& path, nlohmann::json options, Method* method = nullptr) {
+    if (method == nullptr) method = old.get();
     torch::serialize::OutputArchive ar, ms;
     ar.write("format", c10::IValue(std::string(kCheckpointFormat)));
     ar.write("format_version", c10::IValue(kCheckpointVersion));
-    ar.write("method", c10::IValue(std::string("n2n")));
+    ar.write("method", c10::IValue(method->name()));
     ar.write("method_options", c10::IValue(options.dump()));
     ar.write("info", c10::IValue(checkpoint_info_to_json(CheckpointInfo{}).dump()));
-    old->save(ms);
+    method->save(ms);
     ar.write("method_state", ms);
     ar.save_to(path);
   };
@@ -376,17 +378,7 @@ TEST(Checkpoint, OptionsAddedLaterTakeTheValueThatRebuildsAnOldNetwork) {
   EXPECT_EQ(lang->options_json().at("denoiser_noise"), "relative");
   nlohmann::json lang_options = lang->options_json();
   ASSERT_EQ(lang_options.erase("denoiser_noise"), 1u);
-  {
-    torch::serialize::OutputArchive ar, ms;
-    ar.write("format", c10::IValue(std::string(kCheckpointFormat)));
-    ar.write("format_version", c10::IValue(kCheckpointVersion));
-    ar.write("method", c10::IValue(std::string("cryowgen-langevin")));
-    ar.write("method_options", c10::IValue(lang_options.dump()));
-    ar.write("info", c10::IValue(checkpoint_info_to_json(CheckpointInfo{}).dump()));
-    lang->save(ms);
-    ar.write("method_state", ms);
-    ar.save_to(dir / "old_langevin.uwm");
-  }
+  write_legacy(dir / "old_langevin.uwm", lang_options, lang.get());
   EXPECT_EQ(checkpoint_load(dir / "old_langevin.uwm").method->options_json().at("denoiser_noise"), "absolute");
 
   options["adv_weight"] = 0.1;  // an option of an older cryogen-map, unknown to n2n

@@ -28,20 +28,23 @@ namespace unwedge {
 
 namespace {
 
+bool denoiser_noise_is_relative(const std::string& noise) {
+  if (noise != "relative" && noise != "absolute") {
+    throw ValueError("method cryowgen-langevin: denoiser_noise = '" + noise + "' (relative | absolute)");
+  }
+  return noise == "relative";
+}
+
 class CryoWGenLangevin : public CryoWGenMc {
  public:
   explicit CryoWGenLangevin(const nlohmann::json& r)
       : CryoWGenMc(r, "cryowgen-langevin"),
         sigma_d_(r.at("denoiser_sigma").get<double>()),
-        relative_(r.at("denoiser_noise").get<std::string>() == "relative"),
+        relative_(denoiser_noise_is_relative(r.at("denoiser_noise").get<std::string>())),
         d_weight_(r.at("denoiser_weight").get<double>()),
         chains_(r.at("chains").get<int64_t>()),
         step_size_(r.at("step_size").get<double>()),
         step_scale_(r.at("step_scale").get<double>()) {
-    const auto noise = r.at("denoiser_noise").get<std::string>();
-    if (noise != "relative" && noise != "absolute") {
-      throw ValueError("method cryowgen-langevin: denoiser_noise = '" + noise + "' (relative | absolute)");
-    }
     if (!(sigma_d_ > 0) || d_weight_ < 0 || chains_ < 1 || step_size_ == 0 || !(step_scale_ > 0)) {
       throw ValueError("method cryowgen-langevin: need denoiser_sigma > 0, denoiser_weight >= 0, "
                        "chains >= 1, step_size > 0 (or < 0: auto), step_scale > 0; got denoiser_sigma " +
