@@ -255,13 +255,14 @@ class PyModel {
   py::dict sample(const py::object& volume, const py::object& even, const py::object& odd, int64_t n,
                   uint64_t seed, const py::object& tilt_range, int64_t tile, int64_t overlap,
                   const std::string& device, const py::object& voxel_size,
-                  const std::string& uq, bool calibrate, double std_pool,
+                  const std::string& uq, bool calibrate, int64_t calibrate_cubes, double std_pool,
                   const py::object& progress) const {
     TempFolder tmp;
     SampleFilesOptions o;
     o.sample.posterior.uq = uq;
     o.sample.std_pool = std_pool;
     o.calibrate = calibrate;
+    o.calibrate_cubes = calibrate_cubes;
     o.model = path_;
     if (!volume.is_none()) {
       o.in = input_file(volume, tmp, "in", voxel_size);
@@ -548,13 +549,16 @@ PYBIND11_MODULE(_unwedge, m) {
            "Posterior draws: dict of mean, std, lower, upper, summary. uq='model' (a "
            "cryowgen-* model's posterior) or 'bootstrap' (the equivariant bootstrap of any "
            "model's restoration); calibrate=True scales std and bounds from the data alone "
-           "(summary['calibration'], as `unwedge sample --calibrate`); std_pool: sigma (voxels) "
+           "(summary['calibration'], as `unwedge sample --calibrate`; calibrate_cubes: "
+           "`--calibrate-cubes`); std_pool: sigma (voxels) "
            "over which the draws' variance is averaged (`--std-pool`, 0 = per voxel)",
            py::arg("volume") = py::none(), py::kw_only(), py::arg("even") = py::none(),
            py::arg("odd") = py::none(), py::arg("n") = 8, py::arg("seed") = 0,
            py::arg("tilt_range") = py::none(), py::arg("tile") = 0, py::arg("overlap") = -1,
            py::arg("device") = "model", py::arg("voxel_size") = 1.0, py::arg("uq") = "model",
-           py::arg("calibrate") = false, py::arg("std_pool") = SampleOptions{}.std_pool,
+           py::arg("calibrate") = false,
+           py::arg("calibrate_cubes") = SampleFilesOptions{}.calibrate_cubes,
+           py::arg("std_pool") = SampleOptions{}.std_pool,
            py::arg("progress") = py::none());
   m.def("train", &py_train,
         "Trains a method on halves (even=, odd=: arrays or paths, one or a list), tomograms "

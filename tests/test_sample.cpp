@@ -804,3 +804,54 @@ TEST(CalibrateSpread, ItsFactorCoversThePseudoProblemAndSampleAppliesIt) {
   EXPECT_THROW(sample_volume(identity, vol, o), ValueError);
   EXPECT_THROW(calibrate_spread(identity, torch::randn({16, 16, 8}), o), ValueError);
 }
+
+// The calibration's cubes: as many as cover each axis (a brute-force count of covered voxels),
+// fewer along the longest when capped, one centred; refused when the cube does not fit.
+TEST(CalibrateSpread, CubeCornersCoverTheVolumeUpToTheirCap) {
+  const std::array<int64_t, 3> shape{20, 50, 37};
+  const int64_t side = 16;
+  const auto all = calibration_cube_corners(shape, side, 1000);
+  EXPECT_EQ(all.size(), size_t(2 * 4 * 3));
+  at::Tensor hit = torch::zeros({shape[0], shape[1], shape[2]}, torch::kInt);
+  for (const auto& [z, y, x] : all) {
+    for (int64_t a = 0; a < 3; ++a) {
+      const int64_t c = a == 0 ? z : a == 1 ? y : x;
+      EXPECT_GE(c, 0);
+      EXPECT_LE(c + side, shape[size_t(a)]);
+    }
+    hit.narrow(0, z, side).narrow(1, y, side).narrow(2, x, side) += 1;
+  }
+  EXPECT_EQ((hit == 0).sum().item<int64_t>(), 0);  // every voxel in some cube
+  const auto capped = calibration_cube_corners(shape, side, 8);
+  EXPECT_LE(capped.size(), 8u);
+  EXPECT_GE(capped.size(), 6u);
+  const auto one = calibration_cube_corners(shape, side, 1);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0], (std::array<int64_t, 3>{2, 17, 10}));  // centred, as the single cube was
+  EXPECT_THROW(calibration_cube_corners(shape, 21, 4), ValueError);
+  EXPECT_THROW(calibration_cube_corners(shape, side, 0), ValueError);
+}
+
+// Pooling cubes: the zero-specimen model (above) on two cubes whose noise differs by 2× needs
+// factors that differ about 2×; pooled, the factor lies between them and covers the union.
+TEST(CalibrateSpread, CubesArePooledVoxelByVoxel) {
+  const int64_t s = 16, n = 16;
+  ZeroSpecimenPosterior method(0.25);
+  SampleOptions o = small_opts(s, 0, n);
+  o.wedge.tilt_min_deg = -60;
+  o.wedge.tilt_max_deg = 60;
+  torch::manual_seed(52);
+  const at::Tensor e1 = torch::randn({s, s, s}), o1 = torch::randn({s, s, s});
+  const at::Tensor e2 = 2 * torch::randn({s, s, s}), o2 = 2 * torch::randn({s, s, s});
+  const SpreadCalibration c1 = calibrate_spread(method, e1, o, o1);
+  const SpreadCalibration both = calibrate_spread(method, {e1, e2}, o, {o1, o2});
+  SampleOptions o_second = o;  // cube 2 alone, with the seed it gets as the second cube
+  o_second.posterior.seed = ((o.posterior.seed ^ 0x5eed'ca1bULL) + 1) ^ 0x5eed'ca1bULL;
+  const SpreadCalibration c2 = calibrate_spread(method, e2, o_second, o2);
+  EXPECT_EQ(both.cubes, 2);
+  EXPECT_GT(c2.std_scale, 1.6 * c1.std_scale);
+  EXPECT_GT(both.std_scale, c1.std_scale);
+  EXPECT_LT(both.std_scale, c2.std_scale);
+  EXPECT_EQ(both.rotation, c1.rotation + ", " + c2.rotation);
+  EXPECT_THROW(calibrate_spread(method, {e1, e2}, o, {o1}), ShapeError);
+}

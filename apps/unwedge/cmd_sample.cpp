@@ -102,10 +102,16 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str()
       ->check(CLI::IsMember({"model", "bootstrap"}));
   cmd->add_flag("--calibrate", o.calibrate,
-                "Calibrate std and bounds from the data alone first: a central cube restored, "
+                "Calibrate std and bounds from the data alone first: a central cube (or "
+                "--calibrate-cubes) restored, "
                 "turned by a wedge-moving rotation, wedged and noised again, sampled; std and "
                 "bounds scaled so the known answer is covered at --interval; recorded in "
                 "summary.json (docs/posterior.md; default: off)");
+  cmd->add_option("--calibrate-cubes", o.calibrate_cubes,
+                  "--calibrate: at most this many cubes (edge: the tile), spread over the volume "
+                  "and pooled (1: the central one; each costs about one tile's sampling)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1000)));
   cmd->add_option("--gamma", po.gamma, "cryowgen-mc temperature (< 0 = the trained value)")
       ->capture_default_str();
   cmd->add_option("--ess-min", po.ess_min,

@@ -31,9 +31,14 @@ if "$BIN" -q simulate --preset tiny --out "$SS" > /dev/null 2>&1 && [[ -f "$SS/e
   # it records (checked here from the files).
   SB=(--model "$WORK/s_n2n.uwm" --in "$SS/tomo.mrc" --uq bootstrap --n 3 --tile 24 --overlap 4
       --no-report --no-progress --threads 1)
-  check sample-calibrate 0 "calibration on a 24\^3 cube.*std x" -- "$BIN" sample "${SB[@]}" \
+  check sample-calibrate 0 "calibration on 1 cube of 24\^3.*std x" -- "$BIN" sample "${SB[@]}" \
     --calibrate --out-dir "$WORK/s_cal"
   check sample-calibrate-summary 0 '"calibration".*' -- cat "$WORK/s_cal/summary.json"
+  # --calibrate-cubes: several cubes over the volume, pooled (a 1 x 2 x 2 grid: the 2 x 3 x 3
+  # that cover the 32 x 64 x 64 volume, capped at 4).
+  check sample-calibrate-cubes 0 "calibration on 4 cubes of 24\^3" -- "$BIN" sample "${SB[@]}" \
+    --calibrate --calibrate-cubes 4 --out-dir "$WORK/s_cal4"
+  check sample-calibrate-cubes-summary 0 '"cubes": 4' -- cat "$WORK/s_cal4/summary.json"
   if /usr/bin/python3 -c "import mrcfile, numpy" 2>/dev/null && "$BIN" -q sample "${SB[@]}" \
        --out-dir "$WORK/s_nocal" > /dev/null 2>&1; then
     check sample-calibrate-scales 0 "scaled by" -- /usr/bin/python3 -c "

@@ -189,11 +189,12 @@ def test_sample_equals_the_program(sim, tmp_path):
 def test_sample_bootstrap_calibrated_equals_the_program(sim, model, tmp_path):
     s, out = sim
     post = model.sample(str(out / "tomo.mrc"), n=3, seed=2, tile=24, overlap=4, uq="bootstrap",
-                      calibrate=True)
+                      calibrate=True, calibrate_cubes=2)
     subprocess.run([BIN, "-q", "--threads", "1", "sample", "--model", model.path, "--in",
                     str(out / "tomo.mrc"), "--out-dir", str(tmp_path / "boot"), "--n", "3",
                     "--seed", "2", "--tile", "24", "--overlap", "4", "--uq", "bootstrap",
-                    "--calibrate", "--no-report", "--no-progress"], check=True)
+                    "--calibrate", "--calibrate-cubes", "2", "--no-report", "--no-progress"],
+                   check=True)
     for name in ("mean", "std", "upper"):
         with mrcfile.open(str(tmp_path / "boot" / f"{name}.mrc")) as m:
             theirs = np.array(m.data)
@@ -202,6 +203,7 @@ def test_sample_bootstrap_calibrated_equals_the_program(sim, model, tmp_path):
     assert c["bounds_scale"] > 0 and c["coverage_after"] >= c["interval"]
     assert c["std_scale"] > 0 and len(c["reliability"]["after"]) == 4
     assert c["level_z"]["nominal"] == [0.5, 0.8, 0.9, 0.95] and all(z > 0 for z in c["level_z"]["z"])
+    assert c["cubes"] == 2 and len(c["rotation"].split(", ")) == 2
     with pytest.raises(ValueError, match="deterministic"):
         model.sample(str(out / "tomo.mrc"), n=2)
 

@@ -1,8 +1,9 @@
 // Calibration of posterior spreads from the data alone (`unwedge sample --calibrate`).
 //
 // A user with real data has no ground truth to check whether a 90 % credible interval covers
-// 90 %. The T_M∘R proxy gives a problem whose answer is known: take a cube of the input, restore
-// it (x̂ = G(y)), turn the restoration by a cube rotation R that moves the missing wedge into
+// 90 %. The T_M∘R proxy gives a problem whose answer is known: take a cube of the input (or
+// several spread over it, their voxels pooled: calibration_cube_corners), restore it
+// (x̂ = G(y)), turn the restoration by a cube rotation R that moves the missing wedge into
 // measured territory, and observe it again as the microscope would, y' = T_M(R x̂) + n, with n
 // noise of the data's level and band: with both halves, the data's own noise (even − odd)/√2
 // of the same cube (its level and colour), else T_M of white noise whose variance per
@@ -32,6 +33,7 @@
 // R x̂ is smoother than a real specimen (G denoises), so c may come out low; bench/RESULTS.md
 // says by how much on simulated data.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -63,8 +65,9 @@ struct SpreadCalibration {
   double std_error_cc = 0;       ///< corr(std, |mean − truth|) over the cube's voxels
   std::string noise;             ///< halves ((even − odd)/√2) or highfreq (white, noise_variance)
   double noise_variance = 0;     ///< highfreq: variance per coefficient (normalised)
-  int64_t side = 0;              ///< edge of the cube, voxels
-  std::string rotation;          ///< the cube rotation R (CubeRotation::name)
+  int64_t side = 0;              ///< edge of the cubes, voxels
+  int64_t cubes = 1;             ///< how many cubes were pooled
+  std::string rotation;          ///< the cube rotations R (CubeRotation::name), one per cube
   double seconds = 0;            ///< wall-clock time of the calibration
 };
 
@@ -90,12 +93,26 @@ std::vector<double> conformal_level_multipliers(const at::Tensor& truth, const a
 double conformal_bounds_scale(const at::Tensor& truth, const at::Tensor& mean,
                               const at::Tensor& lower, const at::Tensor& upper, double interval);
 
-/// Runs the pseudo-problem on `cube` [s, s, s] (normalised, s >= 8) with `method` and the
+/// Where the calibration's cubes lie: the corners [z, y, x] of at most `max_cubes` cubes of edge
+/// `side` in a volume of `shape`, spread evenly: per axis as many as cover it (first flush with
+/// the start, last with the end), fewer along the axis with the most until the grid holds at
+/// most `max_cubes`; one along an axis is centred. ValueError when the cube does not fit or
+/// max_cubes < 1.
+std::vector<std::array<int64_t, 3>> calibration_cube_corners(std::array<int64_t, 3> shape,
+                                                             int64_t side, int64_t max_cubes);
+
+/// Runs the pseudo-problem on each of `cubes` ([s, s, s], normalised, s >= 8; cube k with
+/// rotation and noise of seed (opts.posterior.seed ^ 0x5eedca1b) + k) with `method` and the
 /// sampling options `opts` (uq, draws, bounds, interval, tiling, wedge; std_scale and
-/// bounds_scale ignored), and returns the factors. `other_half`: the same cube of the other
-/// half tomogram (its noise is then the data's own), or undefined. ValueError when the cube is
-/// not cubic or no cube rotation moves the wedge of opts.wedge; ShapeError when the other half's
-/// cube differs in shape.
+/// bounds_scale ignored), pools every cube's voxels, and returns the factors. `other_halves`:
+/// the same cubes of the other half tomogram (the noise is then the data's own), or empty.
+/// ValueError when a cube is not cubic or no cube rotation moves the wedge of
+/// opts.wedge; ShapeError when the other half's cubes differ in number or shape.
+SpreadCalibration calibrate_spread(Method& method, const std::vector<at::Tensor>& cubes,
+                                   const SampleOptions& opts,
+                                   const std::vector<at::Tensor>& other_halves = {});
+
+/// One cube.
 SpreadCalibration calibrate_spread(Method& method, const at::Tensor& cube, const SampleOptions& opts,
                                    const at::Tensor& other_half = {});
 

@@ -229,7 +229,8 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"norm", norm_source_name(o.norm)},
           {"mode", o.mode},
           {"save_samples", o.save_samples},
-          {"calibrate", o.calibrate}};
+          {"calibrate", o.calibrate},
+          {"calibrate_cubes", o.calibrate_cubes}};
 }
 
 namespace {
@@ -409,10 +410,15 @@ SampleFilesResult sample_files(const SampleFilesOptions& o, Distributed* dist_in
   SpreadCalibration cal;
   if (o.calibrate) {
     const int64_t side = std::min({so.tiling.tile, shape[0], shape[1], shape[2]});
-    const int64_t z0 = (shape[0] - side) / 2, y0 = (shape[1] - side) / 2, x0 = (shape[2] - side) / 2;
-    auto cube = [&](const TileReader& r) { return r(z0, z0 + side, y0, y0 + side, x0, x0 + side); };
-    cal = calibrate_spread(*ck.method, cube(readers[0]), so,
-                           readers.size() > 1 ? cube(readers[1]) : at::Tensor());
+    std::vector<at::Tensor> cubes, others;
+    for (const auto& [z0, y0, x0] : calibration_cube_corners(shape, side, o.calibrate_cubes)) {
+      auto cube = [&](const TileReader& r) {
+        return r(z0, z0 + side, y0, y0 + side, x0, x0 + side);
+      };
+      cubes.push_back(cube(readers[0]));
+      if (readers.size() > 1) others.push_back(cube(readers[1]));
+    }
+    cal = calibrate_spread(*ck.method, cubes, so, others);
     so.std_scale = cal.std_scale;
     so.bounds_scale = cal.bounds_scale;
   }

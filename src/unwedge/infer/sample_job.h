@@ -43,6 +43,7 @@ struct SampleFilesOptions {
   /// first input, the T_M∘R proxy's known answer), scale std and bounds by its factor and
   /// record it in summary.json ("calibration").
   bool calibrate = false;
+  int64_t calibrate_cubes = 1;    ///< at most this many cubes, spread over the volume
   bool overwrite = false;
   bool permissive = false;
   std::string label;              ///< label line added to outputs (program, command)
