@@ -8,7 +8,9 @@
 # every other train flag at its default): ENSEMBLE cryogen-ot models (seeds 0..ENSEMBLE-1),
 # cryowgen-mc on top of the seed-0 one (`--init-from`, the recipe docs/posterior.md gives: so it
 # has twice the training of the bootstrap's model) and cryowgen-langevin the same way (from
-# scratch before 2026-12-06). Then, on
+# scratch before 2026-12-06; the fine-tunes need ~100 steps before cryowgen-mc's draws differ, and
+# at MINUTES 10 with today's wider cryogen-ot they made 35-75: bench/RESULTS.md, "Data-only
+# calibration on several cubes"). Then, on
 # the scored box (BOX, default the whole volume):
 #   cryowgen-mc, cryowgen-langevin: `unwedge sample --calibrate` (their own posteriors);
 #   bootstrap:  `unwedge sample --uq bootstrap --calibrate` of the cryogen-ot seed-0 model;

@@ -311,7 +311,9 @@ SpreadCalibration calibrate_spread(Method& method, const std::vector<at::Tensor>
     log_warn("calibration: the draws' spread is {:.3g}x too small for their errors on the "
              "pseudo-problem: the posterior has collapsed (its draws barely differ), so its std "
              "ranks voxels at best and the calibrated intervals are mostly the calibration's; "
-             "for cryowgen-mc train longer or from scratch (docs/posterior.md)",
+             "a cryowgen-mc fine-tuned with --init-from needs about 100 steps before its draws "
+             "separate (train.jsonl: diversity near 0.001 until then): train it longer "
+             "(docs/posterior.md)",
              c.std_scale);
   }
   log_info("calibration on {} cube{} of {}^3: {:.0f} % bounds covered {:.3f} of "
