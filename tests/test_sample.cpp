@@ -822,9 +822,11 @@ TEST(CalibrateSpread, CubeCornersCoverTheVolumeUpToTheirCap) {
     hit.narrow(0, z, side).narrow(1, y, side).narrow(2, x, side) += 1;
   }
   EXPECT_EQ((hit == 0).sum().item<int64_t>(), 0);  // every voxel in some cube
+  // Capped at 8: 2 x 4 x 3 -> 2 x 3 x 3 -> 2 x 2 x 3 -> 2 x 2 x 2, the first and last flush.
   const auto capped = calibration_cube_corners(shape, side, 8);
-  EXPECT_LE(capped.size(), 8u);
-  EXPECT_GE(capped.size(), 6u);
+  ASSERT_EQ(capped.size(), 8u);
+  EXPECT_EQ(capped.front(), (std::array<int64_t, 3>{0, 0, 0}));
+  EXPECT_EQ(capped.back(), (std::array<int64_t, 3>{4, 34, 21}));
   const auto one = calibration_cube_corners(shape, side, 1);
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0], (std::array<int64_t, 3>{2, 17, 10}));  // centred, as the single cube was
@@ -833,7 +835,8 @@ TEST(CalibrateSpread, CubeCornersCoverTheVolumeUpToTheirCap) {
 }
 
 // Pooling cubes: the zero-specimen model (above) on two cubes whose noise differs by 2× needs
-// factors that differ about 2×; pooled, the factor lies between them and covers the union.
+// factors that differ about 2×; pooled, the factor lies strictly between the two cubes' own,
+// and each cube keeps the rotation it gets alone.
 TEST(CalibrateSpread, CubesArePooledVoxelByVoxel) {
   const int64_t s = 16, n = 16;
   ZeroSpecimenPosterior method(0.25);
