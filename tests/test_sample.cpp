@@ -857,4 +857,6 @@ TEST(CalibrateSpread, CubesArePooledVoxelByVoxel) {
   EXPECT_LT(both.std_scale, c2.std_scale);
   EXPECT_EQ(both.rotation, c1.rotation + ", " + c2.rotation);
   EXPECT_THROW(calibrate_spread(method, {e1, e2}, o, {o1}), ShapeError);
+  const at::Tensor small = e2.narrow(0, 0, 8).narrow(1, 0, 8).narrow(2, 0, 8);
+  EXPECT_THROW(calibrate_spread(method, {e1, small}, o), ShapeError);  // cubes of two edges
 }

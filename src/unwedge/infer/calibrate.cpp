@@ -162,20 +162,20 @@ struct PseudoProblem {
   double noise_variance = 0;
 };
 
+/// `m`: the cubes' measured mask [1, 1, s, s, s/2+1]; `rotations_and_noise` keeps the
+/// wedge-moving rotations of the cubes' shape, found once for every cube.
 PseudoProblem pseudo_problem(Method& method, const at::Tensor& cube, const at::Tensor& other_half,
-                             const SampleOptions& so, const WedgeGeometry& g, uint64_t seed) {
+                             const SampleOptions& so, const WedgeGeometry& g, const at::Tensor& m,
+                             EquivariantBootstrap& rotations_and_noise, uint64_t seed) {
   const int64_t s = cube.size(0);
   const std::array<int64_t, 3> shape{s, s, s};
-  const torch::Device device = device_parse(so.tiling.device);
+  const torch::Device device = m.device();
   // The known answer: the restoration turned so that its invented wedge lies where data are,
   // observed again with the wedge and noise of the data's level and band, drawn as the
   // equivariant bootstrap draws its rotations and noise (methods/bootstrap.h).
   auto y = cube.to(device, torch::kFloat).view({1, 1, s, s, s});
   auto x_hat = method.restore(y).to(torch::kFloat);
-  WedgeMaskCache masks;
-  auto m = masks.mask(shape, g, device).view({1, 1, s, s, s / 2 + 1});
   auto sigma2 = posterior_noise_variance_highfreq(y, m, 0.3, "calibration");  // [1]
-  EquivariantBootstrap rotations_and_noise(method);
   const auto [r, noise] = rotations_and_noise.draw_rotation_noise(shape, g, m, sigma2, seed);
   auto truth = cube_rotate(x_hat, r);  // [1, 1, s, s, s]
   const bool from_halves = other_half.defined();
@@ -230,15 +230,25 @@ SpreadCalibration calibrate_spread(Method& method, const std::vector<at::Tensor>
       throw ValueError("calibration: the cube must be [s, s, s] with s >= 8, got " +
                        c10::str(cube.sizes()));
     }
+    if (cube.size(0) != cubes[0].size(0)) {
+      throw ShapeError("calibration: cubes of edges " + std::to_string(cubes[0].size(0)) +
+                       " and " + std::to_string(cube.size(0)));
+    }
     if (!other_halves.empty() && other_halves[k].sizes() != cube.sizes()) {
       throw ShapeError("calibration: the other half's cube is " +
                        c10::str(other_halves[k].sizes()) + ", the cube " + c10::str(cube.sizes()));
     }
   }
   torch::NoGradGuard no_grad;
+  const torch::Device device = device_parse(opts.tiling.device);
   method.train(false);
-  method.to(device_parse(opts.tiling.device));
+  method.to(device);
   const WedgeGeometry g = method_wedge_geometry(opts.wedge);
+  const int64_t side = cubes[0].size(0);
+  WedgeMaskCache masks;
+  const at::Tensor m =
+      masks.mask({side, side, side}, g, device).view({1, 1, side, side, side / 2 + 1});
+  EquivariantBootstrap rotations_and_noise(method);
   SampleOptions so = opts;
   so.std_scale = 1.0;
   so.bounds_scale = 1.0;
@@ -249,12 +259,12 @@ SpreadCalibration calibrate_spread(Method& method, const std::vector<at::Tensor>
   // Every cube's pseudo-problem (its own rotation and noise), pooled voxel by voxel.
   std::vector<PseudoProblem> probs;
   SpreadCalibration c;
-  c.side = cubes[0].size(0);
+  c.side = side;
   c.cubes = int64_t(cubes.size());
   for (size_t k = 0; k < cubes.size(); ++k) {
     const uint64_t seed = (opts.posterior.seed ^ 0x5eed'ca1bULL) + uint64_t(k);
     const at::Tensor other = other_halves.empty() ? at::Tensor() : other_halves[k];
-    probs.push_back(pseudo_problem(method, cubes[k], other, so, g, seed));
+    probs.push_back(pseudo_problem(method, cubes[k], other, so, g, m, rotations_and_noise, seed));
     c.rotation += (k ? ", " : "") + probs.back().rotation;
     c.noise_variance += probs.back().noise_variance / double(cubes.size());
   }

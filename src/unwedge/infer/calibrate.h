@@ -64,7 +64,8 @@ struct SpreadCalibration {
                                 ///< the spread of the band-passed draws, eval's posterior_band)
   double std_error_cc = 0;       ///< corr(std, |mean − truth|) over the cube's voxels
   std::string noise;             ///< halves ((even − odd)/√2) or highfreq (white, noise_variance)
-  double noise_variance = 0;     ///< highfreq: variance per coefficient (normalised)
+  double noise_variance = 0;     ///< highfreq: variance per coefficient (normalised; the
+                                 ///< cubes' mean)
   int64_t side = 0;              ///< edge of the cubes, voxels
   int64_t cubes = 1;             ///< how many cubes were pooled
   std::string rotation;          ///< the cube rotations R (CubeRotation::name), one per cube
@@ -107,7 +108,7 @@ std::vector<std::array<int64_t, 3>> calibration_cube_corners(std::array<int64_t,
 /// bounds_scale ignored), pools every cube's voxels, and returns the factors. `other_halves`:
 /// the same cubes of the other half tomogram (the noise is then the data's own), or empty.
 /// ValueError when a cube is not cubic or no cube rotation moves the wedge of
-/// opts.wedge; ShapeError when the other half's cubes differ in number or shape.
+/// opts.wedge; ShapeError when the cubes differ in edge or the other half's in number or shape.
 SpreadCalibration calibrate_spread(Method& method, const std::vector<at::Tensor>& cubes,
                                    const SampleOptions& opts,
                                    const std::vector<at::Tensor>& other_halves = {});

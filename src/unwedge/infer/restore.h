@@ -64,8 +64,8 @@ at::Tensor restore_volume(Method& method, const at::Tensor& vol, const RestoreOp
 /// each result to `consume`. When `compute` runs out of device memory (c10::OutOfMemoryError) the
 /// range is halved and retried (`on_shrink` is told the old and the new size; the following
 /// ranges keep the new one); out of memory with one item throws Error naming `what` ("one tile
-/// of 96^3 on cuda:0"). `consume` is never retried. Returns the batch the last range ran with. restore_stream
-/// uses it, so a --batch too large for the device falls back instead of failing.
+/// of 96^3 on cuda:0"). `consume` is never retried. Returns the batch the last range ran with.
+/// restore_stream uses it, so a --batch too large for the device falls back instead of failing.
 int64_t batches_shrinking_on_oom(int64_t n, int64_t batch,
                                  const std::function<std::vector<at::Tensor>(int64_t, int64_t)>& compute,
                                  const std::function<void(int64_t, int64_t, std::vector<at::Tensor>&)>& consume,

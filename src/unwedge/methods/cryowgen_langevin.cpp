@@ -30,7 +30,8 @@ namespace {
 
 bool denoiser_noise_is_relative(const std::string& noise) {
   if (noise != "relative" && noise != "absolute") {
-    throw ValueError("method cryowgen-langevin: denoiser_noise = '" + noise + "' (relative | absolute)");
+    throw ValueError("method cryowgen-langevin: denoiser_noise = '" + noise +
+                     "' (relative | absolute)");
   }
   return noise == "relative";
 }
