@@ -350,11 +350,56 @@ TEST(WedgeMethods, PriorPseudoObservationsAreNoisyEvenWithoutProxyNoise) {
   }
 }
 
+// One tomogram (input = one, what train sets when given --in): the batch holds no target and
+// the tomogram is both halves. The loss equals the halves path's on a batch whose two halves are
+// that tomogram (same weights, same draws), the "halves" noise is zero, the model says it needs
+// no halves; a halves model given no target, and an unknown input, are refused.
+TEST(ProxyCore, OneTomogramIsBothHalves) {
+  torch::set_num_threads(1);
+  Batch both = smooth_halves_batch(4);
+  both.target = both.input.clone();
+  Batch one = both;
+  one.target = torch::Tensor();
+  for (const char* name : {"ei", "cryogen-ot"}) {
+    const nlohmann::json net = {{"depth", 2}, {"base_channels", 4}, {"proxy_noise", "halves"}};
+    nlohmann::json single = net;
+    single["input"] = "one";
+    torch::manual_seed(11);
+    auto m_one = method_create(name, single);
+    torch::manual_seed(11);
+    auto m_two = method_create(name, net);
+    EXPECT_FALSE(m_one->needs_halves()) << name;
+    EXPECT_TRUE(m_two->needs_halves()) << name;
+    torch::manual_seed(5);
+    const double l_one = m_one->loss(one).item<double>();
+    torch::manual_seed(5);
+    const double l_two = m_two->loss(both).item<double>();
+    EXPECT_TRUE(std::isfinite(l_one)) << name;
+    EXPECT_NEAR(l_one, l_two, 1e-6 * std::abs(l_two)) << name;
+    EXPECT_THROW(m_two->loss(one), ShapeError) << name;  // "target (odd half) is missing"
+    nlohmann::json bad = net;
+    bad["input"] = "two";
+    EXPECT_THROW(method_create(name, bad), ValueError) << name;
+  }
+  auto opts = method_create("cryogen-ot", {{"depth", 2}, {"base_channels", 4}, {"proxy_noise", "halves"},
+                                           {"input", "one"}})
+                  ->options_json();
+  ProxyProbe probe(opts);
+  auto st = probe.proxy_setup(one);
+  EXPECT_TRUE(torch::equal(st.y_a, st.y_b));
+  EXPECT_EQ(st.noise.abs().max().item<double>(), 0.0);
+}
+
 TEST(WedgeMethods, RegisteredWithOptions) {
   for (const char* n : {"isonet", "ddw", "ei", "cryogen-map", "cryogen-ot"}) {
     const auto& info = method_registry().get(n);
     EXPECT_FALSE(info.description.empty());
-    EXPECT_EQ(info.needs_halves(), std::string(n) != "isonet") << n;
+    const std::string s(n);
+    EXPECT_EQ(info.needs_halves(), s == "ddw" || s == "cryogen-map") << n;
+    // ei and cryogen-ot train on halves or on one tomogram (with their one-tomogram options).
+    EXPECT_EQ(info.can.halves && info.can.single, s == "ei" || s == "cryogen-ot") << n;
+    EXPECT_EQ(info.one_tomogram_defaults.value("input", ""), info.can.single && info.can.halves ? "one" : "")
+        << n;
   }
   EXPECT_DOUBLE_EQ(method_create("ddw")->options_json()["lambda"].get<double>(), 2.0);
   EXPECT_THROW(method_create("cryogen-ot", {{"ot", "emd"}}), ValueError);

@@ -18,6 +18,21 @@ if "$BIN" -q simulate --preset tiny --out "$WS" > /dev/null 2>&1 && [[ -f "$WS/e
   check wedge-log-ot-stats 0 '"data".*"ot"' -- tail -n 1 "$WORK/w_cryogen-ot.train.jsonl"
   check wedge-train-isonet 0 "wrote" -- "$BIN" train --method isonet --in "$WS/tomo.mrc" \
     --out "$WORK/w_isonet.uwm" --opt refill_every=1 "${WT[@]}"
+  # cryogen-ot on one tomogram (no halves): train sets its one-tomogram options, resumes with
+  # the same command, and the model restores one tomogram without the halves warning; asking
+  # for input=one with halves is refused.
+  check wedge-train-ot-one 0 'one tomogram: cryogen-ot options .*"input":"one"' -- "$BIN" train \
+    --method cryogen-ot --in "$WS/tomo.mrc" --out "$WORK/w_ot1.uwm" "${WT[@]}"
+  check wedge-resume-ot-one 0 "wrote" -- "$BIN" train --method cryogen-ot --in "$WS/tomo.mrc" \
+    --out "$WORK/w_ot1.uwm" --resume --opt depth=1 --opt base_channels=4 --opt convs_per_level=1 \
+    --patch 24 --batch 2 --steps 3 --no-progress --threads 1
+  check wedge-restore-ot-one 0 "wrote" -- bash -c '"$0" restore --model "$1" --in "$2" --out "$3" \
+    --no-progress >"$4" 2>&1; rc=$?; cat "$4"; exit $rc' "$BIN" "$WORK/w_ot1.uwm" "$WS/tomo.mrc" \
+    "$WORK/w_ot1.mrc" "$WORK/w_ot1.restore.log"
+  check wedge-restore-ot-one-no-warning 1 "^$" -- grep "trained on half tomograms" "$WORK/w_ot1.restore.log"
+  check wedge-ot-one-with-halves 1 "trains on one tomogram: give --in" -- "$BIN" train \
+    --method cryogen-ot --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_ot1b.uwm" \
+    --opt input=one "${WT[@]}"
   check wedge-train-ot-sinkhorn 0 "wrote" -- "$BIN" train --method cryogen-ot --even "$WS/even.mrc" \
     --odd "$WS/odd.mrc" --out "$WORK/w_ots.uwm" --opt ot=sinkhorn --opt features=voxels "${WT[@]}"
   check wedge-restore-ddw 0 "wrote" -- "$BIN" restore --model "$WORK/w_ddw.uwm" \

@@ -45,6 +45,9 @@ std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d) {
       {"target", d.target,
        "target of the proxy term: restoration (R G(y_b), one more forward pass) | data (R y_b, the other "
        "half itself: Noise2Noise-style, no extra pass)"},
+      {"input", "halves",
+       "what it trains on: halves (--even/--odd) | one (one tomogram, --in: both halves are that "
+       "tomogram; train sets it, with the one-tomogram defaults, when given --in)"},
   };
 }
 
@@ -56,6 +59,7 @@ ProxyCoreBase::ProxyCoreBase(const nlohmann::json& r)
       ddw_weight_(r.at("ddw_weight").get<double>()),
       noise_(r.at("proxy_noise").get<std::string>()),
       target_(r.at("target").get<std::string>()),
+      one_tomogram_(r.at("input").get<std::string>() == "one"),
       symmetric_(r.at("symmetric").get<bool>()),
       detach_(r.at("detach").get<bool>()),
       crop_(r.at("crop").get<bool>()),
@@ -71,14 +75,19 @@ ProxyCoreBase::ProxyCoreBase(const nlohmann::json& r)
   if (noise_ != "halves" && noise_ != "white" && noise_ != "none") {
     throw ValueError("proxy_noise = '" + noise_ + "' (halves | white | none)");
   }
+  if (!one_tomogram_ && r.at("input").get<std::string>() != "halves") {
+    throw ValueError("input = '" + r.at("input").get<std::string>() + "' (halves | one)");
+  }
 }
 
 ProxyStep ProxyCoreBase::proxy_setup(const Batch& batch) {
-  method_check_batch_tensor(name(), "input (even half)", batch.input);
-  method_check_batch_tensor(name(), "target (odd half)", batch.target);
-  if (batch.input.sizes() != batch.target.sizes()) {
+  method_check_batch_tensor(name(), one_tomogram_ ? "input" : "input (even half)", batch.input);
+  // One tomogram: it is both halves (the data term keeps its measured band, ñ of "halves" is 0).
+  const torch::Tensor& other = one_tomogram_ ? batch.input : batch.target;
+  method_check_batch_tensor(name(), "target (odd half)", other);
+  if (batch.input.sizes() != other.sizes()) {
     throw ShapeError("method " + name() + ": halves differ in shape: " +
-                     c10::str(batch.input.sizes()) + " vs " + c10::str(batch.target.sizes()));
+                     c10::str(batch.input.sizes()) + " vs " + c10::str(other.sizes()));
   }
   const auto dev = batch.device();
   const int64_t b = batch.input.size(0);
@@ -86,7 +95,7 @@ ProxyStep ProxyCoreBase::proxy_setup(const Batch& batch) {
   auto geoms = wedge_batch_geometries(batch, b);
   ProxyStep st;
   st.y_a = batch.input;
-  st.y_b = batch.target;  // [B, 1, P, P, P]
+  st.y_b = other;  // [B, 1, P, P, P]
   if (!symmetric_) {
     auto s = torch::randint(2, {b, 1, 1, 1, 1}, torch::kLong).to(dev).to(torch::kBool);
     auto t = torch::where(s, st.y_b, st.y_a);

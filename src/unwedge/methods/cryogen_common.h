@@ -70,7 +70,8 @@ struct ProxyStep {
 class ProxyCoreBase : public UNetMethod {
  public:
   explicit ProxyCoreBase(const nlohmann::json& resolved);
-  bool needs_halves() const override { return true; }
+  /// False for a model trained on one tomogram (option input = one).
+  bool needs_halves() const override { return !one_tomogram_; }
 
  protected:
   /// Checks the batch, swaps halves (one-directional mode), runs the core (both directions in
@@ -89,6 +90,7 @@ class ProxyCoreBase : public UNetMethod {
 
   double data_weight_, eq_weight_, wedge_weight_, ddw_weight_;
   std::string noise_, target_;
+  bool one_tomogram_;  ///< input = one: the batch holds one tomogram, used as both halves
   bool symmetric_, detach_, crop_;
   WedgeRotationSampler rotations_;
   WedgeMaskCache masks_;

@@ -169,6 +169,9 @@ struct MethodInfo {
   std::string description;  ///< one line for `unwedge methods`
   MethodCapabilities can;   ///< what it can do
   std::vector<MethodOption> options;  ///< every accepted key with its default
+  /// For a method that trains on halves and on one tomogram: the options train sets, unless
+  /// given, when it is given one tomogram (e.g. {"input": "one", ...}); empty otherwise.
+  nlohmann::json one_tomogram_defaults = nlohmann::json::object();
   /// True when the method trains only on half tomograms (Method::needs_halves() agrees).
   bool needs_halves() const { return can.halves && !can.single; }
   /// Creates the method from options already resolved by method_options_resolve.

@@ -259,6 +259,19 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
       }
     }
   }
+  // A method that trains on halves or on one tomogram, given one: its one-tomogram options
+  // (input = one, ...) unless --opt gives them (also when resuming, so the options compare).
+  const bool pairs = inputs.front().b.data.defined();
+  const MethodInfo& method_info = method_registry().get(o.method);
+  if (!pairs && method_info.can.halves && method_info.can.single) {
+    nlohmann::json set = nlohmann::json::object();
+    for (const auto& [key, value] : method_info.one_tomogram_defaults.items()) {
+      if (!o.method_options.contains(key)) o.method_options[key] = set[key] = value;
+    }
+    if (main_rank && !set.empty()) {
+      log_info("one tomogram: {} options {} (--opt to choose)", o.method, set.dump());
+    }
+  }
   // Method: fresh, or recreated from the checkpoint being resumed.
   if (out_.resume) {
     if (main_rank) temporaries_sweep_stale(out_.model);  // what a killed session left
@@ -314,7 +327,6 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
                      "or auto)");
   }
   precision_ = precision_parse(o.precision, "--precision");
-  const bool pairs = inputs.front().b.data.defined();
   if (method_->needs_halves() && !pairs) {
     throw ValueError("method " + o.method + " trains on half tomograms: give --even and --odd");
   }
