@@ -14,9 +14,10 @@
 # STEPS [] a step budget instead of MINUTES (for tests), SKIP_ISONET [0],
 # PATCH [32] (the 13pf volume is 36 voxels deep), BATCH [4], THREADS [1],
 # TILT_MIN [-60], TILT_MAX [60], ISONET_OPTS [] (extra train options), OVERWRITE [0],
-# SELF_METHODS [] half-tomogram methods (e.g. "cryogen-ot ei") trained on each real volume itself,
-# given as both halves (these volumes have no halves: the data term then only keeps the measured
-# band, nothing is denoised, and the wedge terms fill the wedge), with the same budget and patch.
+# SELF_METHODS [] methods that train on halves or on one tomogram (e.g. "cryogen-ot ei") trained
+# on each real volume itself with --in (these volumes have no halves: their one-tomogram options,
+# docs/wedge-methods.md "Single tomograms"; nothing is denoised, the proxy term fills the wedge),
+# with the same budget and patch; SELF_OPTS [] extra train options for them (e.g. "--seed 1").
 #
 # Models trained on half tomograms (n2n, ddw, cryogen-*) are applied to the single real volume:
 # `unwedge restore` warns and proceeds (a full tomogram is less noisy than a half, so their
@@ -39,6 +40,7 @@ TILT_MAX=${TILT_MAX:-60}
 ISONET_OPTS=${ISONET_OPTS:-}
 OVERWRITE=${OVERWRITE:-0}
 SELF_METHODS=${SELF_METHODS:-}
+SELF_OPTS=${SELF_OPTS:-}
 PY=/usr/bin/python3
 
 die() { echo "real_microtubule.sh: $*" >&2; exit 1; }
@@ -98,18 +100,18 @@ for V in $VOLUMES; do
   fi
   for SM in $SELF_METHODS; do
     NAME=$SM-on-$V
-    echo "training $SM on $V as both halves ($BUDGET_TEXT, patch $PATCH)" >&2
-    "${U[@]}" train --method "$SM" --even "$IN" --odd "$IN" --out "$D/$NAME.uwm" "${BUDGET[@]}" \
+    echo "training $SM on $V alone ($BUDGET_TEXT, patch $PATCH)" >&2
+    "${U[@]}" train --method "$SM" --in "$IN" --out "$D/$NAME.uwm" "${BUDGET[@]}" \
       --patch "$PATCH" --batch "$BATCH" --tilt-range "$TILT_MIN" "$TILT_MAX" --no-progress \
-      --overwrite >"$D/$NAME.train.log" 2>&1 ||
+      --overwrite $SELF_OPTS >"$D/$NAME.train.log" 2>&1 ||
       die "$SM training on $V failed: $(tail -1 "$D/$NAME.train.log")"
-    "${U[@]}" restore --model "$D/$NAME.uwm" --even "$IN" --odd "$IN" --out "$D/$NAME.mrc" \
+    "${U[@]}" restore --model "$D/$NAME.uwm" --in "$IN" --out "$D/$NAME.mrc" \
       --overwrite --no-progress >"$D/$NAME.restore.log" 2>&1 ||
       die "restoring $V with $NAME failed: $(tail -1 "$D/$NAME.restore.log")"
     FILES+=("$D/$NAME.mrc")
     LABELS+=("$NAME")
     printf '%s\t%s\t%s\t%s\n' "$NAME" "$D/$NAME.mrc" "$D/$NAME.uwm" \
-      "$SM trained on this volume alone, given as both halves, for $BUDGET_TEXT" >>"$D/methods.tsv"
+      "$SM trained on this volume alone (--in) for $BUDGET_TEXT" >>"$D/methods.tsv"
   done
   RING=("${U[@]}" ring --tilt-range "$TILT_MIN" "$TILT_MAX" --json "$D/ring.json" \
         --png "$D/montage.png" --overwrite)
