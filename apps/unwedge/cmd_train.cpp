@@ -101,7 +101,9 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
       ->capture_default_str();
   cmd->add_option("--even", f.even, "Even half tomogram(s), MRC; paired with --odd by position");
   cmd->add_option("--odd", f.odd, "Odd half tomogram(s), MRC");
-  cmd->add_option("--in", f.in, "Tomogram(s) for methods that train on one tomogram (isonet, n2v, mae, contrastive; cryogen-ot and ei without halves), MRC");
+  cmd->add_option("--in", f.in,
+                  "Tomogram(s) for methods that train on one tomogram (isonet, n2v, mae, "
+                  "contrastive; cryogen-ot and ei without halves), MRC");
   cmd->add_option("--star", f.star,
                   "Or a RELION 5 tomograms table (tomograms.star): every tomogram in it, the "
                   "halves (rlnTomoReconstructedTomogramHalf1/2) or the tomogram, each with the "
