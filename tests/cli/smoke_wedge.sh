@@ -30,6 +30,9 @@ if "$BIN" -q simulate --preset tiny --out "$WS" > /dev/null 2>&1 && [[ -f "$WS/e
     --no-progress >"$4" 2>&1; rc=$?; cat "$4"; exit $rc' "$BIN" "$WORK/w_ot1.uwm" "$WS/tomo.mrc" \
     "$WORK/w_ot1.mrc" "$WORK/w_ot1.restore.log"
   check wedge-restore-ot-one-no-warning 1 "^$" -- grep "trained on half tomograms" "$WORK/w_ot1.restore.log"
+  check wedge-sample-ot-one 0 '"cubes": 1' -- bash -c '"$0" -q sample --model "$1" --in "$2" \
+    --uq bootstrap --n 2 --calibrate --no-report --no-progress --out-dir "$3" && cat "$3/summary.json"' \
+    "$BIN" "$WORK/w_ot1.uwm" "$WS/tomo.mrc" "$WORK/w_ot1_sample"
   check wedge-ot-one-with-halves 1 "trains on one tomogram: give --in" -- "$BIN" train \
     --method cryogen-ot --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_ot1b.uwm" \
     --opt input=one "${WT[@]}"
