@@ -221,9 +221,9 @@ class PyModel {
   }
 
   FloatArray restore(const py::object& volume, const py::object& even, const py::object& odd,
-                     int64_t tile, int64_t overlap, int64_t batch, const std::string& device,
-                     const std::string& norm, const py::object& voxel_size,
-                     const py::object& progress) const {
+                     int64_t tile, int64_t overlap, int64_t batch, int64_t flips,
+                     const std::string& device, const std::string& norm,
+                     const py::object& voxel_size, const py::object& progress) const {
     TempFolder tmp;
     RestoreFilesOptions o;
     o.model = path_;
@@ -243,6 +243,7 @@ class PyModel {
     o.restore.tile = tile;
     if (overlap >= 0) o.restore.overlap = overlap;
     if (batch > 0) o.restore.batch = batch;
+    o.restore.flips = flips;
     o.device = device;
     o.norm = norm_source_parse(norm, "norm");
     {
@@ -540,10 +541,12 @@ PYBIND11_MODULE(_unwedge, m) {
       .def("save", &PyModel::save, py::arg("path"), py::arg("overwrite") = false)
       .def("restore", &PyModel::restore,
            "Restores a volume (array or path), or a pair of halves (even=, odd=): float32 "
-           "[Z, Y, X] in the input's scale",
+           "[Z, Y, X] in the input's scale; flips: restorations averaged over the wedge-keeping "
+           "flips (1, 2 or 4, as `unwedge restore --flips`)",
            py::arg("volume") = py::none(), py::kw_only(), py::arg("even") = py::none(),
            py::arg("odd") = py::none(), py::arg("tile") = 0, py::arg("overlap") = -1,
-           py::arg("batch") = 0, py::arg("device") = "model", py::arg("norm") = "input",
+           py::arg("batch") = 0, py::arg("flips") = RestoreOptions{}.flips,
+           py::arg("device") = "model", py::arg("norm") = "input",
            py::arg("voxel_size") = 1.0, py::arg("progress") = py::none())
       .def("sample", &PyModel::sample,
            "Posterior draws: dict of mean, std, lower, upper, summary. uq='model' (a "

@@ -76,6 +76,7 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
   whole.precision = "fp32";  // bf16 (auto on some CPUs) rounds tiles and the whole differently
   whole.tile = 128;  // one tile covers every axis
   whole.overlap = 0;
+  whole.flips = 1;   // the network once (flip averaging: the next test)
   at::Tensor ref = restore_volume(*m, vol, whole);
   // Reference from the network directly on the zero-padded volume (independent of tiling).
   auto up = [&](int64_t n, int a) { return (n + mult[a] - 1) / mult[a] * mult[a]; };
@@ -87,6 +88,7 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
 
   RestoreOptions tiled;
   tiled.precision = "fp32";
+  tiled.flips = 1;
   tiled.overlap = (rf_max + 1) / 2 * 2 + 2 * mult[0];  // >= receptive field, plus a ramp
   tiled.tile = tiled.overlap + 16;
   tiled.batch = 3;
@@ -102,6 +104,44 @@ TEST(Restore, TiledEqualsWholeVolumeWhenOverlapCoversReceptiveField) {
   seams.overlap = 0;
   at::Tensor bad = restore_volume(*m, vol, seams);
   EXPECT_GT((bad - ref).abs().max().item<double>(), 1e-3);
+}
+
+// flips = N averages the network's restorations of the first N wedge-keeping flips, each
+// flipped back: against the network run by hand on one unpadded tile (the dims written out here,
+// not taken from wedge_keeping_flips), and with 4 the restoration turns with its input under
+// every flip of the group. Other counts are refused.
+TEST(Restore, FlipsAverageTheFlippedRestorations) {
+  auto m = tiny_method(7);
+  m->train(false);
+  torch::NoGradGuard no_grad;
+  const auto mult = m->size_multiple();
+  const int64_t z = 2 * mult[0], y = 3 * mult[1], x = 4 * mult[2];  // no padding
+  torch::manual_seed(17);
+  const at::Tensor vol = torch::randn({z, y, x});
+  auto net = [&](const at::Tensor& v) { return m->restore(v.unsqueeze(0).unsqueeze(0))[0][0]; };
+  const at::Tensor r0 = net(vol), r1 = net(vol.flip({1})).flip({1}),
+                   r2 = net(vol.flip({0, 2})).flip({0, 2}),
+                   r3 = net(vol.flip({0, 1, 2})).flip({0, 1, 2});
+  RestoreOptions o;
+  o.precision = "fp32";
+  o.tile = 128;
+  o.overlap = 0;
+  EXPECT_EQ(o.flips, 4);  // the default
+  EXPECT_TRUE(torch::allclose(restore_volume(*m, vol, o), (r0 + r1 + r2 + r3) / 4, 1e-5, 1e-5));
+  for (const std::vector<int64_t>& d :
+       std::vector<std::vector<int64_t>>{{1}, {0, 2}, {0, 1, 2}}) {
+    EXPECT_TRUE(torch::allclose(restore_volume(*m, vol.flip(d), o),
+                                restore_volume(*m, vol, o).flip(d), 1e-5, 1e-5));
+  }
+  o.flips = 2;
+  EXPECT_TRUE(torch::allclose(restore_volume(*m, vol, o), (r0 + r1) / 2, 1e-5, 1e-5));
+  o.flips = 1;
+  EXPECT_TRUE(torch::allclose(restore_volume(*m, vol, o), r0, 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(r0, r1, 1e-3, 1e-3)) << "the network is not flip-invariant";
+  for (int64_t bad : {0, 3, 8}) {
+    o.flips = bad;
+    EXPECT_THROW(restore_volume(*m, vol, o), ValueError) << bad;
+  }
 }
 
 // A batch of tiles that does not fit the device is halved and retried, and the smaller batch is

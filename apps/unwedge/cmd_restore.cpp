@@ -100,6 +100,12 @@ void add_restore_command(CLI::App& root, GlobalOptions& g) {
                   "Overlap of neighbouring tiles, voxels; tiles equal a whole-volume pass when "
                   "it covers the network's receptive field")
       ->capture_default_str();
+  cmd->add_option("--flips", o.restore.flips,
+                  "Average the restorations of each tile and of its wedge-keeping flips, each "
+                  "flipped back: 1 (none), 2 (and Y), 4 (and Z with X, and all three); 4 costs "
+                  "four passes and evens out what the network's orientation adds")
+      ->check(CLI::IsMember({1, 2, 4}))
+      ->capture_default_str();
   cmd->add_option("--batch", o.restore.batch,
                   "Tiles per forward pass; halved (and kept so) when the device runs out of "
                   "memory, an error naming --tile when one tile does not fit")

@@ -28,6 +28,11 @@ if "$BIN" -q simulate --preset tiny --out "$TS" > /dev/null 2>&1 && [[ -f "$TS/e
   check restore-shape 0 "64 x 64 x 32" -- "$BIN" info "$WORK/r.mrc"
   check restore-halves 0 "64 x 64 x 32" -- "$BIN" info "$WORK/r_even.mrc"
   check restore-config-written 0 "^save-halves: true" -- cat "$WORK/r.config.yaml"
+  check restore-config-flips 0 "^flips: 4" -- cat "$WORK/r.config.yaml"
+  check restore-flips-bad 1 "flips: 3 not in" -- "$BIN" restore --model "$WORK/m.uwm" \
+    --in "$TS/tomo.mrc" --out "$WORK/r3.mrc" --flips 3
+  check restore-flips-one 0 "wrote" -- "$BIN" restore --model "$WORK/m.uwm" --in "$TS/tomo.mrc" \
+    --out "$WORK/r1.mrc" --flips 1 --tile 32 --overlap 8 --no-progress
   check restore-exists 1 "exists" -- "$BIN" restore --model "$WORK/m.uwm" --in "$TS/tomo.mrc" \
     --out "$WORK/r.mrc"
   head -c 2000 "$WORK/m.uwm" > "$WORK/trunc.uwm"

@@ -84,6 +84,14 @@ def test_restore_on_an_array_equals_the_program(sim, model, tmp_path):
         theirs = np.array(m.data)
     assert mine.shape == theirs.shape
     assert np.max(np.abs(mine - theirs)) <= 1e-6 * max(1.0, float(np.max(np.abs(theirs))))
+    # flips=1 (one pass instead of the default average over 4 flips), as `restore --flips 1`.
+    one = model.restore(tomo, tile=32, overlap=8, flips=1)
+    subprocess.run([BIN, "-q", "--threads", "1", "restore", "--model", model.path, "--in",
+                    str(out / "tomo.mrc"), "--out", str(cli), "--tile", "32", "--overlap", "8",
+                    "--flips", "1", "--overwrite", "--no-progress"], check=True)
+    with mrcfile.open(str(cli)) as m:
+        theirs1 = np.array(m.data)
+    assert np.max(np.abs(one - theirs1)) <= 1e-6 * max(1.0, float(np.max(np.abs(theirs1))))
     # Halves: the mean of the restored halves, as `restore --even --odd`.
     pair = model.restore(even=str(out / "even.mrc"), odd=str(out / "odd.mrc"), tile=32, overlap=8)
     assert pair.shape == theirs.shape and np.isfinite(pair).all()

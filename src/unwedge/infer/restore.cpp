@@ -7,6 +7,7 @@
 #include "unwedge/core/log.h"
 #include "unwedge/core/progress.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/ops/rotate.h"
 
 namespace unwedge {
 
@@ -71,6 +72,9 @@ TilePlan restore_plan(const Method& method, const std::array<int64_t, 3>& shape,
                      std::to_string(opts.tile) + ")");
   }
   if (opts.tile_z < 0) throw ValueError("tile depth: " + std::to_string(opts.tile_z) + " voxels");
+  if (opts.flips != 1 && opts.flips != 2 && opts.flips != 4) {
+    throw ValueError("flips: " + std::to_string(opts.flips) + " (1, 2 or 4)");
+  }
   const auto rf = method.receptive_field();
   const auto align = method.size_multiple();
   const int64_t tz = opts.tile_z > 0 ? opts.tile_z : opts.tile;
@@ -157,6 +161,20 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
     AutocastGuard amp(precision, device);
     return at::Tensor(fn()).to(torch::kCPU, torch::kFloat);
   };
+  // f of the inputs, averaged over the first opts.flips wedge-keeping flips (each flip applied
+  // to every input and undone on the output).
+  const auto& flip_set = wedge_keeping_flips();
+  auto averaged = [&](auto&& f, const std::vector<at::Tensor>& in) {
+    at::Tensor sum;
+    for (int64_t k = 0; k < opts.flips; ++k) {
+      const auto& dims = flip_set[size_t(k)];
+      std::vector<at::Tensor> fl;
+      for (const auto& t : in) fl.push_back(flip_dims(t, dims));
+      at::Tensor r = flip_dims(net([&] { return f(fl); }), dims);
+      sum = sum.defined() ? sum + r : r;
+    }
+    return opts.flips == 1 ? sum : sum / double(opts.flips);
+  };
   for (size_t iz : rows) {
     const int64_t z0 = az.starts[iz];
     flush_to(z0);
@@ -183,18 +201,21 @@ void restore_stream(Method& method, const std::array<int64_t, 3>& shape,
       }
       std::vector<at::Tensor> res;  // each [b, 1, tz, ty, tx] on the CPU
       at::Tensor a = torch::stack(ins[0]).unsqueeze(1).to(device);  // [b, 1, tz, ty, tx]
+      auto one = [&](const std::vector<at::Tensor>& v) { return method.restore(v[0]); };
       if (!pair) {
-        res.push_back(net([&] { return method.restore(a); }));
+        res.push_back(averaged(one, {a}));
       } else {
         at::Tensor b = torch::stack(ins[1]).unsqueeze(1).to(device);
         if (opts.save_halves) {
-          at::Tensor ra = net([&] { return method.restore(a); });
-          at::Tensor rb = net([&] { return method.restore(b); });
+          at::Tensor ra = averaged(one, {a});
+          at::Tensor rb = averaged(one, {b});
           res.push_back((ra + rb) * 0.5);
           res.push_back(ra);
           res.push_back(rb);
         } else {
-          res.push_back(net([&] { return method.restore_pair(a, b); }));
+          res.push_back(averaged(
+              [&](const std::vector<at::Tensor>& v) { return method.restore_pair(v[0], v[1]); },
+              {a, b}));
         }
       }
       return res;

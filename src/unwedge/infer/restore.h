@@ -34,6 +34,10 @@ struct RestoreOptions {
   int64_t z_end = -1;      ///< -1: to the end. Tiles touching the slab are restored whole, so
                            ///< the slab equals the same sections of a full restoration.
   bool save_halves = false;  ///< pairs: also write each restored half
+  int64_t flips = 4;  ///< restorations averaged: of each tile and of its first `flips` - 1 flips
+                      ///< that keep the wedge (1, 2 or 4; ops/rotate.h wedge_keeping_flips),
+                      ///< each flipped back. 4: four passes, a quarter of the variance the
+                      ///< network's orientation adds (bench/RESULTS.md, "Flip averaging at restore").
 };
 
 /// Reads the box [z0, z1) x [y0, y1) x [x0, x1) of an input (already normalised), float.

@@ -183,6 +183,7 @@ nlohmann::json restore_files_options_json(const RestoreFilesOptions& o) {
           {"batch", r.batch},
           {"precision", r.precision},
           {"save_halves", r.save_halves},
+          {"flips", r.flips},
           {"device", o.device},
           {"norm", norm_source_name(o.norm)},
           {"mode", o.mode},

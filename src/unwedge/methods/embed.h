@@ -13,6 +13,7 @@
 
 #include "unwedge/core/error.h"
 #include "unwedge/methods/method.h"
+#include "unwedge/ops/rotate.h"
 
 namespace unwedge {
 
@@ -35,20 +36,14 @@ class Embedder {
   }
 };
 
-/// The flips of a [B, 1, Z, Y, X] box that keep any missing wedge about Y, symmetric or not:
-/// Y; Z with X (a half turn about Y); all three. With the identity they form a group.
-inline const std::vector<std::vector<int64_t>>& wedge_keeping_flips() {
-  static const std::vector<std::vector<int64_t>> f{{}, {3}, {2, 4}, {2, 3, 4}};
-  return f;
-}
-
-/// e.embed(boxes), averaged over the boxes and their wedge-keeping flips when `flips`: the
-/// result is the same for a particle and for any of its flips (what `unwedge embed` writes).
+/// e.embed(boxes), averaged over the boxes and their wedge-keeping flips (ops/rotate.h) when
+/// `flips`: the result is the same for a particle and for any of its flips (what `unwedge embed`
+/// writes).
 inline torch::Tensor embed_boxes(Embedder& e, const torch::Tensor& boxes, bool flips) {
   if (!flips) return e.embed(boxes);
   torch::Tensor sum;
   for (const auto& dims : wedge_keeping_flips()) {
-    auto f = e.embed(dims.empty() ? boxes : boxes.flip(dims));
+    auto f = e.embed(flip_dims(boxes, dims));
     sum = sum.defined() ? sum + f : f;
   }
   return sum / double(wedge_keeping_flips().size());

@@ -144,6 +144,15 @@ std::vector<CubeRotation> cube_rotations_preserving(std::array<int64_t, 3> shape
   return v;
 }
 
+const std::vector<std::vector<int64_t>>& wedge_keeping_flips() {
+  static const std::vector<std::vector<int64_t>> f{{}, {-2}, {-3, -1}, {-3, -2, -1}};
+  return f;
+}
+
+at::Tensor flip_dims(const at::Tensor& v, const std::vector<int64_t>& dims) {
+  return dims.empty() ? v : v.flip(dims);
+}
+
 at::Tensor cube_rotate(const at::Tensor& v, const CubeRotation& r) {
   if (v.dim() < 3) {
     throw ShapeError("cube_rotate: tensor has " + std::to_string(v.dim()) +

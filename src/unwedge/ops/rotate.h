@@ -43,6 +43,13 @@ std::vector<CubeRotation> cube_rotations_about_y();
 /// The rotations that map the measured region of `g` onto itself: {I, 180° about Y} for any
 /// range, plus 180° about X and about Z when the range is symmetric; all 24 for ±90°.
 std::vector<CubeRotation> cube_rotations_keeping_wedge(const WedgeGeometry& g);
+/// The flips of [..., Z, Y, X] (dims from the end: -3 Z, -2 Y, -1 X) that keep any missing wedge
+/// about Y, symmetric or not: none; Y; Z with X (a half turn about Y); all three. The identity
+/// first; with it they form a group, each its own inverse. (A Y mirror and a half turn about Y
+/// map every tilt direction onto itself; Z or X alone would mirror an asymmetric range.)
+const std::vector<std::vector<int64_t>>& wedge_keeping_flips();
+/// v flipped along `dims` (v itself when dims is empty).
+at::Tensor flip_dims(const at::Tensor& v, const std::vector<int64_t>& dims);
 /// The rotations that keep the shape [Z, Y, X] (permute only axes of equal length).
 std::vector<CubeRotation> cube_rotations_preserving(std::array<int64_t, 3> shape);
 
