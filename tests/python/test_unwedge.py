@@ -300,3 +300,21 @@ def test_a_torch_that_does_not_match_is_refused_with_the_reason(sim, monkeypatch
         unwedge.evaluate(torch.from_numpy(s["tomo"]), s["gt"])
     # numpy arrays are unaffected
     assert "metrics" in unwedge.evaluate(s["tomo"], s["gt"])
+
+
+def test_cryogen_ot_on_one_volume_gets_its_one_tomogram_options(sim):
+    # volumes= (one tomogram, no halves): the Trainer applies cryogen-ot's one-tomogram options,
+    # as `unwedge train --in`; an option given explicitly wins; a halves-only method refuses.
+    s, _ = sim
+    kw = dict(patch=16, batch=2, steps=2, tilt_range=s["tilt_range"])
+    m = unwedge.train("cryogen-ot", volumes=s["tomo"], options=TINY, **kw)
+    opts = m.info["train_options"]["method_options"]
+    assert opts["input"] == "one" and opts["target"] == "data"
+    assert opts["lowpass_skip"] == 0 and opts["prior_share"] == 0
+    assert opts["detach"] is True and opts["symmetric"] is False
+    r = m.restore(s["tomo"], tile=32, overlap=8)
+    assert r.shape == s["tomo"].shape and np.isfinite(r).all()
+    m2 = unwedge.train("cryogen-ot", volumes=s["tomo"], options={**TINY, "symmetric": True}, **kw)
+    assert m2.info["train_options"]["method_options"]["symmetric"] is True
+    with pytest.raises(ValueError, match="half tomograms"):
+        unwedge.train("cryogen-map", volumes=s["tomo"], options=TINY, **kw)
