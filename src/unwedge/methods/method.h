@@ -172,7 +172,9 @@ struct MethodInfo {
   /// For a method that trains on halves and on one tomogram: the options train sets, unless
   /// given, when it is given one tomogram (e.g. {"input": "one", ...}); empty otherwise.
   nlohmann::json one_tomogram_defaults = nlohmann::json::object();
-  /// True when the method trains only on half tomograms (Method::needs_halves() agrees).
+  /// True when the method trains only on half tomograms. Method::needs_halves() agrees for these;
+  /// for a method that takes either (ei, cryogen-ot) it is false here and says per instance
+  /// which the options chose (input = halves | one).
   bool needs_halves() const { return can.halves && !can.single; }
   /// Creates the method from options already resolved by method_options_resolve.
   std::function<std::unique_ptr<Method>(const nlohmann::json& resolved)> create;
