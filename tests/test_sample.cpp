@@ -471,6 +471,35 @@ TEST(EquivariantBootstrap, IdentityOnTheBandEveryRotationKeepsHasNoSpread) {
   EXPECT_NEAR(d.log_weights.exp().sum(0).item<double>(), 1.0, 1e-6);
 }
 
+namespace {
+
+// G(v) = v times 1 + 0.1·x along X: not equivariant under the flips of X.
+class RampAlongX : public StubMethod {
+ public:
+  std::string name() const override { return "ramp"; }
+  torch::Tensor restore(const torch::Tensor& sub) override {
+    return sub * (1 + 0.1 * torch::arange(sub.size(4), sub.options()));
+  }
+};
+
+}  // namespace
+
+TEST(EquivariantBootstrap, CentredOnTheFlipAveragedRestoration) {
+  // The draws' mean is x̂ as `unwedge restore` gives it by default: the average of G over the
+  // four wedge-keeping flips, X flipped in two of them. For the ramp 1 + 0.1·x on 16 voxels that
+  // average is the constant 1 + 0.1·15/2 = 1.75.
+  torch::manual_seed(4);
+  auto v = torch::randn({1, 1, 16, 16, 16});
+  RampAlongX ramp;
+  EquivariantBootstrap boot(ramp);
+  PosteriorOptions o;
+  o.n = 3;
+  o.seed = 2;
+  PosteriorDraws d = boot.draw(v, MethodWedge{}, o);
+  EXPECT_TRUE(torch::allclose(d.samples.mean(0), 1.75 * v, 1e-4, 1e-4));
+  EXPECT_FALSE(torch::allclose(d.samples.mean(0), ramp.restore(v), 1e-2, 1e-2));
+}
+
 TEST(EquivariantBootstrap, NoiseHasTheDataLevelOnTheMeasuredBandOnly) {
   // Data = wedge-filtered white noise of variance 0.49: the pseudo-observations' noise must have
   // that variance per measured coefficient (full-grid FFT here) and nothing in the wedge.

@@ -401,6 +401,13 @@ TEST(WedgeMethods, RegisteredWithOptions) {
     EXPECT_EQ(info.one_tomogram_defaults.value("input", ""), info.can.single && info.can.halves ? "one" : "")
         << n;
   }
+  // ei and cryogen-ot share the core's one-tomogram options; cryogen-ot also turns its prior off.
+  nlohmann::json ot = method_registry().get("cryogen-ot").one_tomogram_defaults;
+  EXPECT_EQ(ot.at("prior_share").get<double>(), 0.0);
+  ot.erase("prior_share");
+  EXPECT_EQ(ot, method_registry().get("ei").one_tomogram_defaults);
+  EXPECT_EQ(ot.at("target"), "data");
+  EXPECT_EQ(ot.at("symmetric"), false);
   EXPECT_DOUBLE_EQ(method_create("ddw")->options_json()["lambda"].get<double>(), 2.0);
   EXPECT_THROW(method_create("cryogen-ot", {{"ot", "emd"}}), ValueError);
   EXPECT_THROW(method_create("ddw", {{"lambda", -1.0}}), ValueError);

@@ -51,7 +51,13 @@ PosteriorDraws EquivariantBootstrap::draw(const torch::Tensor& sub, const Method
   const WedgeGeometry g = method_wedge_geometry(wedge);
   auto m = masks_.mask(shape, g, sub.device()).view({1, 1, shape[0], shape[1], shape[2] / 2 + 1});
   auto sigma2 = posterior_noise_variance_highfreq(sub, m, noise_shell_, "bootstrap");  // [B]
-  auto x_hat = point_.restore(sub).to(torch::kFloat);                                // [B,1,Z,Y,X]
+  // x̂ as `unwedge restore` gives it by default: the average of G over the wedge-keeping flips.
+  torch::Tensor x_hat;  // [B,1,Z,Y,X]
+  for (const auto& dims : wedge_keeping_flips()) {
+    auto r = flip_dims(point_.restore(flip_dims(sub, dims)), dims).to(torch::kFloat);
+    x_hat = x_hat.defined() ? x_hat + r : r;
+  }
+  x_hat = x_hat / double(wedge_keeping_flips().size());
   std::vector<torch::Tensor> draws;
   draws.reserve(size_t(opts.n));
   for (int64_t k = 0; k < opts.n; ++k) {

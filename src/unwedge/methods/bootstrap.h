@@ -5,6 +5,8 @@
 //
 //   x̂ = G(y),   x⁽ᵏ⁾ = R_k⁻¹ G(T_M(R_k x̂) + n_k),
 //
+// where x̂ is, as `unwedge restore` gives it by default, the average of G over the four flips
+// that keep the wedge (ops/rotate.h wedge_keeping_flips; each flip undone on its output),
 // with R_k an exact cube rotation that moves the missing wedge (wedge_moving_cube_rotations) and
 // n_k noise of the data's level and band: T_M of white noise whose variance per coefficient is
 // the input's measured power above `noise_shell` cycles/voxel (posterior_noise_variance_highfreq).

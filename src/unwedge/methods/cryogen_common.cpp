@@ -20,6 +20,10 @@ torch::Tensor two_band(const torch::Tensor& e, const torch::Tensor& m_rot, const
 
 }  // namespace
 
+nlohmann::json proxy_core_one_tomogram_defaults() {
+  return {{"input", "one"}, {"lowpass_skip", 0.0}, {"target", "data"}, {"detach", true}, {"symmetric", false}};
+}
+
 std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d) {
   return {
       {"data_weight", d.data_weight, "weight of the cross-half measured-band term |M(y_b - G(y_a))|^2"},

@@ -48,6 +48,13 @@ struct ProxyCoreDefaults {
 /// symmetric, detach, rotations, min_fraction, crop, ddw_weight).
 std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d);
 
+/// The core's options for one tomogram (no halves, so no noise to put on pseudo-observations):
+/// input = one, the network starts as the identity (no low-pass skip), the proxy's target is the
+/// data (IsoNet's target, with the restoration as the pseudo-input's source) and its pseudo-input
+/// carries no gradient, one direction per step (the two would be the same term). bench/RESULTS.md,
+/// "cryogen-ot on one tomogram".
+nlohmann::json proxy_core_one_tomogram_defaults();
+
 /// What one core pass computed, for the priors built on it (direction a → b).
 struct ProxyStep {
   torch::Tensor total;   ///< data_weight·data + eq_weight·proxy (+ ddw_weight·ddw), scalar

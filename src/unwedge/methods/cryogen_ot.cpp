@@ -177,13 +177,10 @@ MethodInfo cryogen_ot_method_info() {
       "CryoGEN-II: T_M o R target on its own outputs + cross-half data term + OT prior on the wedge";
   info.can.halves = true;
   info.can.single = true;
-  // One tomogram (no halves, no noise to put on pseudo-observations): the network starts as the
-  // identity, the proxy's target is the data (IsoNet's target, with the restoration as the
-  // pseudo-input's source) and its pseudo-input carries no gradient, one direction per step (the
-  // two would be the same term), and the prior, which needs noisy pseudo-observations, is off
-  // (bench/RESULTS.md, "cryogen-ot on one tomogram").
-  info.one_tomogram_defaults = {{"input", "one"}, {"lowpass_skip", 0.0}, {"target", "data"},
-                                {"detach", true}, {"symmetric", false}, {"prior_share", 0.0}};
+  // One tomogram: the core's one-tomogram options, and the prior, which needs noisy
+  // pseudo-observations, off (bench/RESULTS.md, "cryogen-ot on one tomogram").
+  info.one_tomogram_defaults = proxy_core_one_tomogram_defaults();
+  info.one_tomogram_defaults["prior_share"] = 0.0;
   ProxyCoreDefaults d;
   d.noise = "none";  // the prior's pseudo-observations still get the data's noise (prior_noise)
   info.options = proxy_core_options(d);

@@ -40,10 +40,7 @@ MethodInfo ei_method_info() {
       "equivariant imaging (ICECREAM form): cross-half data term + |M_R(R G(y_b) - G(T_M R G(y_a)))|^2";
   info.can.halves = true;
   info.can.single = true;
-  // One tomogram: as cryogen-ot's (identity start, the data as the proxy's detached target, one
-  // direction per step).
-  info.one_tomogram_defaults = {{"input", "one"}, {"lowpass_skip", 0.0}, {"target", "data"},
-                                {"detach", true}, {"symmetric", false}};
+  info.one_tomogram_defaults = proxy_core_one_tomogram_defaults();
   ProxyCoreDefaults d;
   d.eq_weight = 2.0;
   d.noise = "none";

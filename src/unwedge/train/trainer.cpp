@@ -285,8 +285,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     if (!o.method_options.contains("base_channels") && saved.contains("base_channels")) {
       o.method_options["base_channels"] = saved.at("base_channels");
     }
-    nlohmann::json given = method_options_resolve(method_registry().get(o.method),
-                                                  o.method_options);
+    nlohmann::json given = method_options_resolve(method_info, o.method_options);
     if (given != ck_.method->options_json()) {
       throw ValueError(out_.model + ": --opt values differ from the checkpoint's method options " +
                        ck_.method->options_json().dump() + " (resume keeps them)");
