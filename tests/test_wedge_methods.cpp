@@ -208,6 +208,7 @@ INSTANTIATE_TEST_SUITE_P(
         MethodCase{"isonet", {{"refill_every", 2}, {"noise_level", 0.1}}},
         MethodCase{"isonet", {{"random_rotations", true}, {"refill_every", 0}}},
         MethodCase{"ddw", {{"refill_every", 2}}},
+        MethodCase{"ddw", {{"rotations", "haar"}, {"refill_every", 2}}},
         MethodCase{"ei", nlohmann::json::object()},
         MethodCase{"ei", {{"rotations", "haar"}}},
         MethodCase{"cryogen-map", {{"prior_start", 0}}},
@@ -591,6 +592,23 @@ TEST(ProxyCore, AdaptiveWeightGivesThePriorItsShare) {
     torch::NoGradGuard no_grad;  // validation: no weight from a pass without gradients
     EXPECT_FALSE(adaptive_prior_weight(core, prior, p, share, 1e9).has_value());
   }
+}
+
+// ddw's cube rotations keep the whole patch, so they need a cubic one; Haar rotations crop and
+// take any shape.
+TEST(WedgeMethods, DdwCubeRotationsNeedCubicPatches) {
+  torch::set_num_threads(1);
+  torch::manual_seed(5);
+  Batch b;
+  b.input = torch::randn({2, 1, 16, 16, 24});
+  b.target = torch::randn({2, 1, 16, 16, 24});
+  b.wedge = {MethodWedge{-60, 60, false}};
+  const nlohmann::json cube{{"depth", 1}, {"base_channels", 2}};  // cube is the default
+  auto haar = cube;
+  haar["rotations"] = "haar";
+  EXPECT_THROW(method_create("ddw", cube)->loss(b), ShapeError);
+  EXPECT_TRUE(std::isfinite(method_create("ddw", haar)->loss(b).item<double>()));
+  EXPECT_THROW(method_create("ddw", {{"rotations", "octahedral"}}), ValueError);
 }
 
 TEST(WedgeMethods, SignFlagMirrorsTheTiltRange) {

@@ -44,9 +44,10 @@ if "$BIN" -q simulate --preset tiny --out "$WS" > /dev/null 2>&1 && [[ -f "$WS/e
     --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_map.mrc" --no-progress
   check wedge-restore-isonet 0 "wrote" -- "$BIN" restore --model "$WORK/w_isonet.uwm" \
     --in "$WS/tomo.mrc" --out "$WORK/w_isonet.mrc" --no-progress
+  # Haar rotations crop (cube rotations, ddw's default, keep the whole patch).
   check wedge-patch-too-small 1 "too small to crop" -- "$BIN" train --method ddw \
     --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_small.uwm" --patch 8 --steps 1 \
-    --batch 2 --no-progress --opt depth=3
+    --batch 2 --no-progress --opt depth=3 --opt rotations=haar
   check wedge-bad-ot 1 "sliced \| sinkhorn" -- "$BIN" train --method cryogen-ot \
     --even "$WS/even.mrc" --odd "$WS/odd.mrc" --out "$WORK/w_bad.uwm" --steps 1 --opt ot=emd
 else

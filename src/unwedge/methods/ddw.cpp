@@ -1,11 +1,15 @@
-// ddw: DeepDeWedge-style training on half tomograms. Per sample: a random rotation R (Haar),
-// input = T_M(crop(R y_a)), target = crop(R y_b) (halves a, b swapped at random), loss on the
-// target's rotated measured region M_R split into the band both saw (M_R·M) and the band only the
-// target saw (M_R·(1−M)), the latter weighted by lambda (wedge_common.h: ddw_loss). Patches are
-// cropped after rotation to the largest multiple of the U-Net's size multiple <= P/√2 (train with
-// --patch ceil(√2·N) for an N-voxel loss). With refill_every > 0, from that step on the input
-// half's missing wedge is refilled by a snapshot of the network refreshed every refill_every steps.
+// ddw: DeepDeWedge-style training on half tomograms. Per sample: a random rotation R from the
+// option `rotations` (cube, the default: the exact cube rotations that move the wedge; haar:
+// Haar-uniform as DeepDeWedge; mix), input = T_M(crop(R y_a)), target = crop(R y_b) (halves a, b swapped at random),
+// loss on the target's rotated measured region M_R split into the band both saw (M_R·M) and the
+// band only the target saw (M_R·(1−M)), the latter weighted by lambda (wedge_common.h: ddw_loss).
+// Haar-rotated patches are cropped after rotation to the largest multiple of the U-Net's size
+// multiple <= P/√2 (train with --patch ceil(√2·N) for an N-voxel loss); cube rotations keep the
+// whole patch. With refill_every > 0 (DeepDeWedge's schedule; off by default), from that step on
+// the input half's missing wedge is refilled by a snapshot of the network refreshed every
+// refill_every steps. bench/RESULTS.md, "ddw: cube rotations, no refill", measures both changes.
 #include "unwedge/core/error.h"
+#include "unwedge/ops/wedge.h"
 #include "unwedge/methods/unet_method.h"
 #include "unwedge/methods/wedge_common.h"
 #include "unwedge/methods/wedge_methods.h"
@@ -21,7 +25,9 @@ class Ddw : public UNetMethod {
         lambda_(r.at("lambda").get<double>()),
         swap_(r.at("swap").get<bool>()),
         crop_(r.at("crop").get<bool>()),
-        refill_every_(r.at("refill_every").get<int64_t>()) {
+        refill_every_(r.at("refill_every").get<int64_t>()),
+        rotations_(wedge_rotations_parse(r.at("rotations").get<std::string>(), "ddw"),
+                   r.at("min_fraction").get<double>()) {
     if (lambda_ < 0) throw ValueError("method ddw: lambda = " + std::to_string(lambda_) + " (need >= 0)");
     if (refill_every_ < 0) {
       throw ValueError("method ddw: refill_every = " + std::to_string(refill_every_) + " (need >= 0)");
@@ -54,13 +60,18 @@ class Ddw : public UNetMethod {
       auto m_patch = wedge_batch_masks(patch, geoms, masks_, dev);  // [B, 1, P, P, P/2+1]
       ya = wedge_refill(ya, snapshot_.run(ya), m_patch);
     }
-    const int64_t n = crop_ ? rotation_crop_size(patch, size_multiple()[0]) : 0;
-    const std::array<int64_t, 3> shape = crop_ ? std::array<int64_t, 3>{n, n, n} : patch;
-    auto R = wedge_random_rotations(b, dev);                       // [B, 3, 3]
+    const bool crop = crop_ && rotations_.set() != WedgeRotations::cube;
+    if (!crop && (patch[1] != patch[0] || patch[2] != patch[0])) {
+      throw ShapeError("method ddw: rotations without a crop need cubic patches, got " +
+                       c10::str(patch[0]) + "x" + c10::str(patch[1]) + "x" + c10::str(patch[2]));
+    }
+    const int64_t n = crop ? rotation_crop_size(patch, size_multiple()[0]) : 0;
+    const std::array<int64_t, 3> shape = crop ? std::array<int64_t, 3>{n, n, n} : patch;
+    auto rot = rotations_.draw(patch, geoms, dev);                 // R [B, 3, 3]
     auto m = wedge_batch_masks(shape, geoms, masks_, dev);         // [B, 1, n, n, n/2+1]
-    auto input = wedge_proxy_degrade(ya, R, n, m).second;          // T_M(crop(R y_a))
-    auto target = wedge_proxy_degrade(yb, R, n, m).first;          // crop(R y_b)
-    auto m_rot = wedge_batch_masks_rotated(shape, geoms, R);       // [B, 1, n, n, n/2+1]
+    auto input = wedge_apply(wedge_rotate(ya, rot, n), m);         // T_M(crop(R y_a))
+    auto target = wedge_rotate(yb, rot, n);                        // crop(R y_b)
+    auto m_rot = wedge_batch_masks_rotated(shape, geoms, rot.R);   // [B, 1, n, n, n/2+1]
     auto pred = forward_padded(input);
     return ddw_loss(pred, target, m_rot.to(pred.dtype()), m, lambda_).total;
   }
@@ -74,6 +85,7 @@ class Ddw : public UNetMethod {
   double lambda_;
   bool swap_, crop_;
   int64_t refill_every_;
+  WedgeRotationSampler rotations_;
   WedgeMaskCache masks_;
   NetSnapshot snapshot_;
 };
@@ -88,9 +100,15 @@ MethodInfo ddw_method_info() {
   info.options = {
       {"lambda", 2.0, "weight of the band only the target saw (wedge) vs the band both saw"},
       {"swap", true, "swap the halves per sample at random"},
+      {"rotations", "cube",
+       "cube (exact cube rotations that move the wedge, whole patch) | haar (SO(3) as DeepDeWedge, "
+       "trilinear, centre crop) | mix"},
+      {"min_fraction", 0.5,
+       "cube rotations used: those moving at least this fraction of the missing region into measured territory"},
       {"crop", true,
-       "centre-crop after rotation to the largest size-multiple <= patch/sqrt(2) (no empty corners)"},
-      {"refill_every", int64_t{200},
+       "centre-crop Haar-rotated patches to the largest size-multiple <= patch/sqrt(2) (no empty corners; "
+       "cube rotations never crop)"},
+      {"refill_every", int64_t{0},
        "refill the input's wedge with a network snapshot refreshed every K steps, from step K (0: off)"},
   };
   for (auto& o : unet_method_options()) info.options.push_back(o);
