@@ -1,8 +1,9 @@
 // ddw: DeepDeWedge-style training on half tomograms. Per sample: a random rotation R from the
 // option `rotations` (cube, the default: the exact cube rotations that move the wedge; haar:
-// Haar-uniform as DeepDeWedge; mix), input = T_M(crop(R y_a)), target = crop(R y_b) (halves a, b swapped at random),
-// loss on the target's rotated measured region M_R split into the band both saw (M_R·M) and the
-// band only the target saw (M_R·(1−M)), the latter weighted by lambda (wedge_common.h: ddw_loss).
+// Haar-uniform as DeepDeWedge; mix), input = T_M(crop(R y_a)), target = crop(R y_b) (halves a, b
+// swapped at random), loss on the target's rotated measured region M_R split into the band both
+// saw (M_R·M) and the band only the target saw (M_R·(1−M)), the latter weighted by lambda
+// (wedge_common.h: ddw_loss).
 // Haar-rotated patches are cropped after rotation to the largest multiple of the U-Net's size
 // multiple <= P/√2 (train with --patch ceil(√2·N) for an N-voxel loss); cube rotations keep the
 // whole patch. With refill_every > 0 (DeepDeWedge's schedule; off by default), from that step on
