@@ -194,12 +194,7 @@ torch::Tensor ProxyCoreBase::real_observation(const ProxyStep& st) const {
 }
 
 int64_t ProxyCoreBase::proxy_crop(std::array<int64_t, 3> patch) const {
-  const bool crop = crop_ && rotations_.set() != WedgeRotations::cube;
-  if (!crop && (patch[1] != patch[0] || patch[2] != patch[0])) {
-    throw ShapeError("method " + name() + ": rotations need cubic patches, got " +
-                     c10::str(patch[0]) + "x" + c10::str(patch[1]) + "x" + c10::str(patch[2]));
-  }
-  return crop ? rotation_crop_size(patch, size_multiple()[0]) : patch[0];
+  return wedge_rotated_edge(patch, crop_, rotations_.set(), size_multiple()[0], name());
 }
 
 torch::Tensor wedge_component_only(const torch::Tensor& x, const torch::Tensor& m) {

@@ -61,13 +61,8 @@ class Ddw : public UNetMethod {
       auto m_patch = wedge_batch_masks(patch, geoms, masks_, dev);  // [B, 1, P, P, P/2+1]
       ya = wedge_refill(ya, snapshot_.run(ya), m_patch);
     }
-    const bool crop = crop_ && rotations_.set() != WedgeRotations::cube;
-    if (!crop && (patch[1] != patch[0] || patch[2] != patch[0])) {
-      throw ShapeError("method ddw: rotations without a crop need cubic patches, got " +
-                       c10::str(patch[0]) + "x" + c10::str(patch[1]) + "x" + c10::str(patch[2]));
-    }
-    const int64_t n = crop ? rotation_crop_size(patch, size_multiple()[0]) : 0;
-    const std::array<int64_t, 3> shape = crop ? std::array<int64_t, 3>{n, n, n} : patch;
+    const int64_t n = wedge_rotated_edge(patch, crop_, rotations_.set(), size_multiple()[0], name());
+    const std::array<int64_t, 3> shape{n, n, n};
     auto rot = rotations_.draw(patch, geoms, dev);                 // R [B, 3, 3]
     auto m = wedge_batch_masks(shape, geoms, masks_, dev);         // [B, 1, n, n, n/2+1]
     auto input = wedge_apply(wedge_rotate(ya, rot, n), m);         // T_M(crop(R y_a))

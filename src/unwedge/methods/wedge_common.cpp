@@ -114,6 +114,16 @@ torch::Tensor center_crop3(const torch::Tensor& v, std::array<int64_t, 3> size) 
   return out;
 }
 
+int64_t wedge_rotated_edge(std::array<int64_t, 3> patch, bool crop, WedgeRotations set,
+                           int64_t multiple, const std::string& method) {
+  if (crop && set != WedgeRotations::cube) return rotation_crop_size(patch, multiple);
+  if (patch[1] != patch[0] || patch[2] != patch[0]) {
+    throw ShapeError("method " + method + ": rotations without a crop need cubic patches, got " +
+                     c10::str(patch[0]) + "x" + c10::str(patch[1]) + "x" + c10::str(patch[2]));
+  }
+  return patch[0];
+}
+
 int64_t rotation_crop_size(std::array<int64_t, 3> patch, int64_t multiple) {
   const int64_t p = std::min({patch[0], patch[1], patch[2]});
   int64_t n = static_cast<int64_t>(std::floor(static_cast<double>(p) / std::sqrt(2.0)));

@@ -130,6 +130,13 @@ class WedgeRotationSampler {
   std::map<std::string, std::vector<CubeRotation>> cache_;
 };
 
+/// Edge of the rotated volumes a wedge method's proxy works on, for a patch: the rotation crop
+/// (rotation_crop_size) when `crop` is on and `set` is not cube (Haar rotations leave empty
+/// corners), else the patch's own edge (cube rotations keep the whole patch), in which case the
+/// patch must be cubic: ShapeError naming `method` and the patch otherwise.
+int64_t wedge_rotated_edge(std::array<int64_t, 3> patch, bool crop, WedgeRotations set,
+                           int64_t multiple, const std::string& method);
+
 /// Rotates x [B, C, P, P, P] per sample as drawn (cube: exact; Haar: trilinear about the centre)
 /// and centre-crops the result to crop³ (0 = no crop). Keeps the graph.
 torch::Tensor wedge_rotate(const torch::Tensor& x, const WedgeRotationDraw& d, int64_t crop);
