@@ -211,12 +211,15 @@ INSTANTIATE_TEST_SUITE_P(
         MethodCase{"ddw", {{"rotations", "haar"}, {"refill_every", 2}}},
         MethodCase{"ei", nlohmann::json::object()},
         MethodCase{"ei", {{"rotations", "haar"}}},
+        MethodCase{"ei", {{"pad", true}, {"rotations", "haar"}}},
         MethodCase{"cryogen-map", {{"prior_start", 0}}},
         MethodCase{"cryogen-map", {{"prior_start", 0}, {"rotations", "mix"}, {"proxy_noise", "white"},
                                    {"symmetric", false}, {"detach", true}}},
         MethodCase{"cryogen-ot", {{"prior_start", 0}}},
         MethodCase{"cryogen-ot", {{"prior_start", 0}, {"symmetric", false}, {"detach", true},
                                   {"ddw_weight", 1.0}}},
+        MethodCase{"cryogen-ot", {{"prior_start", 2}, {"encoder_start", 0}, {"pad", true},
+                                  {"loss_window", 0.5}}},
         MethodCase{"cryogen-ot", {{"prior_start", 0}, {"ot", "sinkhorn"}, {"features", "voxels"},
                                   {"ot_points", 64}, {"rotations", "haar"}}}),
     [](const ::testing::TestParamInfo<MethodCase>& info) {
@@ -241,11 +244,13 @@ Batch smooth_halves_batch(uint64_t seed) {
 
 // loss() is a pure function: it moves no weight of any network (main or auxiliary) and, with
 // the same seed, gives the same value twice; aux_step() trains the auxiliary network only, and
-// only once the prior is on (prior_start).
+// only once the prior is on (prior_start; cryogen-ot's autoencoder with encoder_start = -1).
 TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
   torch::set_num_threads(1);
-  for (const char* name : {"cryogen-map", "cryogen-ot"}) {
-    auto m = method_create(name, {{"depth", 2}, {"base_channels", 4}, {"prior_start", 1}});
+  for (const std::string name : {"cryogen-map", "cryogen-ot"}) {
+    nlohmann::json opts{{"depth", 2}, {"base_channels", 4}, {"prior_start", 1}};
+    if (name == "cryogen-ot") opts["encoder_start"] = -1;
+    auto m = method_create(name, opts);
     ASSERT_EQ(m->aux_optimizers().size(), 1u) << name;
     auto aux = [&] { return optimizer_parameters(*m->aux_optimizers()[0]); };
     auto copy = [](const std::vector<torch::Tensor>& ts) {
@@ -275,6 +280,34 @@ TEST(WedgeMethods, LossMovesNoWeightAndAuxStepTrainsOnlyTheAuxiliaryNetwork) {
     EXPECT_EQ(max_change(main0, m->parameters()), 0.0) << name << ": aux_step() moved G";
     EXPECT_GT(max_change(aux0, aux()), 0.0) << name << ": aux_step() left the auxiliary network";
   }
+}
+
+// cryogen-ot's autoencoder warms up from encoder_start (default 0), before the prior starts, so
+// that its features are learnt when the prior acts; not at all when the prior is off.
+TEST(WedgeMethods, CryogenOtAutoencoderWarmsUpBeforeThePrior) {
+  torch::set_num_threads(1);
+  auto encoder_moves = [](nlohmann::json opts, int64_t step) {
+    opts["depth"] = 2;
+    opts["base_channels"] = 4;
+    auto m = method_create("cryogen-ot", opts);
+    if (m->aux_optimizers().empty()) return false;  // voxel features: no autoencoder
+    std::vector<torch::Tensor> before;
+    for (const auto& t : optimizer_parameters(*m->aux_optimizers()[0])) before.push_back(t.detach().clone());
+    Batch b = smooth_halves_batch(5);
+    b.step = step;
+    m->aux_step(b, StepContext{});
+    double d = 0;
+    auto after = optimizer_parameters(*m->aux_optimizers()[0]);
+    for (size_t i = 0; i < after.size(); ++i) d = std::max(d, (after[i] - before[i]).abs().max().item<double>());
+    return d > 0;
+  };
+  EXPECT_EQ(method_create("cryogen-ot", nlohmann::json::object())->options_json().at("encoder_start"), 0);
+  EXPECT_TRUE(encoder_moves({{"prior_start", 50}}, 0));                          // the default
+  EXPECT_FALSE(encoder_moves({{"prior_start", 50}, {"encoder_start", 10}}, 5));  // not yet
+  EXPECT_TRUE(encoder_moves({{"prior_start", 50}, {"encoder_start", 10}}, 10));
+  EXPECT_FALSE(encoder_moves({{"prior_start", 50}, {"encoder_start", -1}}, 0));  // with the prior
+  EXPECT_FALSE(encoder_moves({{"prior_share", 0.0}}, 0));                        // no prior
+  EXPECT_FALSE(encoder_moves({{"features", "voxels"}}, 0));                      // no autoencoder
 }
 
 // prior_every = k (lazy prior): the prior is computed on steps prior_start, prior_start + k, ...
@@ -573,6 +606,43 @@ TEST(ProxyCore, PriorGradientOnlyReachesTheWedgeComponent) {
   const double wedge = (gs * (1 - m)).abs().square().sum().item<double>();
   EXPECT_GT(wedge, 0.0);
   EXPECT_LT(measured, 1e-10 * wedge);
+}
+
+TEST(ProxyCore, PaddedBandFilterIsALinearConvolution) {
+  // A symmetric 3×3×3 kernel h has a real spectrum: filtering with it on the doubled grid must
+  // equal the zero-padded (non-circular) convolution computed directly by conv3d, while the
+  // same filter on the box's own grid wraps the faces onto each other and differs there.
+  torch::manual_seed(9);
+  const int64_t n = 8, b = 2;
+  auto v = torch::randn({b, 1, n, n, n}, torch::kDouble);
+  auto h = torch::rand({3, 3, 3}, torch::kDouble);
+  h = (h + h.flip({0}) + h.flip({1}) + h.flip({2}) + h.flip({0, 1}) + h.flip({0, 2}) + h.flip({1, 2}) +
+       h.flip({0, 1, 2})) / 8.0;  // h(d) = h(-d) along each axis
+  auto spectrum = [&](int64_t m) {  // unnormalised rfft of h placed at offsets -1, 0, 1 of an m-grid
+    auto grid = torch::zeros({m, m, m}, torch::kDouble);
+    for (int64_t i = -1; i <= 1; ++i)
+      for (int64_t j = -1; j <= 1; ++j)
+        for (int64_t k = -1; k <= 1; ++k)
+          grid[(i + m) % m][(j + m) % m][(k + m) % m] = h[i + 1][j + 1][k + 1];
+    auto s = torch::fft::rfftn(grid, c10::nullopt, kDims);
+    EXPECT_LT(torch::imag(s).abs().max().item<double>(), 1e-12);
+    return torch::real(s).view({1, 1, m, m, m / 2 + 1});
+  };
+  auto direct = torch::conv3d(v, h.view({1, 1, 3, 3, 3}), {}, 1, 1);
+  auto padded = band_filter_padded(v, spectrum(2 * n));
+  ASSERT_EQ(padded.sizes(), v.sizes());
+  EXPECT_LT((padded - direct).abs().max().item<double>(), 1e-10);
+  auto periodic = fourier_irfft3(spectrum(n) * fourier_rfft3(v), {n, n, n});
+  EXPECT_GT((periodic - direct).abs().max().item<double>(), 1e-3);
+  // Inside, one voxel from every face, the two agree.
+  auto inner = [&](const torch::Tensor& t) { return t.narrow(2, 1, n - 2).narrow(3, 1, n - 2).narrow(4, 1, n - 2); };
+  EXPECT_LT((inner(periodic) - inner(direct)).abs().max().item<double>(), 1e-10);
+}
+
+TEST(ProxyCore, LossWindowAndEncoderStartAreChecked) {
+  EXPECT_THROW(method_create("cryogen-ot", {{"encoder_start", -2}}), ValueError);
+  EXPECT_THROW(method_create("ei", {{"loss_window", 0.0}}), ValueError);
+  EXPECT_THROW(method_create("ei", {{"loss_window", 1.5}}), ValueError);
 }
 
 TEST(ProxyCore, AdaptiveWeightGivesThePriorItsShare) {

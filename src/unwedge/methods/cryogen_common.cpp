@@ -18,6 +18,19 @@ torch::Tensor two_band(const torch::Tensor& e, const torch::Tensor& m_rot, const
   return fourier_band_mean_sq(fourier_rfft3(e), w.to(e.dtype()), e.size(-1));
 }
 
+// Mean square of e [B, 1, n, n, n] over the central `keep` fraction of each edge (all of it
+// when keep >= 1).
+torch::Tensor central_mean_sq(const torch::Tensor& e, double keep) {
+  if (keep >= 1.0) return e.square().mean();
+  torch::Tensor c = e;
+  for (int64_t d = 2; d < 5; ++d) {
+    const int64_t n = e.size(d);
+    const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(std::lround(static_cast<double>(n) * keep)));
+    c = c.narrow(d, (n - k) / 2, k);
+  }
+  return c.square().mean();
+}
+
 }  // namespace
 
 nlohmann::json proxy_core_one_tomogram_defaults() {
@@ -49,6 +62,12 @@ std::vector<MethodOption> proxy_core_options(const ProxyCoreDefaults& d) {
       {"target", d.target,
        "target of the proxy term: restoration (R G(y_b), one more forward pass) | data (R y_b, the other "
        "half itself: Noise2Noise-style, no extra pass)"},
+      {"pad", false,
+       "apply the wedge (T_M) and the losses' band filters on the crop zero-padded to twice its edge, "
+       "so they do not wrap one face onto the other (ICECREAM's wedge_double_size)"},
+      {"loss_window", 1.0,
+       "the data and proxy terms count only the central fraction of each edge of the crop (the "
+       "rest is context; ICECREAM uses 0.5); 1: the whole crop"},
       {"input", "halves",
        "what it trains on: halves (--even/--odd) | one (one tomogram, --in: both halves are that "
        "tomogram; train sets it, with the one-tomogram defaults, when given --in)"},
@@ -67,11 +86,16 @@ ProxyCoreBase::ProxyCoreBase(const nlohmann::json& r)
       symmetric_(r.at("symmetric").get<bool>()),
       detach_(r.at("detach").get<bool>()),
       crop_(r.at("crop").get<bool>()),
+      pad_(r.at("pad").get<bool>()),
+      loss_window_(r.at("loss_window").get<double>()),
       rotations_(wedge_rotations_parse(r.at("rotations").get<std::string>(), "proxy core"),
                  r.at("min_fraction").get<double>()) {
   if (data_weight_ < 0 || eq_weight_ < 0 || wedge_weight_ < 0 || ddw_weight_ < 0) {
     throw ValueError("data_weight, eq_weight, wedge_weight and ddw_weight must be >= 0; got " +
                      r.dump());
+  }
+  if (!(loss_window_ > 0 && loss_window_ <= 1)) {
+    throw ValueError("loss_window = " + r.at("loss_window").dump() + " (a fraction in (0, 1])");
   }
   if (target_ != "restoration" && target_ != "data") {
     throw ValueError("target = '" + target_ + "' (restoration | data)");
@@ -113,6 +137,11 @@ ProxyStep ProxyCoreBase::proxy_setup(const Batch& batch) {
   const std::array<int64_t, 3> shape{st.crop, st.crop, st.crop};
   st.m = wedge_batch_masks(shape, geoms, masks_, dev);
   st.m_rot = wedge_batch_masks_rotated(shape, geoms, st.rot.R).to(st.y_a.dtype());
+  if (pad_) {
+    const std::array<int64_t, 3> padded{2 * st.crop, 2 * st.crop, 2 * st.crop};
+    st.m_pad = wedge_batch_masks(padded, geoms, masks_, dev);
+    st.m_rot_pad = wedge_batch_masks_rotated(padded, geoms, st.rot.R).to(st.y_a.dtype());
+  }
   torch::NoGradGuard no_grad;
   auto halves = [&] {
     auto d = (st.y_a - st.y_b) / std::sqrt(2.0);  // the data's noise, level and spectrum
@@ -154,13 +183,37 @@ ProxyStep ProxyCoreBase::core_step(const Batch& batch) {
 void ProxyCoreBase::direction(const torch::Tensor& ya, const torch::Tensor& yb,
                               const torch::Tensor& xa, const torch::Tensor& xb, ProxyStep& st,
                               bool first) {
-  auto data = wedge_data_term(xa, yb, st.m_patch, /*sigma2=*/{});
+  const bool plain = !pad_ && loss_window_ >= 1.0;
+  torch::Tensor data;
+  if (plain) {
+    data = wedge_data_term(xa, yb, st.m_patch, /*sigma2=*/{});
+  } else if (pad_) {
+    // The data term on the crop's box (cube rotations: the whole patch) with the padded masks.
+    auto e = center_crop3(xa - yb, {st.crop, st.crop, st.crop});
+    data = central_mean_sq(band_filter_padded(e, st.m_pad), loss_window_);
+  } else {
+    data = central_mean_sq(wedge_apply(xa - yb, st.m_patch), loss_window_);
+  }
   torch::Tensor proxy;
   if (eq_weight_ > 0) {
     const torch::Tensor& target = target_ == "data" ? yb : xb;
-    proxy = wedge_proxy_term([this](const torch::Tensor& v) { return forward_padded(v); },
-                             detach_ ? xa.detach() : xa, detach_ ? target.detach() : target, st.rot,
-                             st.crop, st.m, st.m_rot, st.noise, wedge_weight_);
+    auto g = [this](const torch::Tensor& v) { return forward_padded(v); };
+    const torch::Tensor xs = detach_ ? xa.detach() : xa, ts = detach_ ? target.detach() : target;
+    if (plain) {
+      proxy = wedge_proxy_term(g, xs, ts, st.rot, st.crop, st.m, st.m_rot, st.noise, wedge_weight_);
+    } else {
+      auto rxa = wedge_rotate(xs, st.rot, st.crop);  // R x̂_a
+      auto rxb = wedge_rotate(ts, st.rot, st.crop);  // R x̂_b
+      auto in = measure(rxa, st);
+      if (st.noise.defined()) in = in + st.noise;
+      auto e = g(in) - rxb;
+      const auto& m = pad_ ? st.m_pad : st.m;
+      const auto& mr = pad_ ? st.m_rot_pad : st.m_rot;
+      auto w = mr * (m + std::sqrt(wedge_weight_) * (1.0 - m));
+      auto f = pad_ ? band_filter_padded(e, w)
+                    : fourier_irfft3(w.to(e.dtype()) * fourier_rfft3(e), {e.size(2), e.size(3), e.size(4)});
+      proxy = central_mean_sq(f, loss_window_);
+    }
   } else {
     proxy = torch::zeros({}, data.options());
   }
@@ -185,8 +238,12 @@ torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Te
   return two_band(g(in) - rxb, m_rot, m, wedge_weight);
 }
 
+torch::Tensor ProxyCoreBase::measure(const torch::Tensor& v, const ProxyStep& st) const {
+  return pad_ ? band_filter_padded(v, st.m_pad) : wedge_apply(v, st.m);
+}
+
 torch::Tensor ProxyCoreBase::pseudo_observation(const torch::Tensor& v, const ProxyStep& st) const {
-  return wedge_apply(wedge_rotate(v, st.rot, st.crop), st.m) + st.prior_noise;
+  return measure(wedge_rotate(v, st.rot, st.crop), st) + st.prior_noise;
 }
 
 torch::Tensor ProxyCoreBase::real_observation(const ProxyStep& st) const {
@@ -195,6 +252,13 @@ torch::Tensor ProxyCoreBase::real_observation(const ProxyStep& st) const {
 
 int64_t ProxyCoreBase::proxy_crop(std::array<int64_t, 3> patch) const {
   return wedge_rotated_edge(patch, crop_, rotations_.set(), size_multiple()[0], name());
+}
+
+torch::Tensor band_filter_padded(const torch::Tensor& v, const torch::Tensor& w) {
+  const int64_t z = v.size(-3), y = v.size(-2), x = v.size(-1);
+  auto p = torch::constant_pad_nd(v, {0, x, 0, y, 0, z});
+  auto f = fourier_irfft3(w.to(v.dtype()) * fourier_rfft3(p), {2 * z, 2 * y, 2 * x});
+  return f.narrow(-3, 0, z).narrow(-2, 0, y).narrow(-1, 0, x);
 }
 
 torch::Tensor wedge_component_only(const torch::Tensor& x, const torch::Tensor& m) {

@@ -72,6 +72,8 @@ struct ProxyStep {
   torch::Tensor prior_noise;  ///< ñ of the priors' pseudo-observations: `noise`, or the data's
                               ///< (halves) when proxy_noise = none (real observations are noisy)
   torch::Tensor sigma2;  ///< noise variance per voxel of one half [B]
+  torch::Tensor m_pad, m_rot_pad;  ///< with pad: M and M_R of the crop zero-padded to twice its
+                                   ///< edge [B, 1, 2n, 2n, n+1] (undefined otherwise)
 };
 
 class ProxyCoreBase : public UNetMethod {
@@ -94,11 +96,17 @@ class ProxyCoreBase : public UNetMethod {
   /// Edge of the rotated volumes for a patch: the rotation crop (haar/mix with crop) or the
   /// patch's edge (cube rotations; ShapeError unless the patch is cubic).
   int64_t proxy_crop(std::array<int64_t, 3> patch) const;
+  /// T_M(v) of a crop [B, 1, n, n, n] with the step's masks: on the crop's own (periodic) grid,
+  /// or with `pad` on the grid of twice its edge (zero-padded, cropped back), so the wedge filter
+  /// acts as a convolution that does not wrap one face of the crop onto the other.
+  torch::Tensor measure(const torch::Tensor& v, const ProxyStep& st) const;
 
   double data_weight_, eq_weight_, wedge_weight_, ddw_weight_;
   std::string noise_, target_;
   bool one_tomogram_;  ///< input = one: the batch holds one tomogram, used as both halves
   bool symmetric_, detach_, crop_;
+  bool pad_;            ///< option pad: band filters on the zero-padded grid (see measure())
+  double loss_window_;  ///< option loss_window: the losses count the central fraction of each edge
   WedgeRotationSampler rotations_;
   WedgeMaskCache masks_;
 
@@ -117,6 +125,12 @@ torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Te
                                const WedgeRotationDraw& rot, int64_t crop, const torch::Tensor& m,
                                const torch::Tensor& m_rot, const torch::Tensor& noise,
                                double wedge_weight);
+
+/// F⁻¹[w · F v] on the grid of twice v's edge: v [B, 1, n, n, n] zero-padded at the far end of
+/// each axis, filtered by w (broadcastable to [B, 1, 2n, 2n, n+1], the padded grid's rfft
+/// half-grid) and cropped back to v's box. The filter acts as a linear convolution instead of
+/// wrapping one face of the box onto the other (ICECREAM's wedge_double_size).
+torch::Tensor band_filter_padded(const torch::Tensor& v, const torch::Tensor& w);
 
 /// x̂' = M·sg(x̂) + (1−M)·x̂: the same values as x̂, with gradients only through the missing-wedge
 /// component (the prior may act only where the data are silent). x [B,1,Z,Y,X], m its masks.

@@ -15,7 +15,10 @@
 //            prior carries `prior_share` of that gradient), from step `prior_start` on.
 //
 // The encoder φ is the encoder of a small autoencoder trained on real observations (WAE style)
-// with its own Adam, stepped in aux_step(). One deterministic answer per input: restore() = G(y).
+// with its own Adam, stepped in aux_step() from `encoder_start` (default 0: it warms up before
+// the prior starts; with an untrained encoder the prior filled the wedge with power that was not
+// the specimen's on one training seed of four, bench/RESULTS.md). One deterministic answer per
+// input: restore() = G(y).
 #include <cmath>
 
 #include "unwedge/core/error.h"
@@ -48,12 +51,19 @@ class CryoGenOt : public ProxyCoreBase {
         epsilon_(r.at("epsilon").get<double>()),
         iters_(r.at("sinkhorn_iters").get<int64_t>()),
         points_(r.at("ot_points").get<int64_t>()),
-        enc_lr_ratio_(r.at("encoder_lr_ratio").get<double>()) {
+        enc_lr_ratio_(r.at("encoder_lr_ratio").get<double>()),
+        prior_share_(r.at("prior_share").get<double>()),
+        prior_start_(r.at("prior_start").get<int64_t>()),
+        encoder_start_(r.at("encoder_start").get<int64_t>()) {
     if (ot_ != "sliced" && ot_ != "sinkhorn") {
       throw ValueError("method cryogen-ot: ot = '" + ot_ + "' (sliced | sinkhorn)");
     }
     if (features_ != "encoder" && features_ != "voxels") {
       throw ValueError("method cryogen-ot: features = '" + features_ + "' (encoder | voxels)");
+    }
+    if (encoder_start_ < -1) {
+      throw ValueError("method cryogen-ot: encoder_start = " + std::to_string(encoder_start_) +
+                       " (a step >= 0, or -1: with the prior)");
     }
     if (projections_ < 1 || iters_ < 1 || points_ < 2 || !(epsilon_ > 0)) {
       throw ValueError("method cryogen-ot: need projections >= 1, sinkhorn_iters >= 1, ot_points >= 2, "
@@ -68,9 +78,12 @@ class CryoGenOt : public ProxyCoreBase {
   std::string name() const override { return "cryogen-ot"; }
 
   /// Autoencoder step on real observations (centre crops of the even half; its own optimizer,
-  /// WAE style), from prior_start on; nothing for voxel features.
+  /// WAE style), from encoder_start on (with the prior when negative); nothing for voxel features.
   void aux_step(const Batch& batch, const StepContext& ctx) override {
-    if (features_ != "encoder" || !prior_.on(batch.step)) return;
+    if (features_ != "encoder" || !(prior_share_ > 0)) return;
+    const bool warm_up =
+        encoder_start_ >= 0 && batch.step >= encoder_start_ && batch.step < prior_start_;
+    if (!warm_up && !prior_.on(batch.step)) return;
     method_check_batch_tensor(name(), "input (even half)", batch.input);
     const int64_t n = proxy_crop({batch.input.size(2), batch.input.size(3), batch.input.size(4)});
     auto real = center_crop3(batch.input, {n, n, n}).detach();  // [B, 1, n, n, n]
@@ -161,7 +174,8 @@ class CryoGenOt : public ProxyCoreBase {
   int64_t projections_;
   double epsilon_;
   int64_t iters_, points_;
-  double enc_lr_ratio_;
+  double enc_lr_ratio_, prior_share_;
+  int64_t prior_start_, encoder_start_;
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
   double ae_loss_ = -1;  // the autoencoder's loss of the last aux_step (-1: none yet)
@@ -196,6 +210,9 @@ MethodInfo cryogen_ot_method_info() {
            {"encoder_channels", int64_t{8}, "autoencoder: channels of the first convolution"},
            {"encoder_features", int64_t{16}, "autoencoder: feature dimension per 4^3 block"},
            {"encoder_lr_ratio", 1.0, "autoencoder learning rate / the trainer's"},
+           {"encoder_start", int64_t{0},
+            "step from which the autoencoder trains, before the prior starts, so that the prior "
+            "acts on learnt features (-1: from prior_start, with the prior)"},
        }) {
     info.options.push_back(o);
   }
