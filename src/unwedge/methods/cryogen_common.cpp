@@ -10,14 +10,6 @@ namespace unwedge {
 
 namespace {
 
-// Band mean of e with the loss weight w1 on M_R·M and w2 on M_R·(1−M) (weights enter squared
-// in fourier_band_mean_sq, so their square roots are passed).
-torch::Tensor two_band(const torch::Tensor& e, const torch::Tensor& m_rot, const torch::Tensor& m,
-                       double wedge_weight) {
-  auto w = m_rot * (m + std::sqrt(wedge_weight) * (1.0 - m));
-  return fourier_band_mean_sq(fourier_rfft3(e), w.to(e.dtype()), e.size(-1));
-}
-
 // Mean square of e [B, 1, n, n, n] over the central `keep` fraction of each edge (all of it
 // when keep >= 1).
 torch::Tensor central_mean_sq(const torch::Tensor& e, double keep) {
@@ -86,15 +78,14 @@ ProxyCoreBase::ProxyCoreBase(const nlohmann::json& r)
       symmetric_(r.at("symmetric").get<bool>()),
       detach_(r.at("detach").get<bool>()),
       crop_(r.at("crop").get<bool>()),
-      pad_(r.at("pad").get<bool>()),
-      loss_window_(r.at("loss_window").get<double>()),
+      bands_{r.at("pad").get<bool>(), r.at("loss_window").get<double>()},
       rotations_(wedge_rotations_parse(r.at("rotations").get<std::string>(), "proxy core"),
                  r.at("min_fraction").get<double>()) {
   if (data_weight_ < 0 || eq_weight_ < 0 || wedge_weight_ < 0 || ddw_weight_ < 0) {
     throw ValueError("data_weight, eq_weight, wedge_weight and ddw_weight must be >= 0; got " +
                      r.dump());
   }
-  if (!(loss_window_ > 0 && loss_window_ <= 1)) {
+  if (!(bands_.window > 0 && bands_.window <= 1)) {
     throw ValueError("loss_window = " + r.at("loss_window").dump() + " (a fraction in (0, 1])");
   }
   if (target_ != "restoration" && target_ != "data") {
@@ -137,10 +128,11 @@ ProxyStep ProxyCoreBase::proxy_setup(const Batch& batch) {
   const std::array<int64_t, 3> shape{st.crop, st.crop, st.crop};
   st.m = wedge_batch_masks(shape, geoms, masks_, dev);
   st.m_rot = wedge_batch_masks_rotated(shape, geoms, st.rot.R).to(st.y_a.dtype());
-  if (pad_) {
+  if (bands_.pad) {
     const std::array<int64_t, 3> padded{2 * st.crop, 2 * st.crop, 2 * st.crop};
     st.m_pad = wedge_batch_masks(padded, geoms, masks_, dev);
     st.m_rot_pad = wedge_batch_masks_rotated(padded, geoms, st.rot.R).to(st.y_a.dtype());
+    st.m_patch_pad = wedge_batch_masks({2 * patch[0], 2 * patch[1], 2 * patch[2]}, geoms, masks_, dev);
   }
   torch::NoGradGuard no_grad;
   auto halves = [&] {
@@ -183,37 +175,14 @@ ProxyStep ProxyCoreBase::core_step(const Batch& batch) {
 void ProxyCoreBase::direction(const torch::Tensor& ya, const torch::Tensor& yb,
                               const torch::Tensor& xa, const torch::Tensor& xb, ProxyStep& st,
                               bool first) {
-  const bool plain = !pad_ && loss_window_ >= 1.0;
-  torch::Tensor data;
-  if (plain) {
-    data = wedge_data_term(xa, yb, st.m_patch, /*sigma2=*/{});
-  } else if (pad_) {
-    // The data term on the crop's box (cube rotations: the whole patch) with the padded masks.
-    auto e = center_crop3(xa - yb, {st.crop, st.crop, st.crop});
-    data = central_mean_sq(band_filter_padded(e, st.m_pad), loss_window_);
-  } else {
-    data = central_mean_sq(wedge_apply(xa - yb, st.m_patch), loss_window_);
-  }
+  auto data = proxy_band_mean_sq(xa - yb, bands_.pad ? st.m_patch_pad : st.m_patch, bands_);
   torch::Tensor proxy;
   if (eq_weight_ > 0) {
     const torch::Tensor& target = target_ == "data" ? yb : xb;
-    auto g = [this](const torch::Tensor& v) { return forward_padded(v); };
-    const torch::Tensor xs = detach_ ? xa.detach() : xa, ts = detach_ ? target.detach() : target;
-    if (plain) {
-      proxy = wedge_proxy_term(g, xs, ts, st.rot, st.crop, st.m, st.m_rot, st.noise, wedge_weight_);
-    } else {
-      auto rxa = wedge_rotate(xs, st.rot, st.crop);  // R x̂_a
-      auto rxb = wedge_rotate(ts, st.rot, st.crop);  // R x̂_b
-      auto in = measure(rxa, st);
-      if (st.noise.defined()) in = in + st.noise;
-      auto e = g(in) - rxb;
-      const auto& m = pad_ ? st.m_pad : st.m;
-      const auto& mr = pad_ ? st.m_rot_pad : st.m_rot;
-      auto w = mr * (m + std::sqrt(wedge_weight_) * (1.0 - m));
-      auto f = pad_ ? band_filter_padded(e, w)
-                    : fourier_irfft3(w.to(e.dtype()) * fourier_rfft3(e), {e.size(2), e.size(3), e.size(4)});
-      proxy = central_mean_sq(f, loss_window_);
-    }
+    proxy = wedge_proxy_term([this](const torch::Tensor& v) { return forward_padded(v); },
+                             detach_ ? xa.detach() : xa, detach_ ? target.detach() : target, st.rot,
+                             st.crop, bands_.pad ? st.m_pad : st.m, bands_.pad ? st.m_rot_pad : st.m_rot,
+                             st.noise, wedge_weight_, bands_);
   } else {
     proxy = torch::zeros({}, data.options());
   }
@@ -230,20 +199,31 @@ torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Te
                                const torch::Tensor& x_a, const torch::Tensor& x_b,
                                const WedgeRotationDraw& rot, int64_t crop, const torch::Tensor& m,
                                const torch::Tensor& m_rot, const torch::Tensor& noise,
-                               double wedge_weight) {
-  auto rxa = wedge_rotate(x_a, rot, crop);  // R x̂_a [B, 1, n, n, n]
-  auto rxb = wedge_rotate(x_b, rot, crop);  // R x̂_b
-  auto in = wedge_apply(rxa, m);            // T_M(R x̂_a)
+                               double wedge_weight, const ProxyBands& bands) {
+  auto rxa = wedge_rotate(x_a, rot, crop);   // R x̂_a [B, 1, n, n, n]
+  auto rxb = wedge_rotate(x_b, rot, crop);   // R x̂_b
+  auto in = proxy_measure(rxa, m, bands);    // T_M(R x̂_a)
   if (noise.defined()) in = in + noise;
-  return two_band(g(in) - rxb, m_rot, m, wedge_weight);
+  auto w = m_rot * (m + std::sqrt(wedge_weight) * (1.0 - m));
+  return proxy_band_mean_sq(g(in) - rxb, w, bands);
 }
 
-torch::Tensor ProxyCoreBase::measure(const torch::Tensor& v, const ProxyStep& st) const {
-  return pad_ ? band_filter_padded(v, st.m_pad) : wedge_apply(v, st.m);
+torch::Tensor proxy_measure(const torch::Tensor& v, const torch::Tensor& m, const ProxyBands& bands) {
+  return bands.pad ? band_filter_padded(v, m) : wedge_apply(v, m);
+}
+
+torch::Tensor proxy_band_mean_sq(const torch::Tensor& e, const torch::Tensor& w, const ProxyBands& bands) {
+  if (!bands.pad && bands.window >= 1.0) {
+    return fourier_band_mean_sq(fourier_rfft3(e), w.to(e.dtype()), e.size(-1));  // Parseval
+  }
+  auto f = bands.pad ? band_filter_padded(e, w)
+                     : fourier_irfft3(w.to(e.dtype()) * fourier_rfft3(e), {e.size(-3), e.size(-2), e.size(-1)});
+  return central_mean_sq(f, bands.window);
 }
 
 torch::Tensor ProxyCoreBase::pseudo_observation(const torch::Tensor& v, const ProxyStep& st) const {
-  return measure(wedge_rotate(v, st.rot, st.crop), st) + st.prior_noise;
+  return proxy_measure(wedge_rotate(v, st.rot, st.crop), bands_.pad ? st.m_pad : st.m, bands_) +
+         st.prior_noise;
 }
 
 torch::Tensor ProxyCoreBase::real_observation(const ProxyStep& st) const {

@@ -74,7 +74,24 @@ struct ProxyStep {
   torch::Tensor sigma2;  ///< noise variance per voxel of one half [B]
   torch::Tensor m_pad, m_rot_pad;  ///< with pad: M and M_R of the crop zero-padded to twice its
                                    ///< edge [B, 1, 2n, 2n, n+1] (undefined otherwise)
+  torch::Tensor m_patch_pad;       ///< with pad: M of the patch zero-padded to twice its edge
 };
+
+/// How the core's terms filter and score (options pad and loss_window). The default is the
+/// plain core: band filters on the crop's own (periodic) grid, the whole crop scored.
+struct ProxyBands {
+  bool pad = false;     ///< filters on the grid of twice the crop's edge (band_filter_padded)
+  double window = 1.0;  ///< score the central fraction of each edge
+};
+
+/// T_M(v) for v [B, 1, n, n, n]: with m [B, 1, n, n, n/2+1] on v's own grid, or with
+/// bands.pad and m of the doubled grid [B, 1, 2n, 2n, n+1] by band_filter_padded.
+torch::Tensor proxy_measure(const torch::Tensor& v, const torch::Tensor& m, const ProxyBands& bands);
+
+/// Mean square of F⁻¹[w·F e] for e [B, 1, n, n, n] over the central bands.window of each edge,
+/// w on e's grid or (bands.pad) on the doubled one; the plain core's value is Parseval's
+/// fourier_band_mean_sq.
+torch::Tensor proxy_band_mean_sq(const torch::Tensor& e, const torch::Tensor& w, const ProxyBands& bands);
 
 class ProxyCoreBase : public UNetMethod {
  public:
@@ -96,17 +113,12 @@ class ProxyCoreBase : public UNetMethod {
   /// Edge of the rotated volumes for a patch: the rotation crop (haar/mix with crop) or the
   /// patch's edge (cube rotations; ShapeError unless the patch is cubic).
   int64_t proxy_crop(std::array<int64_t, 3> patch) const;
-  /// T_M(v) of a crop [B, 1, n, n, n] with the step's masks: on the crop's own (periodic) grid,
-  /// or with `pad` on the grid of twice its edge (zero-padded, cropped back), so the wedge filter
-  /// acts as a convolution that does not wrap one face of the crop onto the other.
-  torch::Tensor measure(const torch::Tensor& v, const ProxyStep& st) const;
 
   double data_weight_, eq_weight_, wedge_weight_, ddw_weight_;
   std::string noise_, target_;
   bool one_tomogram_;  ///< input = one: the batch holds one tomogram, used as both halves
   bool symmetric_, detach_, crop_;
-  bool pad_;            ///< option pad: band filters on the zero-padded grid (see measure())
-  double loss_window_;  ///< option loss_window: the losses count the central fraction of each edge
+  ProxyBands bands_;  ///< options pad and loss_window
   WedgeRotationSampler rotations_;
   WedgeMaskCache masks_;
 
@@ -119,12 +131,13 @@ class ProxyCoreBase : public UNetMethod {
 /// The proxy term of one direction: band mean of W·(R x_b − g(T_M(R x_a) + noise)) with
 /// W = M_R·M + √wedge_weight·M_R·(1−M) (so wedge_weight weighs the squared error), R and the
 /// crop from `rot`/`crop`, m / m_rot the crop's measured and rotated-measured masks
-/// [B, 1, n, n, n/2+1], noise [B, 1, n, n, n] (or undefined). g is the network (with padding).
+/// [B, 1, n, n, n/2+1] (of the doubled grid with bands.pad), noise [B, 1, n, n, n] (or
+/// undefined). g is the network (with padding).
 torch::Tensor wedge_proxy_term(const std::function<torch::Tensor(const torch::Tensor&)>& g,
                                const torch::Tensor& x_a, const torch::Tensor& x_b,
                                const WedgeRotationDraw& rot, int64_t crop, const torch::Tensor& m,
                                const torch::Tensor& m_rot, const torch::Tensor& noise,
-                               double wedge_weight);
+                               double wedge_weight, const ProxyBands& bands = {});
 
 /// F⁻¹[w · F v] on the grid of twice v's edge: v [B, 1, n, n, n] zero-padded at the far end of
 /// each axis, filtered by w (broadcastable to [B, 1, 2n, 2n, n+1], the padded grid's rfft
@@ -159,6 +172,10 @@ class WedgePriorWeight {
   WedgePriorWeight(const nlohmann::json& resolved, const std::string& method);
   /// True when the prior (and its auxiliary network's training) is computed at `step`: from
   /// prior_start on, every prior_every-th step (every step when gradients are off: validation).
+  /// False when prior_share is 0 (the prior is off).
+  bool enabled() const { return share_ > 0; }
+  /// prior_start.
+  int64_t start() const { return start_; }
   bool on(int64_t step) const {
     return share_ > 0 && step >= start_ &&
            ((step - start_) % every_ == 0 || !torch::GradMode::is_enabled());

@@ -52,8 +52,6 @@ class CryoGenOt : public ProxyCoreBase {
         iters_(r.at("sinkhorn_iters").get<int64_t>()),
         points_(r.at("ot_points").get<int64_t>()),
         enc_lr_ratio_(r.at("encoder_lr_ratio").get<double>()),
-        prior_share_(r.at("prior_share").get<double>()),
-        prior_start_(r.at("prior_start").get<int64_t>()),
         encoder_start_(r.at("encoder_start").get<int64_t>()) {
     if (ot_ != "sliced" && ot_ != "sinkhorn") {
       throw ValueError("method cryogen-ot: ot = '" + ot_ + "' (sliced | sinkhorn)");
@@ -80,9 +78,9 @@ class CryoGenOt : public ProxyCoreBase {
   /// Autoencoder step on real observations (centre crops of the even half; its own optimizer,
   /// WAE style), from encoder_start on (with the prior when negative); nothing for voxel features.
   void aux_step(const Batch& batch, const StepContext& ctx) override {
-    if (features_ != "encoder" || !(prior_share_ > 0)) return;
+    if (features_ != "encoder" || !prior_.enabled()) return;
     const bool warm_up =
-        encoder_start_ >= 0 && batch.step >= encoder_start_ && batch.step < prior_start_;
+        encoder_start_ >= 0 && batch.step >= encoder_start_ && batch.step < prior_.start();
     if (!warm_up && !prior_.on(batch.step)) return;
     method_check_batch_tensor(name(), "input (even half)", batch.input);
     const int64_t n = proxy_crop({batch.input.size(2), batch.input.size(3), batch.input.size(4)});
@@ -174,8 +172,8 @@ class CryoGenOt : public ProxyCoreBase {
   int64_t projections_;
   double epsilon_;
   int64_t iters_, points_;
-  double enc_lr_ratio_, prior_share_;
-  int64_t prior_start_, encoder_start_;
+  double enc_lr_ratio_;
+  int64_t encoder_start_;
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
   double ae_loss_ = -1;  // the autoencoder's loss of the last aux_step (-1: none yet)
