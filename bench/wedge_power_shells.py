@@ -1,0 +1,57 @@
+#!/usr/bin/python3
+"""Where a volume puts its missing-wedge power: per radial shell, the share of the volume's wedge
+power in that shell and the ratio of its mean power per wedge coefficient to its mean power per
+measured coefficient in the same shell (an isotropic volume has ratios near 1; a restoration that
+under-fills the wedge has ratios below 1). Needs no ground truth: run it on the truth and on
+restorations alike.
+
+usage: /usr/bin/python3 bench/wedge_power_shells.py TILT_MIN TILT_MAX VOLUME.mrc [...]
+
+The wedge is the region of (k_x, k_z) angles outside the tilt range, as in bench/shell_gains.py
+and `unwedge eval` (docs/evaluation.md); k = 0 and the k_y axis are left out.
+"""
+import sys
+
+import mrcfile
+import numpy as np
+
+EDGES = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.9]
+
+
+def main():
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    t0, t1 = np.deg2rad(float(sys.argv[1])), np.deg2rad(float(sys.argv[2]))
+    print("volume | " + " | ".join(f"{a:.2f}-{b:.2f}: share (wedge/measured)"
+                                   for a, b in zip(EDGES[:-1], EDGES[1:])))
+    for path in sys.argv[3:]:
+        v = mrcfile.read(path).astype(np.float64)
+        z, y, x = v.shape
+        kz = np.fft.fftfreq(z)[:, None, None]
+        ky = np.fft.fftfreq(y)[None, :, None]
+        kx = np.fft.rfftfreq(x)[None, None, :]
+        kz, ky, kx = np.broadcast_arrays(kz, ky, kx)
+        ang = np.arctan2(kz, kx)
+        ang = np.where(ang > np.pi / 2, ang - np.pi, np.where(ang < -np.pi / 2, ang + np.pi, ang))
+        zero = (kx == 0) & (kz == 0)
+        wedge = ~((ang >= t0) & (ang <= t1)) & ~zero
+        measured = (ang >= t0) & (ang <= t1) & ~zero
+        k = np.sqrt(kx**2 + ky**2 + kz**2)
+        w = np.where((kx == 0) | ((x % 2 == 0) & (kx == 0.5)), 1.0, 2.0)  # rfft: count the mirror
+        p = w * np.abs(np.fft.rfftn(v - v.mean())) ** 2
+        total = (p * wedge).sum()
+        cells = []
+        for a, b in zip(EDGES[:-1], EDGES[1:]):
+            sw = wedge & (k >= a) & (k < b)
+            sm = measured & (k >= a) & (k < b)
+            if not sw.any() or not sm.any():
+                cells.append("-")
+                continue
+            per_w = (p * sw).sum() / (w * sw).sum()
+            per_m = (p * sm).sum() / (w * sm).sum()
+            cells.append(f"{100 * (p * sw).sum() / total:5.1f} % ({per_w / per_m:.2f})")
+        print(path + " | " + " | ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
