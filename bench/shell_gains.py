@@ -15,26 +15,35 @@ import mrcfile
 import numpy as np
 
 
-def main():
-    gt = mrcfile.read(sys.argv[1]).astype(np.float64)
-    t0, t1 = np.deg2rad(float(sys.argv[2])), np.deg2rad(float(sys.argv[3]))
-    z, y, x = gt.shape
+def wedge_grid(shape, tilt_min_deg, tilt_max_deg):
+    """The rfft half-grid of a volume of `shape` [Z, Y, X]: |k| (cycles/voxel), the missing wedge,
+    the deep wedge (10 degrees past the tilt limits), the measured band, and the weight that
+    counts each coefficient's mirror. A coefficient is measured when the angle of (kx, kz),
+    atan2(kz, kx) folded into [-90, 90] degrees, lies in the tilt range (the convention of
+    ops/wedge.h); kx = kz = 0 is in neither. On `small` seed 7 at -50..+65 this gives wedge-band
+    and deep-wedge CCs within 0.002 of `unwedge eval`'s."""
+    z, y, x = shape
+    t0, t1 = np.deg2rad(tilt_min_deg), np.deg2rad(tilt_max_deg)
     kz = np.fft.fftfreq(z)[:, None, None]
     ky = np.fft.fftfreq(y)[None, :, None]
     kx = np.fft.rfftfreq(x)[None, None, :]
     kz, ky, kx = np.broadcast_arrays(kz, ky, kx)
-    # A coefficient is measured when the angle of (kx, kz), atan2(kz, kx) folded into
-    # [-90, 90] degrees, lies in the tilt range (the convention of ops/wedge.h); the rest, apart
-    # from kx = kz = 0, is the missing wedge. On `small` seed 7 at -50..+65 this gives wedge-band
-    # and deep-wedge CCs within 0.002 of `unwedge eval`'s.
     ang = np.arctan2(kz, kx)
     ang = np.where(ang > np.pi / 2, ang - np.pi, np.where(ang < -np.pi / 2, ang + np.pi, ang))
     margin = np.deg2rad(10.0)
     zero = (kx == 0) & (kz == 0)
-    wedge = ~((ang >= t0) & (ang <= t1)) & ~zero
+    inside = (ang >= t0) & (ang <= t1)
+    wedge = ~inside & ~zero
     deep = ~((ang >= t0 - margin) & (ang <= t1 + margin)) & ~zero
+    measured = inside & ~zero
     k = np.sqrt(kx**2 + ky**2 + kz**2)
     w = np.where((kx == 0) | ((x % 2 == 0) & (kx == 0.5)), 1.0, 2.0)  # rfft: count the mirror
+    return k, wedge, deep, measured, w
+
+
+def main():
+    gt = mrcfile.read(sys.argv[1]).astype(np.float64)
+    k, wedge, deep, _, w = wedge_grid(gt.shape, float(sys.argv[2]), float(sys.argv[3]))
     g = np.fft.rfftn(gt - gt.mean())
 
     def cc(a, b, s):

@@ -15,29 +15,20 @@ import sys
 import mrcfile
 import numpy as np
 
+from shell_gains import wedge_grid  # bench/ is the script's own folder, first on sys.path
+
 EDGES = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.9]
 
 
 def main():
     if len(sys.argv) < 4:
         sys.exit(__doc__)
-    t0, t1 = np.deg2rad(float(sys.argv[1])), np.deg2rad(float(sys.argv[2]))
+    t0, t1 = float(sys.argv[1]), float(sys.argv[2])
     print("volume | " + " | ".join(f"{a:.2f}-{b:.2f}: share (wedge/measured)"
                                    for a, b in zip(EDGES[:-1], EDGES[1:])))
     for path in sys.argv[3:]:
         v = mrcfile.read(path).astype(np.float64)
-        z, y, x = v.shape
-        kz = np.fft.fftfreq(z)[:, None, None]
-        ky = np.fft.fftfreq(y)[None, :, None]
-        kx = np.fft.rfftfreq(x)[None, None, :]
-        kz, ky, kx = np.broadcast_arrays(kz, ky, kx)
-        ang = np.arctan2(kz, kx)
-        ang = np.where(ang > np.pi / 2, ang - np.pi, np.where(ang < -np.pi / 2, ang + np.pi, ang))
-        zero = (kx == 0) & (kz == 0)
-        wedge = ~((ang >= t0) & (ang <= t1)) & ~zero
-        measured = (ang >= t0) & (ang <= t1) & ~zero
-        k = np.sqrt(kx**2 + ky**2 + kz**2)
-        w = np.where((kx == 0) | ((x % 2 == 0) & (kx == 0.5)), 1.0, 2.0)  # rfft: count the mirror
+        k, wedge, _, measured, w = wedge_grid(v.shape, t0, t1)
         p = w * np.abs(np.fft.rfftn(v - v.mean())) ** 2
         total = (p * wedge).sum()
         cells = []
