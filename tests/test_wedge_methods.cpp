@@ -117,6 +117,56 @@ TEST(WedgeCommon, RefillAndMatchedNoise) {
   EXPECT_LT((wedge_apply(noise, mb) - noise).abs().max().item<double>(), 1e-4);  // lives in M
 }
 
+// halves_fsc_sums against the same sums over the FULL complex FFT grid (no half-grid
+// multiplicity), shell by shell; and on halves whose common signal lives below 0.1 cycles/voxel
+// (noise elsewhere) the FSC 0.5 crossing lies at that band's edge.
+TEST(WedgeCommon, HalvesFscSumsMatchTheFullGridAndFindTheSignalsEdge) {
+  torch::manual_seed(16);
+  const int64_t n = 16;
+  auto a = torch::randn({2, 1, n, n, n}), b = a + torch::randn({2, 1, n, n, n});
+  auto m = wedge_mask_rfft({n, n, n}, WedgeGeometry{-50, 65, false}, torch::kCPU).view({1, 1, n, n, n / 2 + 1});
+  auto sums = halves_fsc_sums(a, b, m);
+  ASSERT_EQ(sums.size(0), 3);
+  ASSERT_EQ(sums.size(1), n / 2 + 1);
+  auto fa = torch::fft::fftn(a.to(torch::kDouble), c10::nullopt, kDims, "ortho");
+  auto fb = torch::fft::fftn(b.to(torch::kDouble), c10::nullopt, kDims, "ortho");
+  auto mf = fourier_half_to_full(m.to(torch::kDouble), n).expand_as(torch::real(fa));
+  auto f = torch::fft::fftfreq(n, torch::kDouble);
+  auto r = (f.view({-1, 1, 1}).square() + f.view({1, -1, 1}).square() + f.view({1, 1, -1}).square()).sqrt();
+  auto shell = torch::round(r * n).expand_as(mf);
+  for (int64_t i = 0; i <= n / 2; ++i) {
+    auto in = mf * (shell == static_cast<double>(i)).to(torch::kDouble);
+    const double num = (in * torch::real(fa * torch::conj(fb))).sum().item<double>();
+    const double pa = (in * torch::abs(fa).square()).sum().item<double>();
+    EXPECT_NEAR(sums[0][i].item<double>(), num, 1e-6 * (1 + std::abs(pa))) << "shell " << i;
+    EXPECT_NEAR(sums[1][i].item<double>(), pa, 1e-6 * (1 + pa)) << "shell " << i;
+  }
+  // Signal below 0.1 cycles/voxel (amplitude 10), independent unit noise on each half.
+  const int64_t p = 32;
+  auto sig = lowpass_cosine(10.0 * torch::randn({4, 1, p, p, p}), 0.1, 0.02);
+  auto mp = wedge_mask_rfft({p, p, p}, WedgeGeometry{}, torch::kCPU).view({1, 1, p, p, p / 2 + 1});
+  auto s2 = halves_fsc_sums(sig + torch::randn_like(sig), sig + torch::randn_like(sig), mp);
+  const double x = halves_fsc_crossing(s2, 0.5, -1.0);
+  EXPECT_GT(x, 0.08);
+  EXPECT_LT(x, 0.13);
+  // Identical halves never cross: the fallback.
+  EXPECT_EQ(halves_fsc_crossing(halves_fsc_sums(sig, sig, mp), 0.5, 0.2), 0.2);
+  EXPECT_THROW(halves_fsc_sums(a, b.narrow(2, 0, 8), m), ShapeError);
+}
+
+// lowpass_cosine: plane waves below the edge pass unchanged, one at the cutoff keeps half its
+// amplitude, one above the edge (period 4 along Z: the encoder's stride) is removed.
+TEST(WedgeCommon, CosineLowPassOnPlaneWaves) {
+  const int64_t n = 16;
+  auto z = torch::arange(n, torch::kDouble).view({n, 1, 1}).expand({n, n, n});
+  auto wave = [&](double k) { return torch::cos(2 * M_PI * k * z).view({1, 1, n, n, n}).to(torch::kFloat); };
+  const double cutoff = 3.0 / 16, width = 0.05;
+  EXPECT_LT((lowpass_cosine(wave(1.0 / 16), cutoff, width) - wave(1.0 / 16)).abs().max().item<double>(), 1e-5);
+  EXPECT_LT((lowpass_cosine(wave(3.0 / 16), cutoff, width) - 0.5 * wave(3.0 / 16)).abs().max().item<double>(), 1e-5);
+  EXPECT_LT(lowpass_cosine(wave(0.25), cutoff, width).abs().max().item<double>(), 1e-5);
+  EXPECT_THROW(lowpass_cosine(wave(0.25), 0.0, width), ValueError);
+}
+
 TEST(WedgeCommon, SnapshotRefreshesOnlyOnNewBucket) {
   torch::manual_seed(15);
   UNet3d net(UNet3dOptions().depth(1).base_channels(2));
@@ -637,6 +687,36 @@ TEST(ProxyCore, PaddedBandFilterIsALinearConvolution) {
   // Inside, one voxel from every face, the two agree.
   auto inner = [&](const torch::Tensor& t) { return t.narrow(2, 1, n - 2).narrow(3, 1, n - 2).narrow(4, 1, n - 2); };
   EXPECT_LT((inner(periodic) - inner(direct)).abs().max().item<double>(), 1e-10);
+}
+
+// cryogen-ot's prior compares low-passed clouds: the cutoff it reports is the fixed one when
+// given, none when off, and by default (auto) one at most prior_lowpass_max; out-of-range
+// settings are refused.
+TEST(WedgeMethods, CryogenOtPriorLowPassCutoff) {
+  torch::set_num_threads(1);
+  auto cutoff = [](nlohmann::json opts) {
+    opts["depth"] = 2;
+    opts["base_channels"] = 4;
+    opts["prior_start"] = 0;
+    opts["features"] = "voxels";
+    auto m = method_create("cryogen-ot", opts);
+    Batch b = smooth_halves_batch(21);
+    m->loss(b);
+    for (const auto& [k, v] : m->step_stats()) {
+      if (k == "prior_lowpass") return v;
+    }
+    return -1.0;
+  };
+  EXPECT_EQ(method_create("cryogen-ot", nlohmann::json::object())->options_json().at("prior_lowpass"), 0.0);
+  EXPECT_DOUBLE_EQ(cutoff({{"prior_lowpass", 0.15}}), 0.15);
+  EXPECT_DOUBLE_EQ(cutoff({{"prior_lowpass", -1.0}}), 0.0);
+  const double a = cutoff(nlohmann::json::object());
+  EXPECT_GT(a, 0.0);
+  EXPECT_LE(a, 0.2);
+  EXPECT_LE(cutoff({{"prior_lowpass_max", 0.1}}), 0.1);
+  EXPECT_THROW(method_create("cryogen-ot", {{"prior_lowpass", 0.6}}), ValueError);
+  EXPECT_THROW(method_create("cryogen-ot", {{"prior_lowpass_max", 0.0}}), ValueError);
+  EXPECT_THROW(method_create("cryogen-ot", {{"prior_fsc", 1.0}}), ValueError);
 }
 
 TEST(ProxyCore, LossWindowAndEncoderStartAreChecked) {

@@ -11,6 +11,10 @@
 //                                               spatial position a point), z-scored on the real
 //                                               side, normalised by the real side's projected
 //                                               variance (Sinkhorn divergence as an option)
+//   both clouds are low-passed first (prior_lowpass: by default at the batch halves' FSC 0.5
+//   crossing in the measured band, averaged over steps, and at most 0.2 cycles/voxel, so the prior
+//   never sees the encoder's 4-voxel stride; with the whole band, a run put 37 % of its wedge power
+//   into one Z stripe of period 4, bench/RESULTS.md)
 //   loss   = core + w·ot,  w = share/(1−share)·‖∇core‖/‖∇ot‖ on G's last layer (adaptive: the
 //            prior carries `prior_share` of that gradient), from step `prior_start` on.
 //
@@ -19,6 +23,7 @@
 // the prior starts; with an untrained encoder the prior filled the wedge with power that was not
 // the specimen's on one training seed of four, bench/RESULTS.md). One deterministic answer per
 // input: restore() = G(y).
+#include <algorithm>
 #include <cmath>
 
 #include "unwedge/core/error.h"
@@ -52,7 +57,15 @@ class CryoGenOt : public ProxyCoreBase {
         iters_(r.at("sinkhorn_iters").get<int64_t>()),
         points_(r.at("ot_points").get<int64_t>()),
         enc_lr_ratio_(r.at("encoder_lr_ratio").get<double>()),
-        encoder_start_(r.at("encoder_start").get<int64_t>()) {
+        encoder_start_(r.at("encoder_start").get<int64_t>()),
+        lowpass_(r.at("prior_lowpass").get<double>()),
+        lowpass_max_(r.at("prior_lowpass_max").get<double>()),
+        fsc_threshold_(r.at("prior_fsc").get<double>()) {
+    if (lowpass_ > 0.5 || !(lowpass_max_ > 0 && lowpass_max_ <= 0.5) || !(fsc_threshold_ > 0 && fsc_threshold_ < 1)) {
+      throw ValueError("method cryogen-ot: need prior_lowpass <= 0.5 (0: auto, < 0: off), prior_lowpass_max "
+                       "in (0, 0.5] and prior_fsc in (0, 1); got " + r.at("prior_lowpass").dump() + ", " +
+                       r.at("prior_lowpass_max").dump() + ", " + r.at("prior_fsc").dump());
+    }
     if (ot_ != "sliced" && ot_ != "sinkhorn") {
       throw ValueError("method cryogen-ot: ot = '" + ot_ + "' (sliced | sinkhorn)");
     }
@@ -83,8 +96,9 @@ class CryoGenOt : public ProxyCoreBase {
         encoder_start_ >= 0 && batch.step >= encoder_start_ && batch.step < prior_.start();
     if (!warm_up && !prior_.on(batch.step)) return;
     method_check_batch_tensor(name(), "input (even half)", batch.input);
+    update_band(batch);
     const int64_t n = proxy_crop({batch.input.size(2), batch.input.size(3), batch.input.size(4)});
-    auto real = center_crop3(batch.input, {n, n, n}).detach();  // [B, 1, n, n, n]
+    auto real = prior_band(center_crop3(batch.input, {n, n, n})).detach();  // [B, 1, n, n, n]
     auto l = (enc_->decode(enc_->encode(real)) - real).square().mean();
     enc_opt_->zero_grad();
     l.backward();
@@ -97,19 +111,21 @@ class CryoGenOt : public ProxyCoreBase {
     ProxyStep st = core_step(batch);
     stats_ = {{"data", st.data.item<double>()}, {"proxy", st.proxy.item<double>()}};
     if (st.ddw.defined()) stats_.emplace_back("ddw", st.ddw.item<double>());
+    if (prior_.enabled()) update_band(batch);
     if (!prior_.on(batch.step)) return st.total;
-    auto real = real_observation(st);                                          // [B, 1, n, n, n]
-    auto pseudo = pseudo_observation(wedge_component_only(st.x_hat, st.m_patch), st);
+    auto real = prior_band(real_observation(st));                              // [B, 1, n, n, n]
+    auto pseudo = prior_band(pseudo_observation(wedge_component_only(st.x_hat, st.m_patch), st));
     auto ot = ot_discrepancy(pseudo, real);
     const double w = prior_.weigh(st.total, ot, net_->named_parameters()["head.weight"]);
     stats_.emplace_back("ot", ot.item<double>());
     stats_.emplace_back("ot_weight", w);
+    stats_.emplace_back("prior_lowpass", cutoff());
     if (ae_loss_ >= 0) stats_.emplace_back("autoencoder", ae_loss_);
     return st.total + w * ot;
   }
 
   /// data, proxy (the T_M∘R term), ot (normalised discrepancy), ot_weight (adaptive weight),
-  /// autoencoder (its reconstruction loss).
+  /// prior_lowpass (the prior's cutoff, cycles/voxel; 0: none), autoencoder (its reconstruction loss).
   std::vector<std::pair<std::string, double>> step_stats() const override { return stats_; }
   std::vector<torch::optim::Optimizer*> aux_optimizers() override {
     if (features_ != "encoder") return {};
@@ -142,6 +158,33 @@ class CryoGenOt : public ProxyCoreBase {
   }
 
  private:
+  // Adds this training step's half-map FSC sums (measured band of the batch) to the running
+  // average behind the automatic cutoff; once per step, not during validation.
+  void update_band(const Batch& batch) {
+    if (lowpass_ != 0 || !torch::GradMode::is_enabled() || batch.step == band_step_) return;
+    band_step_ = batch.step;
+    const std::array<int64_t, 3> patch{batch.input.size(2), batch.input.size(3), batch.input.size(4)};
+    auto m = wedge_batch_masks(patch, wedge_batch_geometries(batch, batch.input.size(0)), masks_,
+                               batch.device());
+    auto s = halves_fsc_sums(batch.input, one_tomogram_ ? batch.input : batch.target, m);
+    const bool fresh = !fsc_sums_.defined() || !fsc_sums_.sizes().equals(s.sizes());
+    fsc_sums_ = fresh ? s : 0.9 * fsc_sums_ + 0.1 * s;  // the ratio is what counts
+  }
+
+  // The prior's cutoff in cycles/voxel (0: no filter).
+  double cutoff() const {
+    if (lowpass_ < 0) return 0.0;
+    if (lowpass_ > 0) return lowpass_;
+    if (!fsc_sums_.defined()) return lowpass_max_;
+    return std::min(lowpass_max_, halves_fsc_crossing(fsc_sums_, fsc_threshold_, lowpass_max_));
+  }
+
+  // What the prior compares: v low-passed at cutoff() (edge 0.05 cycles/voxel wide).
+  torch::Tensor prior_band(const torch::Tensor& v) const {
+    const double c = cutoff();
+    return c > 0 ? lowpass_cosine(v, c, 0.05) : v;
+  }
+
   // The normalised OT discrepancy between pseudo [B,1,n,n,n] (with its graph) and real ones.
   torch::Tensor ot_discrepancy(const torch::Tensor& pseudo, const torch::Tensor& real) {
     torch::Tensor pa, pb;  // points [N, D]
@@ -176,6 +219,9 @@ class CryoGenOt : public ProxyCoreBase {
   int64_t encoder_start_;
   Encoder3d enc_{nullptr};
   std::unique_ptr<torch::optim::Adam> enc_opt_;
+  double lowpass_, lowpass_max_, fsc_threshold_;
+  torch::Tensor fsc_sums_;  // running average of halves_fsc_sums (automatic cutoff)
+  int64_t band_step_ = -1;  // the step fsc_sums_ last took
   double ae_loss_ = -1;  // the autoencoder's loss of the last aux_step (-1: none yet)
   std::vector<std::pair<std::string, double>> stats_;
 };
@@ -208,6 +254,14 @@ MethodInfo cryogen_ot_method_info() {
            {"encoder_channels", int64_t{8}, "autoencoder: channels of the first convolution"},
            {"encoder_features", int64_t{16}, "autoencoder: feature dimension per 4^3 block"},
            {"encoder_lr_ratio", 1.0, "autoencoder learning rate / the trainer's"},
+           {"prior_lowpass", 0.0,
+            "what the prior compares is low-passed first (cycles/voxel, raised-cosine edge 0.05 wide); "
+            "0: auto, where the half-map FSC of the training batches (measured band, averaged over steps) "
+            "first falls below prior_fsc, at most prior_lowpass_max; < 0: off (the whole band)"},
+           {"prior_fsc", 0.5, "auto prior_lowpass: the half-map FSC threshold"},
+           {"prior_lowpass_max", 0.2,
+            "auto prior_lowpass: the largest cutoff (0.2 keeps the prior away from 0.25, the frequency "
+            "of the encoder's 4-voxel stride)"},
            {"encoder_start", int64_t{0},
             "step from which the autoencoder trains, before the prior starts, so that the prior "
             "acts on learnt features (-1: from prior_start, with the prior)"},

@@ -1,6 +1,7 @@
 // Shared pieces of the missing-wedge methods (see wedge_common.h).
 #include "unwedge/methods/wedge_common.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -299,6 +300,68 @@ torch::Tensor NetSnapshot::run(const torch::Tensor& x) {
   std::array<int64_t, 3> pad{};
   auto xp = unet3d_pad_to_multiple(x, unet3d_size_multiple(copy_->options()), &pad);
   return unet3d_crop(copy_->forward(xp), pad);
+}
+
+namespace {
+
+// |k| in cycles/voxel on the rfft half-grid of a [Z, Y, X] volume [Z, Y, X/2+1].
+torch::Tensor radius_rfft(std::array<int64_t, 3> shape, const torch::TensorOptions& opts) {
+  auto g = fourier_freq_rfft(shape, opts);
+  return (g.kz.square() + g.ky.square() + g.kx.square()).sqrt();
+}
+
+}  // namespace
+
+torch::Tensor halves_fsc_sums(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& m) {
+  if (a.sizes() != b.sizes() || a.dim() != 5) {
+    throw ShapeError("half-map FSC: halves " + c10::str(a.sizes()) + " and " + c10::str(b.sizes()) +
+                     " (need equal [B, 1, Z, Y, X])");
+  }
+  torch::NoGradGuard no_grad;
+  const std::array<int64_t, 3> shape{a.size(2), a.size(3), a.size(4)};
+  const int64_t p = std::min({shape[0], shape[1], shape[2]});
+  const int64_t nshell = p / 2 + 1;
+  auto fa = fourier_rfft3(a.to(torch::kDouble)), fb = fourier_rfft3(b.to(torch::kDouble));
+  auto w = fourier_half_multiplicity(shape[2], a.device()).to(torch::kDouble) *
+           m.to(torch::kDouble).expand_as(torch::real(fa));                    // [B, 1, Z, Y, X/2+1]
+  auto r = radius_rfft(shape, torch::TensorOptions().dtype(torch::kDouble).device(a.device()));
+  auto idx = torch::round(r * static_cast<double>(p)).to(torch::kLong);      // [Z, Y, X/2+1]
+  w = w * (idx < nshell).to(torch::kDouble);
+  idx = idx.clamp_max(nshell - 1).expand_as(w).reshape({-1});
+  auto acc = [&](const torch::Tensor& v) {
+    return torch::zeros({nshell}, v.options()).index_add_(0, idx, (w * v).reshape({-1}));
+  };
+  auto num = torch::real(fa) * torch::real(fb) + torch::imag(fa) * torch::imag(fb);
+  return torch::stack({acc(num), acc(torch::abs(fa).square()), acc(torch::abs(fb).square())}).cpu();
+}
+
+double halves_fsc_crossing(const torch::Tensor& sums, double threshold, double none) {
+  auto s = sums.to(torch::kDouble).contiguous();
+  auto acc = s.accessor<double, 2>();
+  const int64_t nshell = s.size(1);
+  const double p = 2.0 * static_cast<double>(nshell - 1);  // the edge the shells came from (even)
+  double prev_f = 0.0, prev_v = 1.0;
+  for (int64_t i = 1; i < nshell; ++i) {
+    const double den = std::sqrt(acc[1][i] * acc[2][i]);
+    if (!(den > 0)) continue;
+    const double v = acc[0][i] / den, f = static_cast<double>(i) / p;
+    if (v < threshold) return prev_f + (prev_v - threshold) / (prev_v - v) * (f - prev_f);
+    prev_f = f;
+    prev_v = v;
+  }
+  return none;
+}
+
+torch::Tensor lowpass_cosine(const torch::Tensor& v, double cutoff, double width) {
+  if (!(cutoff > 0) || !(width > 0)) {
+    throw ValueError("low-pass: cutoff " + std::to_string(cutoff) + " and width " +
+                     std::to_string(width) + " must be > 0");
+  }
+  const std::array<int64_t, 3> shape{v.size(-3), v.size(-2), v.size(-1)};
+  auto r = radius_rfft(shape, torch::TensorOptions().dtype(v.dtype()).device(v.device()));
+  auto t = ((r - (cutoff - width / 2)) / width).clamp(0.0, 1.0);               // 0 .. 1 across the edge
+  auto h = torch::cos(t * (M_PI / 2)).square();
+  return fourier_irfft3(fourier_rfft3(v) * h, shape);
 }
 
 }  // namespace unwedge

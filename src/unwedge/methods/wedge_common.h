@@ -156,6 +156,23 @@ torch::Tensor wedge_refill(const torch::Tensor& y, const torch::Tensor& f, const
 torch::Tensor wedge_matched_noise(const torch::Tensor& shape_like, const torch::Tensor& m,
                                   const torch::Tensor& sigma2);
 
+/// Half-map FSC sums of a batch per radial shell: [3, S] float64 on the CPU (rows Σ Re(A B*),
+/// Σ|A|², Σ|B|² with A, B the orthonormal spectra of a, b [B, 1, P, P, P]), over the half-grid
+/// coefficients where m [B, 1, P, P, P/2+1] is non-zero, each counted with its mirror. Shell i
+/// holds |k| in [(i − ½)/P, (i + ½)/P) cycles/voxel, i = 0 .. P/2 (corners beyond ½ left out).
+/// Sums, so that they can be averaged over steps before the ratio is taken.
+torch::Tensor halves_fsc_sums(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& m);
+
+/// Where the FSC of such sums, num / √(Σ|A|² Σ|B|²), first falls below `threshold`, in
+/// cycles/voxel (shell i at i/P, linear between shells, FSC 1 at DC; empty shells skipped);
+/// `none` when it never does.
+double halves_fsc_crossing(const torch::Tensor& sums, double threshold, double none);
+
+/// Low-pass with a raised-cosine edge: F⁻¹[h(|k|) F v] for v [..., Z, Y, X], h = 1 below
+/// cutoff − width/2, 0 above cutoff + width/2 and cos² between (½ at the cutoff), |k| in
+/// cycles/voxel. Differentiable (the prior's filter).
+torch::Tensor lowpass_cosine(const torch::Tensor& v, double cutoff, double width);
+
 /// A frozen copy of a UNet3d, refreshed on a schedule: refresh(net, step, every) copies the
 /// weights when step / every changed since the last copy (so resumed runs refresh too).
 class NetSnapshot {
