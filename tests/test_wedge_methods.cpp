@@ -146,11 +146,16 @@ TEST(WedgeCommon, HalvesFscSumsMatchTheFullGridAndFindTheSignalsEdge) {
   auto sig = lowpass_cosine(10.0 * torch::randn({4, 1, p, p, p}), 0.1, 0.02);
   auto mp = wedge_mask_rfft({p, p, p}, WedgeGeometry{}, torch::kCPU).view({1, 1, p, p, p / 2 + 1});
   auto s2 = halves_fsc_sums(sig + torch::randn_like(sig), sig + torch::randn_like(sig), mp);
-  const double x = halves_fsc_crossing(s2, 0.5, -1.0);
+  const double x = halves_fsc_crossing(s2, p, 0.5, -1.0);
   EXPECT_GT(x, 0.08);
   EXPECT_LT(x, 0.13);
   // Identical halves never cross: the fallback.
-  EXPECT_EQ(halves_fsc_crossing(halves_fsc_sums(sig, sig, mp), 0.5, 0.2), 0.2);
+  EXPECT_EQ(halves_fsc_crossing(halves_fsc_sums(sig, sig, mp), p, 0.5, 0.2), 0.2);
+  // Shell i lies at i/P, also for an odd edge: FSC 1 up to shell 10 and 0 from 11 on crosses
+  // 0.5 half-way, at 10.5/33 cycles/voxel for P = 33 (17 shells).
+  auto steps = torch::ones({3, 33 / 2 + 1}, torch::kDouble);
+  steps[0].narrow(0, 11, 6).zero_();
+  EXPECT_NEAR(halves_fsc_crossing(steps, 33, 0.5, -1.0), 10.5 / 33, 1e-12);
   EXPECT_THROW(halves_fsc_sums(a, b.narrow(2, 0, 8), m), ShapeError);
 }
 
@@ -713,7 +718,9 @@ TEST(WedgeMethods, CryogenOtPriorLowPassCutoff) {
   const double a = cutoff(nlohmann::json::object());
   EXPECT_GT(a, 0.0);
   EXPECT_LE(a, 0.2);
-  EXPECT_LE(cutoff({{"prior_lowpass_max", 0.1}}), 0.1);
+  const double capped = cutoff({{"prior_lowpass_max", 0.1}});
+  EXPECT_GT(capped, 0.0);
+  EXPECT_LE(capped, 0.1);
   EXPECT_THROW(method_create("cryogen-ot", {{"prior_lowpass", 0.6}}), ValueError);
   EXPECT_THROW(method_create("cryogen-ot", {{"prior_lowpass_max", 0.0}}), ValueError);
   EXPECT_THROW(method_create("cryogen-ot", {{"prior_fsc", 1.0}}), ValueError);

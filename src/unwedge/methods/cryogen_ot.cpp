@@ -167,8 +167,10 @@ class CryoGenOt : public ProxyCoreBase {
     auto m = wedge_batch_masks(patch, wedge_batch_geometries(batch, batch.input.size(0)), masks_,
                                batch.device());
     auto s = halves_fsc_sums(batch.input, one_tomogram_ ? batch.input : batch.target, m);
-    const bool fresh = !fsc_sums_.defined() || !fsc_sums_.sizes().equals(s.sizes());
+    const int64_t edge = std::min({patch[0], patch[1], patch[2]});
+    const bool fresh = !fsc_sums_.defined() || edge != fsc_edge_;
     fsc_sums_ = fresh ? s : 0.9 * fsc_sums_ + 0.1 * s;  // the ratio is what counts
+    fsc_edge_ = edge;
   }
 
   // The prior's cutoff in cycles/voxel (0: no filter).
@@ -176,7 +178,7 @@ class CryoGenOt : public ProxyCoreBase {
     if (lowpass_ < 0) return 0.0;
     if (lowpass_ > 0) return lowpass_;
     if (!fsc_sums_.defined()) return lowpass_max_;
-    return std::min(lowpass_max_, halves_fsc_crossing(fsc_sums_, fsc_threshold_, lowpass_max_));
+    return std::min(lowpass_max_, halves_fsc_crossing(fsc_sums_, fsc_edge_, fsc_threshold_, lowpass_max_));
   }
 
   // What the prior compares: v low-passed at cutoff() (edge 0.05 cycles/voxel wide).
@@ -221,6 +223,7 @@ class CryoGenOt : public ProxyCoreBase {
   std::unique_ptr<torch::optim::Adam> enc_opt_;
   double lowpass_, lowpass_max_, fsc_threshold_;
   torch::Tensor fsc_sums_;  // running average of halves_fsc_sums (automatic cutoff)
+  int64_t fsc_edge_ = 0;    // the smallest patch edge of fsc_sums_'s shells
   int64_t band_step_ = -1;  // the step fsc_sums_ last took
   double ae_loss_ = -1;  // the autoencoder's loss of the last aux_step (-1: none yet)
   std::vector<std::pair<std::string, double>> stats_;

@@ -335,16 +335,15 @@ torch::Tensor halves_fsc_sums(const torch::Tensor& a, const torch::Tensor& b, co
   return torch::stack({acc(num), acc(torch::abs(fa).square()), acc(torch::abs(fb).square())}).cpu();
 }
 
-double halves_fsc_crossing(const torch::Tensor& sums, double threshold, double none) {
+double halves_fsc_crossing(const torch::Tensor& sums, int64_t p, double threshold, double none) {
   auto s = sums.to(torch::kDouble).contiguous();
   auto acc = s.accessor<double, 2>();
   const int64_t nshell = s.size(1);
-  const double p = 2.0 * static_cast<double>(nshell - 1);  // the edge the shells came from (even)
   double prev_f = 0.0, prev_v = 1.0;
   for (int64_t i = 1; i < nshell; ++i) {
     const double den = std::sqrt(acc[1][i] * acc[2][i]);
     if (!(den > 0)) continue;
-    const double v = acc[0][i] / den, f = static_cast<double>(i) / p;
+    const double v = acc[0][i] / den, f = static_cast<double>(i) / static_cast<double>(p);
     if (v < threshold) return prev_f + (prev_v - threshold) / (prev_v - v) * (f - prev_f);
     prev_f = f;
     prev_v = v;

@@ -163,10 +163,10 @@ torch::Tensor wedge_matched_noise(const torch::Tensor& shape_like, const torch::
 /// Sums, so that they can be averaged over steps before the ratio is taken.
 torch::Tensor halves_fsc_sums(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& m);
 
-/// Where the FSC of such sums, num / √(Σ|A|² Σ|B|²), first falls below `threshold`, in
-/// cycles/voxel (shell i at i/P, linear between shells, FSC 1 at DC; empty shells skipped);
-/// `none` when it never does.
-double halves_fsc_crossing(const torch::Tensor& sums, double threshold, double none);
+/// Where the FSC of such sums of halves with smallest edge `p`, num / √(Σ|A|² Σ|B|²), first falls
+/// below `threshold`, in cycles/voxel (shell i at i/p, linear between shells, FSC 1 at DC; empty
+/// shells skipped); `none` when it never does.
+double halves_fsc_crossing(const torch::Tensor& sums, int64_t p, double threshold, double none);
 
 /// Low-pass with a raised-cosine edge: F⁻¹[h(|k|) F v] for v [..., Z, Y, X], h = 1 below
 /// cutoff − width/2, 0 above cutoff + width/2 and cos² between (½ at the cutoff), |k| in
