@@ -826,9 +826,10 @@ TEST(Trainer, SnapshotsAtMinuteMarksHoldTheWeightsOfTheirStep) {
 }
 
 // cryogen-ot's width is auto when --opt does not give it: 32 on a GPU or from 8 CPU-minutes of
-// budget and 7 per million voxels on a CPU (wall minutes count times the threads), its default
-// 16 otherwise (steps budgets, short runs, large volumes on short budgets, other methods); the
-// trainer applies it and the model records it.
+// budget and 7 per million voxels on a CPU as fast as the reference, proportionally more on a
+// slower one (wall minutes count times the threads), its default 16 otherwise (steps budgets,
+// short runs, large volumes on short budgets, other methods); the trainer applies it and the
+// model records it.
 TEST(TrainJob, WidthAutoFollowsDeviceMethodAndBudget) {
   EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 30, "cpu", 1), 32);
   EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 8, "cpu", 4), 32);
@@ -848,6 +849,21 @@ TEST(TrainJob, WidthAutoFollowsDeviceMethodAndBudget) {
   EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 44, "cpu", 1, standard), 0);
   EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 7.9, "cpu", 1, 1e5), 0);  // and 8 CPU-minutes
   EXPECT_EQ(train_width_auto("cuda:0", "cryogen-ot", 1, "wall", 1, standard), 32);
+  // The thresholds are minutes of the reference machine: a CPU whose predicted 32-channel step
+  // is k times the reference's needs k times the budget (an AVX2 CPU without bf16 measured k ~ 5),
+  // one twice as fast half of it.
+  const double ref = kWideReferenceStepSeconds;
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 8, "cpu", 1, small, ref), 32);  // = unknown
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 7.9, "cpu", 1, 1e5, ref), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 30, "cpu", 1, small, 5 * ref), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 39.9, "cpu", 1, 1e5, 5 * ref), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 40.1, "cpu", 1, 1e5, 5 * ref), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 36.6, "cpu", 1, small, 5 * ref), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 40.1, "cpu", 1, small, 5 * ref), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 4.1, "cpu", 1, small, 0.5 * ref), 32);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 3.9, "cpu", 1, small, 0.5 * ref), 0);
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 220, "cpu", 1, standard, 5 * ref), 0);  // 220.2
+  EXPECT_EQ(train_width_auto("cpu", "cryogen-ot", 221, "cpu", 1, standard, 5 * ref), 32);
   TempDir dir;
   std::vector<TrainInput> in{train_pair(32, 13)};
   TrainOptions o = tiny_train_options();

@@ -33,9 +33,9 @@ void list_methods() {
   std::printf(
       "\nWhich one (README \"Which method when\"; figures in bench/RESULTS.md):\n"
       "  the wedge filled, with halves   cryogen-ot (32 channels wide on a GPU, or from 8 CPU-minutes\n"
-      "                                  and 7 per million voxels); or ei (the same without the prior;\n"
-      "                                  level with it on a large volume: try both); ddw, the\n"
-      "                                  DeepDeWedge baseline, fills less\n"
+      "                                  and 7 per million voxels on a fast CPU); or ei (the same\n"
+      "                                  without the prior; level with it on a large volume: try\n"
+      "                                  both); ddw, the DeepDeWedge baseline, fills less\n"
       "  the wedge filled, one tomogram  isonet, or cryogen-ot --in (its core without the prior):\n"
       "                                  level on two real microtubules; try both\n"
       "  denoising only, with halves     n2n (the cheapest steps)\n"

@@ -140,7 +140,9 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "--options NAME); e.g. --opt base_channels=32 --opt depth=4 on a GPU (base_channels: the "
                   "method's default, 16, except cryogen-ot: 32 on a GPU or from " +
                       fmt::format("{:g}", kWideCpuMinutes) + " CPU-minutes of --minutes and " +
-                      fmt::format("{:g}", kWideCpuMinutesPerMvoxel) + " per million voxels of input)");
+                      fmt::format("{:g}", kWideCpuMinutesPerMvoxel) + " per million voxels of input on a CPU as fast "
+                      "as the reference machine, proportionally more on a slower one: a speed probe "
+                      "measures it, docs/training.md)");
   cmd->add_option("--steps", o.steps,
                   "Budget in optimizer steps (default " +
                       std::to_string(TrainParams::kDefaultSteps) + " when no budget is given)");

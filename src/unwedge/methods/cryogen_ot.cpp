@@ -242,6 +242,7 @@ MethodInfo cryogen_ot_method_info() {
   // pseudo-observations, off (bench/RESULTS.md, "cryogen-ot on one tomogram").
   info.one_tomogram_defaults = proxy_core_one_tomogram_defaults();
   info.one_tomogram_defaults["prior_share"] = 0.0;
+  info.few_steps = 100;
   ProxyCoreDefaults d;
   d.noise = "none";  // the prior's pseudo-observations still get the data's noise (prior_noise)
   info.options = proxy_core_options(d);

@@ -41,6 +41,7 @@ MethodInfo ei_method_info() {
   info.can.halves = true;
   info.can.single = true;
   info.one_tomogram_defaults = proxy_core_one_tomogram_defaults();
+  info.few_steps = 100;
   ProxyCoreDefaults d;
   d.eq_weight = 2.0;
   d.noise = "none";

@@ -163,6 +163,11 @@ struct MethodCapabilities {
   bool embedding = false;    ///< embeds sub-tomograms (`unwedge embed`; an Embedder)
 };
 
+/// The steps a warned run is told to aim for (MethodInfo::few_steps): ei and cryogen-ot reached
+/// wedge-band CC 0.7-0.8 with about 200 steps at 10 CPU-minutes, 0.36-0.37 with 45
+/// (bench/RESULTS.md, "The width rule on a slower CPU").
+inline constexpr int64_t kFewStepsTarget = 200;
+
 /// What the registry knows about a method without creating it.
 struct MethodInfo {
   std::string name;         ///< registered name, e.g. "n2n"
@@ -172,6 +177,10 @@ struct MethodInfo {
   /// For a method that trains on halves and on one tomogram: the options train sets, unless
   /// given, when it is given one tomogram (e.g. {"input": "one", ...}); empty otherwise.
   nlohmann::json one_tomogram_defaults = nlohmann::json::object();
+  /// A time budget that buys fewer steps than this gets a warning from the trainer (with the
+  /// minutes that would buy kFewStepsTarget): the proxy-core methods barely fill the wedge in a
+  /// few dozen steps (bench/RESULTS.md, "The width rule on a slower CPU"); 0 = never.
+  int64_t few_steps = 0;
   /// True when the method trains only on half tomograms. Method::needs_halves() agrees for these;
   /// for a method that takes either (ei, cryogen-ot) it is false here and says per instance
   /// which the options chose (input = halves | one).

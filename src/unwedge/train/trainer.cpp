@@ -10,6 +10,7 @@
 #include "unwedge/core/error.h"
 #include "unwedge/core/log.h"
 #include "unwedge/io/mrc.h"
+#include "unwedge/nn/unet3d.h"
 #include "unwedge/ops/wedge.h"
 #include "unwedge/train/dist_method.h"
 
@@ -107,12 +108,33 @@ int64_t train_batch_auto(const std::string& device, const std::string& method, i
 }
 
 int64_t train_width_auto(const std::string& device, const std::string& method, double minutes,
-                         const std::string& clock, int threads, double voxels) {
+                         const std::string& clock, int threads, double voxels, double wide_step_s) {
   if (method != "cryogen-ot") return 0;
   if (device.rfind("cuda", 0) == 0) return 32;
-  const double cpu_minutes = clock == "cpu" ? minutes : minutes * std::max(1, threads);
+  double cpu_minutes = clock == "cpu" ? minutes : minutes * std::max(1, threads);
+  if (wide_step_s > 0) cpu_minutes *= kWideReferenceStepSeconds / wide_step_s;  // reference minutes
   if (cpu_minutes < kWideCpuMinutes) return 0;
   return cpu_minutes >= kWideCpuMinutesPerMvoxel * voxels / 1e6 ? 32 : 0;
+}
+
+double train_width_probe(const c10::Device& device, const std::string& precision, int64_t patch,
+                         int64_t batch, const std::string& clock) {
+  const BudgetClock c = budget_clock_parse(clock, "budget-clock");
+  UNet3d net(UNet3dOptions{});
+  net->to(device);
+  const at::Tensor x = torch::randn({batch, 1, patch, patch, patch}, torch::TensorOptions(device));
+  double seconds = 0;
+  for (int pass = 0; pass < 2; ++pass) {  // a warm-up pass (oneDNN's first call), a timed one
+    const double t0 = budget_clock_now(c);
+    {
+      AutocastGuard amp(precision_parse(precision, "--precision"), device);
+      net->forward(x).to(torch::kFloat).square().mean().backward();
+    }
+    if (device.is_cuda()) torch::cuda::synchronize();
+    seconds = budget_clock_now(c) - t0;
+    net->zero_grad();
+  }
+  return seconds;
 }
 
 std::string train_snapshot_path(const std::string& model, double minutes) {
@@ -245,18 +267,45 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
                adopted.dump());
     }
   }
+  double probe_s = 0;  // the width rule's speed probe, charged to a --minutes budget
   if (!out_.resume && !o.method_options.contains("base_channels")) {
     double voxels = 0;
     for (const auto& t : inputs) voxels += double(t.a.data.numel());
+    double wide_step_s = 0;
+    if (o.minutes > 0 && train_width_auto(device_.str(), o.method, 1e9, "cpu", 1) > 0 &&
+        device_.is_cpu()) {
+      const double t0 = budget_clock_now(budget_clock_parse(o.budget_clock, "budget-clock"));
+      double p = train_width_probe(device_, precision_resolve(o.precision, device_),
+                                   o.sampler.patch, o.batch, "cpu");
+      if (dist_ && world_ > 1) {  // every rank must choose the same width: rank 0's probe
+        p = std::stod(dist_->broadcast_string(fmt("%.17g", p)));
+      }
+      probe_s = budget_clock_now(budget_clock_parse(o.budget_clock, "budget-clock")) - t0;
+      wide_step_s = kWideStepPerProbe * p;
+    }
     const int64_t w = train_width_auto(o.device, o.method, o.minutes, o.budget_clock,
-                                       torch::get_num_threads(), voxels);
+                                       torch::get_num_threads(), voxels, wide_step_s);
+    if (main_rank && wide_step_s > 0) {
+      const double cpu_s = 60 * (o.budget_clock == "cpu" ? o.minutes
+                                                         : o.minutes * torch::get_num_threads());
+      log_info("width rule: a 32-channel step of {} takes about {:.1f} CPU-s on this machine "
+               "({:.2f} s probe x {:g}; {:.1f} s on the reference), so this budget buys about {:.0f} "
+               "steps at 32 channels", o.method, wide_step_s, wide_step_s / kWideStepPerProbe,
+               kWideStepPerProbe, kWideReferenceStepSeconds, cpu_s / wide_step_s);
+    }
     if (w > 0) {
       o.method_options["base_channels"] = w;
       if (main_rank) {
         log_info("{} channels (auto for {}: on a GPU, or a budget of at least {:g} CPU-minutes "
-                 "and {:g} per million voxels; --opt base_channels=N to choose)", w, o.method,
-                 kWideCpuMinutes, kWideCpuMinutesPerMvoxel);
+                 "and {:g} per million voxels of a CPU as fast as the reference; --opt "
+                 "base_channels=N to choose)", w, o.method, kWideCpuMinutes, kWideCpuMinutesPerMvoxel);
       }
+    } else if (main_rank && wide_step_s > 0) {
+      log_info("16 channels (auto for {}: 32 needs {:g} CPU-minutes and {:g} per million voxels "
+               "on the reference machine, {:.0f} and {:.0f} here; --opt base_channels=N to choose)",
+               o.method, kWideCpuMinutes, kWideCpuMinutesPerMvoxel,
+               kWideCpuMinutes * wide_step_s / kWideReferenceStepSeconds,
+               kWideCpuMinutesPerMvoxel * wide_step_s / kWideReferenceStepSeconds);
     }
   }
   // A method that trains on halves or on one tomogram, given one: its one-tomogram options
@@ -356,7 +405,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   if (o.minutes > 0) {
     const double spent = info_.history.empty() ? 0.0 : info_.history.back().elapsed_s;
     budget_ = Budget::of_minutes(
-        o.minutes, clock, out_.resume ? spent : 0.0,
+        o.minutes, clock, out_.resume ? spent : probe_s,
         out_.resume ? std::max<int64_t>(info_.step + 1, info_.total_steps) : 0);
   } else {
     const int64_t steps_per_epoch = (sampler_->patches_per_epoch() + o.batch - 1) / o.batch;
@@ -632,6 +681,16 @@ TrainResult Trainer::run() {
       const double per_step = budget_.session_s() / double(step_ - first_step);
       log_info("~{} steps in this budget ({} s per step over the first {})",
                budget_.planned_steps(), fmt("%.3g", per_step), step_ - first_step);
+      const int64_t few = method_registry().get(o_.method).few_steps;
+      if (budget_.planned_steps() < few && budget_.planned_steps() > 0) {
+        log_warn("{} steps are few for {}: in the bench it reached wedge-band CC 0.7-0.8 with "
+                 "about 200 steps and 0.36 with 45 (bench/RESULTS.md, \"The width rule on a "
+                 "slower CPU\"); --minutes {} would buy about {} on this machine",
+                 budget_.planned_steps(), o_.method,
+                 fmt("%.0f", std::ceil(o_.minutes * double(kFewStepsTarget) /
+                                       double(budget_.planned_steps()))),
+                 kFewStepsTarget);
+      }
       estimate_logged = true;
     }
     const bool last = (!timed && budget_.spent(step_)) || stopped();

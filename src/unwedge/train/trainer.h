@@ -206,23 +206,47 @@ std::string train_snapshot_path(const std::string& model, double minutes);
 /// `device` is a resolved device ("cpu", "cuda:0").
 int64_t train_batch_auto(const std::string& device, const std::string& method, int64_t ranks);
 
-/// CPU-minutes of budget from which cryogen-ot trains 32 channels wide on a CPU.
+/// CPU-minutes of budget from which cryogen-ot trains 32 channels wide on a CPU, counted on the
+/// reference machine (kWideReferenceStepSeconds): a slower CPU needs proportionally more. About
+/// 59 steps of the wide network: 32 channels were behind 16 at 14 and 16 steps, level at 32 and
+/// 47 (two seeds), ahead at 60 (bench/RESULTS.md, "The width rule on a slower CPU").
 inline constexpr double kWideCpuMinutes = 8.0;
 /// ... and CPU-minutes per million voxels of training data (the halves' voxels counted once) it
 /// needs besides: a wider network makes fewer steps, so it also needs time to see a large volume.
 inline constexpr double kWideCpuMinutesPerMvoxel = 7.0;
+/// CPU seconds of one 32-channel cryogen-ot step (patch 40, batch 4) on the machine the two
+/// thresholds above were measured on (AMD EPYC with avx512_bf16, bf16: 74 steps in 10
+/// CPU-minutes on `small`, bench/RESULTS.md "cryogen-ot at 30 CPU-minutes").
+inline constexpr double kWideReferenceStepSeconds = 8.1;
+/// A 32-channel cryogen-ot step costs about this many times the probe (train_width_probe: one
+/// forward and backward pass of the default 16-channel U-Net on the run's batch and patch), on
+/// the same machine (41.6 s against 3.36 s on an AVX2 CPU in fp32; the reference's 8.1 s against
+/// its 0.58 s n2n step, bench/RESULTS.md, "The width rule on a slower CPU").
+inline constexpr double kWideStepPerProbe = 12.5;
 
 /// The network width (base_channels) a run uses when --opt does not give it (nor --init-from's
 /// model), 0 for the method's own default: 32 for cryogen-ot on a GPU, or on a CPU with a budget
 /// of at least kWideCpuMinutes CPU-minutes (`minutes` of the cpu clock, or of the wall clock
 /// times `threads`) and at least kWideCpuMinutesPerMvoxel per million voxels of the inputs
-/// (`voxels`, 0 when unknown: the first condition alone); its default 16 otherwise, so budgets in
-/// steps keep their speed (bench/RESULTS.md, "cryogen-ot at 30 CPU-minutes": 32 channels led 16
-/// by 0.04-0.055 wedge-band CC at 30 CPU-minutes on `small`, 1.05 Mvoxels, and by 0.048 at 8; 16
-/// led at 1-2; "16 or 32 channels on `standard`": on 6.3 Mvoxels at 30 CPU-minutes 16 led 32 by
-/// 0.025 CC at the same wedge-band CC).
+/// (`voxels`, 0 when unknown: the first condition alone), both counted in minutes of the reference
+/// machine: the budget times kWideReferenceStepSeconds / `wide_step_s`, this machine's predicted
+/// CPU seconds per 32-channel step (0 = unknown: taken as the reference's). Its default 16
+/// otherwise, so budgets in steps keep their speed (bench/RESULTS.md, "cryogen-ot at 30
+/// CPU-minutes": 32 channels led 16 by 0.04-0.055 wedge-band CC at 30 CPU-minutes on `small`, 1.05
+/// Mvoxels, and by 0.048 at 8; 16 led at 1-2; "16 or 32 channels on `standard`": on 6.3 Mvoxels at
+/// 30 CPU-minutes 16 led 32 by 0.025 CC at the same wedge-band CC; "The width rule on a slower
+/// CPU": 14 steps of 32 channels in 10 CPU-minutes on an AVX2 CPU without bf16 gave wedge-band CC
+/// 0.24).
 int64_t train_width_auto(const std::string& device, const std::string& method, double minutes,
-                         const std::string& clock, int threads, double voxels = 0);
+                         const std::string& clock, int threads, double voxels = 0,
+                         double wide_step_s = 0);
+
+/// Seconds of `clock` ("cpu": this process's CPU time; "wall") that one forward and backward
+/// pass of the default 16-channel U-Net takes on [batch, 1, patch, patch, patch] on `device` in
+/// `precision` (fp32 | bf16), after one untimed warm-up pass: the speed probe of the width rule
+/// (train_width_auto's wide_step_s = kWideStepPerProbe times this). Uses the global RNG.
+double train_width_probe(const c10::Device& device, const std::string& precision, int64_t patch,
+                         int64_t batch, const std::string& clock);
 
 /// The seed of step `step` of a run seeded `seed` (splitmix64 of both).
 uint64_t train_step_seed(uint64_t seed, int64_t step);
