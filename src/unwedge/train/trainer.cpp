@@ -118,20 +118,18 @@ int64_t train_width_auto(const std::string& device, const std::string& method, d
 }
 
 double train_width_probe(const c10::Device& device, const std::string& precision, int64_t patch,
-                         int64_t batch, const std::string& clock) {
-  const BudgetClock c = budget_clock_parse(clock, "budget-clock");
+                         int64_t batch) {
   UNet3d net(UNet3dOptions{});
   net->to(device);
   const at::Tensor x = torch::randn({batch, 1, patch, patch, patch}, torch::TensorOptions(device));
   double seconds = 0;
   for (int pass = 0; pass < 2; ++pass) {  // a warm-up pass (oneDNN's first call), a timed one
-    const double t0 = budget_clock_now(c);
+    const double t0 = budget_clock_now(BudgetClock::cpu);
     {
       AutocastGuard amp(precision_parse(precision, "--precision"), device);
       net->forward(x).to(torch::kFloat).square().mean().backward();
     }
-    if (device.is_cuda()) torch::cuda::synchronize();
-    seconds = budget_clock_now(c) - t0;
+    seconds = budget_clock_now(BudgetClock::cpu) - t0;
     net->zero_grad();
   }
   return seconds;
@@ -267,6 +265,7 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
                adopted.dump());
     }
   }
+  const BudgetClock clock = budget_clock_parse(o.budget_clock, "budget-clock");
   double probe_s = 0;  // the width rule's speed probe, charged to a --minutes budget
   if (!out_.resume && !o.method_options.contains("base_channels")) {
     double voxels = 0;
@@ -274,13 +273,13 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     double wide_step_s = 0;
     if (o.minutes > 0 && train_width_auto(device_.str(), o.method, 1e9, "cpu", 1) > 0 &&
         device_.is_cpu()) {
-      const double t0 = budget_clock_now(budget_clock_parse(o.budget_clock, "budget-clock"));
+      const double t0 = budget_clock_now(clock);
       double p = train_width_probe(device_, precision_resolve(o.precision, device_),
-                                   o.sampler.patch, o.batch, "cpu");
+                                   o.sampler.patch, o.batch);
       if (dist_ && world_ > 1) {  // every rank must choose the same width: rank 0's probe
         p = std::stod(dist_->broadcast_string(fmt("%.17g", p)));
       }
-      probe_s = budget_clock_now(budget_clock_parse(o.budget_clock, "budget-clock")) - t0;
+      probe_s = budget_clock_now(clock) - t0;
       wide_step_s = kWideStepPerProbe * p;
     }
     const int64_t w = train_width_auto(o.device, o.method, o.minutes, o.budget_clock,
@@ -301,9 +300,9 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
                  "base_channels=N to choose)", w, o.method, kWideCpuMinutes, kWideCpuMinutesPerMvoxel);
       }
     } else if (main_rank && wide_step_s > 0) {
-      log_info("16 channels (auto for {}: 32 needs {:g} CPU-minutes and {:g} per million voxels "
+      log_info("{} channels (auto for {}: 32 needs {:g} CPU-minutes and {:g} per million voxels "
                "on the reference machine, {:.0f} and {:.0f} here; --opt base_channels=N to choose)",
-               o.method, kWideCpuMinutes, kWideCpuMinutesPerMvoxel,
+               UNet3dOptions{}.base_channels(), o.method, kWideCpuMinutes, kWideCpuMinutesPerMvoxel,
                kWideCpuMinutes * wide_step_s / kWideReferenceStepSeconds,
                kWideCpuMinutesPerMvoxel * wide_step_s / kWideReferenceStepSeconds);
     }
@@ -401,7 +400,6 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
 
   // Budget: steps, epochs of the sampler, or minutes of a clock (a resumed run keeps the seconds
   // and the step estimate of its earlier sessions).
-  const BudgetClock clock = budget_clock_parse(o.budget_clock, "budget-clock");
   if (o.minutes > 0) {
     const double spent = info_.history.empty() ? 0.0 : info_.history.back().elapsed_s;
     budget_ = Budget::of_minutes(

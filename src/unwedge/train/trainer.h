@@ -241,12 +241,12 @@ int64_t train_width_auto(const std::string& device, const std::string& method, d
                          const std::string& clock, int threads, double voxels = 0,
                          double wide_step_s = 0);
 
-/// Seconds of `clock` ("cpu": this process's CPU time; "wall") that one forward and backward
-/// pass of the default 16-channel U-Net takes on [batch, 1, patch, patch, patch] on `device` in
-/// `precision` (fp32 | bf16), after one untimed warm-up pass: the speed probe of the width rule
-/// (train_width_auto's wide_step_s = kWideStepPerProbe times this). Uses the global RNG.
+/// Process CPU seconds that one forward and backward pass of the default 16-channel U-Net takes
+/// on [batch, 1, patch, patch, patch] on a CPU `device` in `precision` (fp32 | bf16), after one
+/// untimed warm-up pass: the speed probe of the width rule (train_width_auto's wide_step_s =
+/// kWideStepPerProbe times this; the rule probes only on a CPU). Uses the global RNG.
 double train_width_probe(const c10::Device& device, const std::string& precision, int64_t patch,
-                         int64_t batch, const std::string& clock);
+                         int64_t batch);
 
 /// The seed of step `step` of a run seeded `seed` (splitmix64 of both).
 uint64_t train_step_seed(uint64_t seed, int64_t step);
