@@ -118,7 +118,8 @@ sample "$OUT/models/ot_s0.uwm" "$OUT/bootstrap" --uq bootstrap
 # The ensemble: mean and population std of the members, with the data's header; the variance
 # averaged over the sampler's Gaussian neighbourhood (sample --std-pool, 1.5 voxels: scipy's
 # filter with zero padding over its filter of ones, radius int(3 sigma + 0.5), as
-# gaussian_average), so the ensemble's std is pooled as the samplers' are.
+# gaussian_average), so the ensemble's std is pooled as the samplers' are. It is the members'
+# spread alone (no structure term: eval --std-structure 0), the reference as it comes.
 mkdir -p "$OUT/ensemble"
 "$PY" - "$OUT/ensemble" "$POOL" "${members[@]}" <<'EOF'
 import sys, mrcfile, numpy as np
@@ -137,7 +138,7 @@ for name, v in (("mean", x.mean(0)), ("std", np.sqrt(var))):
         f.voxel_size = vs
 EOF
 "${U[@]}" eval --in "$OUT/ensemble/mean.mrc" --truth "$S/gt.mrc" --std "$OUT/ensemble/std.mrc" \
-  --samples "${members[@]}" --std-pool "$POOL" --tilt-range "${tilt[@]}" --json "$OUT/ensemble/eval.json" \
+  --samples "${members[@]}" --std-pool "$POOL" --std-structure 0 --tilt-range "${tilt[@]}" --json "$OUT/ensemble/eval.json" \
   --overwrite > /dev/null
 # Langevin last: the slowest (burn-in + steps network evaluations per chain and tile).
 restore "$OUT/models/langevin.uwm" "$OUT/langevin_point.mrc"

@@ -257,11 +257,12 @@ class PyModel {
                   uint64_t seed, const py::object& tilt_range, int64_t tile, int64_t overlap,
                   const std::string& device, const py::object& voxel_size,
                   const std::string& uq, bool calibrate, int64_t calibrate_cubes, double std_pool,
-                  const py::object& progress) const {
+                  double std_structure, const py::object& progress) const {
     TempFolder tmp;
     SampleFilesOptions o;
     o.sample.posterior.uq = uq;
     o.sample.std_pool = std_pool;
+    o.sample.std_structure = std_structure;
     o.calibrate = calibrate;
     o.calibrate_cubes = calibrate_cubes;
     o.model = path_;
@@ -554,7 +555,9 @@ PYBIND11_MODULE(_unwedge, m) {
            "model's restoration); calibrate=True scales std and bounds from the data alone "
            "(summary['calibration'], as `unwedge sample --calibrate`; calibrate_cubes: "
            "`--calibrate-cubes`); std_pool: sigma (voxels) "
-           "over which the draws' variance is averaged (`--std-pool`, 0 = per voxel)",
+           "over which the draws' variance is averaged (`--std-pool`, 0 = per voxel); "
+           "std_structure: the weight of the mean's fine structure in std (`--std-structure`, "
+           "0 = the draws' spread alone)",
            py::arg("volume") = py::none(), py::kw_only(), py::arg("even") = py::none(),
            py::arg("odd") = py::none(), py::arg("n") = 8, py::arg("seed") = 0,
            py::arg("tilt_range") = py::none(), py::arg("tile") = 0, py::arg("overlap") = -1,
@@ -562,6 +565,7 @@ PYBIND11_MODULE(_unwedge, m) {
            py::arg("calibrate") = false,
            py::arg("calibrate_cubes") = SampleFilesOptions{}.calibrate_cubes,
            py::arg("std_pool") = SampleOptions{}.std_pool,
+           py::arg("std_structure") = SampleOptions{}.std_structure,
            py::arg("progress") = py::none());
   m.def("train", &py_train,
         "Trains a method on halves (even=, odd=: arrays or paths, one or a list), tomograms "

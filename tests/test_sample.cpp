@@ -98,7 +98,8 @@ SampleOptions small_opts(int64_t tile, int64_t overlap, int64_t n) {
   o.tiling.tile = tile;
   o.tiling.overlap = overlap;
   o.posterior.n = n;
-  o.std_pool = 0;  // per-voxel spreads, as the checks below compute them
+  o.std_pool = 0;       // per-voxel spreads, as the checks below compute them
+  o.std_structure = 0;  // the draws' spread alone (the structure term has its own tests)
   return o;
 }
 
@@ -688,6 +689,66 @@ TEST(CalibrateSpread, LinearGaussianModelRecoversTheTrueScale) {
   const SpreadCalibration pooled = calibrate_spread(method, even, o, odd);
   const double pooled_scale = truth_scale / std::sqrt((n - 1.0) / n);
   EXPECT_NEAR(pooled.std_scale, pooled_scale, 0.03 * pooled_scale);
+}
+
+// structure_power against closed forms: 0 on a constant; on a ramp 0 away from the borders (a
+// symmetric low-pass keeps a ramp); a·sin(πx/2 + π/4) squares to a²/2 at every voxel, and the
+// σ = 4 low-pass (taps exp(−u²/32) for |u| <= 12, normalised) passes g = Σ taps·cos(πu/2) of
+// it, summed here, so a²(1 − g)²/2 inside.
+TEST(StructurePower, ZeroOnSmoothVolumesAndHalfTheSquaredAmplitudeOfFineDetail) {
+  EXPECT_TRUE(torch::allclose(structure_power(torch::full({8, 9, 10}, 3.0, torch::kDouble), 1.5),
+                              torch::zeros({8, 9, 10}, torch::kDouble), 0, 1e-12));
+  const int64_t nx = 64;
+  at::Tensor xs = torch::arange(nx, torch::kDouble);
+  at::Tensor ramp = (0.3 * xs).view({1, 1, nx}).expand({6, 5, nx}).contiguous();
+  at::Tensor inner = structure_power(ramp, 1.5).slice(2, 20, 44);
+  EXPECT_LT(inner.abs().max().item<double>(), 1e-9);
+  const double a = 2.5;
+  at::Tensor wave = (a * torch::sin(xs * (M_PI / 2) + M_PI / 4)).view({1, 1, nx}).expand({6, 5, nx}).contiguous();
+  double sum = 0, gain = 0;
+  for (int u = -12; u <= 12; ++u) {
+    sum += std::exp(-u * u / 32.0);
+    gain += std::exp(-u * u / 32.0) * std::cos(M_PI / 2 * u);
+  }
+  gain /= sum;
+  const double want = a * a * (1 - gain) * (1 - gain) / 2;
+  EXPECT_LT(gain, 1e-3);
+  for (double pool : {0.0, 1.5}) {
+    at::Tensor p = structure_power(wave, pool).slice(2, 20, 44);
+    EXPECT_TRUE(torch::allclose(p, torch::full_like(p, want), 1e-9, 1e-9)) << "pool " << pool;
+  }
+  EXPECT_THROW(structure_power(wave, -1.0), ValueError);
+}
+
+// The sampler's structure term on one tile covering the volume (window 1 everywhere): the
+// variance grows by exactly β · structure_power(mean), and each quantile bound's distance from
+// the mean by z²β · structure_power in quadrature; the band posterior's variance likewise.
+TEST(Sample, StructureTermAddsToTheVarianceAndWidensTheBoundsInQuadrature) {
+  FakePosterior m(/*noise=*/0.2);
+  torch::manual_seed(9);
+  at::Tensor vol = torch::randn({16, 16, 16});
+  SampleOptions o = small_opts(16, 0, 8);
+  o.std_pool = 1.5;
+  const SampleVolumes plain = sample_volume(m, vol, o, /*keep_samples=*/true);
+  const double beta = 0.7, z = sample_interval_z(o.interval);
+  o.std_structure = beta;
+  const SampleVolumes s = sample_volume(m, vol, o);
+  EXPECT_TRUE(torch::equal(s.mean, plain.mean));
+  const at::Tensor added = beta * structure_power(plain.mean.to(torch::kDouble), 1.5);
+  EXPECT_GT(added.min().item<double>(), 0.0);
+  EXPECT_TRUE(torch::allclose((s.std.to(torch::kDouble).square() - plain.std.to(torch::kDouble).square()),
+                              added, 1e-4, 1e-4));
+  const at::Tensor mean = plain.mean.to(torch::kDouble);
+  const at::Tensor lo0 = mean - plain.lower.to(torch::kDouble), hi0 = plain.upper.to(torch::kDouble) - mean;
+  EXPECT_TRUE(torch::allclose(mean - s.lower.to(torch::kDouble), (lo0.square() + z * z * added).sqrt(), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(s.upper.to(torch::kDouble) - mean, (hi0.square() + z * z * added).sqrt(), 1e-4, 1e-4));
+  const WedgeGeometry g{-60, 60};
+  const BandPosterior b0 = posterior_band(plain.mean, plain.samples, g, "wedge_band", 1.5);
+  const BandPosterior b1 = posterior_band(plain.mean, plain.samples, g, "wedge_band", 1.5, beta);
+  EXPECT_TRUE(torch::allclose(b1.std.square() - b0.std.square(), added, 1e-6, 1e-6));
+  o.std_structure = -0.1;
+  EXPECT_THROW(sample_volume(m, vol, o), ValueError);
+  EXPECT_THROW(posterior_band(plain.mean, plain.samples, g, "wedge_band", 1.5, -0.1), ValueError);
 }
 
 // conformal_level_multipliers against sorting the ratios by hand; the std pool of one tile

@@ -25,6 +25,7 @@ struct EvalParams {
   std::vector<std::string> samples;  ///< posterior draws of --in: per-band figures
   double std_scale = 1.0;         ///< the factor the sampler applied to the std
   double std_pool = SampleOptions{}.std_pool;  ///< the sampler's variance pooling, voxels
+  double std_structure = SampleOptions{}.std_structure;  ///< the sampler's structure term
   std::vector<double> level_z;    ///< the intervals' multipliers per level (empty: Gaussian)
   std::vector<double> level_z_measured, level_z_wedge;  ///< the same per band (--samples)
   std::vector<double> tilt_range{-60.0, 60.0};  ///< degrees
@@ -138,7 +139,7 @@ void run_eval(const EvalParams& p) {
       draws.push_back(d.data);
     }
     eval_add_band_uncertainty(r, a.data, draws, p.std_scale, b.data, o, p.std_pool,
-                              p.level_z_measured, p.level_z_wedge);
+                              p.level_z_measured, p.level_z_wedge, p.std_structure);
   }
   r["files"] = truth_mode ? nlohmann::json{{"restored", p.in}, {"truth", p.truth}}
                           : nlohmann::json{{"half1", p.half1}, {"half2", p.half2}};
@@ -187,6 +188,11 @@ void add_eval_command(CLI::App& root, GlobalOptions& g) {
                   "variance (summary.json options.std_pool; 0 = per voxel)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 16.0));
+  cmd->add_option("--std-structure", p->std_structure,
+                  "For --samples: the sampler's structure term (summary.json "
+                  "options.std_structure; 0 = the draws' spread alone)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--level-z", p->level_z,
                   "With --std: the multipliers of std that state the 50/80/90/95 % intervals "
                   "(summary.json calibration.level_z.z; default: the Gaussian z)")

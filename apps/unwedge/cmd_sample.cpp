@@ -89,6 +89,13 @@ void add_sample_command(CLI::App& root, GlobalOptions& g) {
                   "voxel's variance to about 35 %)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 16.0));
+  cmd->add_option("--std-structure", so.std_structure,
+                  "std.mrc and the bounds: add this times the local power of the mean's fine "
+                  "structure (detail below about 10 voxels, averaged over --std-pool) to the "
+                  "draws' variance: a restoration errs most where it asserts detail, which the "
+                  "draws under-state (0 = the draws' spread alone; docs/posterior.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_flag("--save-samples", o.save_samples,
                 "Also write every draw to OUT_DIR/samples/sample_KKK.mrc (default: off)");
   cmd->add_option("--flipbook", so.xz_planes, "Draws shown as XZ slices in the report")

@@ -61,6 +61,8 @@ print('std scaled by', s, 'bounds by', b)
   fi
   check sample-std-pool-range 1 "--std-pool" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
     --in "$SS/tomo.mrc" --uq bootstrap --std-pool -1 --out-dir "$WORK/s_pool"
+  check sample-std-structure-range 1 "--std-structure" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
+    --in "$SS/tomo.mrc" --uq bootstrap --std-structure -1 --out-dir "$WORK/s_struct"
   check sample-uq-unknown 1 "--uq" -- "$BIN" sample --model "$WORK/s_n2n.uwm" \
     --in "$SS/tomo.mrc" --uq sure --out-dir "$WORK/s_boot2"
   mkdir -p "$WORK/s2" && : > "$WORK/s2/mean.mrc"

@@ -309,7 +309,8 @@ at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::str
 }
 
 BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tensor>& draws,
-                             const WedgeGeometry& g, const std::string& band, double std_pool) {
+                             const WedgeGeometry& g, const std::string& band, double std_pool,
+                             double std_structure) {
   if (draws.size() < 2) {
     throw ValueError("band uncertainty: " + std::to_string(draws.size()) +
                      " draws (need at least 2 for a spread)");
@@ -317,6 +318,10 @@ BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tenso
   if (!(std_pool >= 0) || !std::isfinite(std_pool)) {
     throw ValueError("band uncertainty: std pool " + std::to_string(std_pool) +
                      " voxels (need a finite value >= 0)");
+  }
+  if (!(std_structure >= 0) || !std::isfinite(std_structure)) {
+    throw ValueError("band uncertainty: std structure " + std::to_string(std_structure) +
+                     " (need a finite value >= 0)");
   }
   const at::Tensor f = band_mask(mean, g, band);
   BandPosterior b;
@@ -330,7 +335,9 @@ BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tenso
     sum_sq += p * p;
   }
   const double k = static_cast<double>(draws.size());
-  b.std = gaussian_average((sum_sq / k - (sum / k).square()).clamp_min(0), std_pool).sqrt();
+  at::Tensor var = gaussian_average((sum_sq / k - (sum / k).square()).clamp_min(0), std_pool);
+  if (std_structure > 0) var = var + std_structure * structure_power(mean.to(torch::kDouble), std_pool);
+  b.std = var.sqrt();
   return b;
 }
 
@@ -338,7 +345,7 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
                                const std::vector<at::Tensor>& draws, double std_scale,
                                const at::Tensor& gt, const EvalOptions& o, double std_pool,
                                const std::vector<double>& level_z_measured,
-                               const std::vector<double>& level_z_wedge) {
+                               const std::vector<double>& level_z_wedge, double std_structure) {
   check_shapes(restored, gt, {});
   wedge_check(o.wedge);
   check_level_z(level_z_measured);
@@ -353,7 +360,7 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
   json bands;
   for (const auto& [name, level_z] : std::array<std::pair<std::string, const std::vector<double>*>, 2>{
            {{"measured_band", &level_z_measured}, {"wedge_band", &level_z_wedge}}}) {
-    const BandPosterior bp = posterior_band(restored, draws, o.wedge, name, std_pool);
+    const BandPosterior bp = posterior_band(restored, draws, o.wedge, name, std_pool, std_structure);
     // The fit's offset d is a constant: all of it lies at k = 0, in the measured band.
     const double offset = name == "measured_band" ? fit.offset : 0.0;
     at::Tensor mean = (bp.mean - offset) / fit.scale;
@@ -369,7 +376,8 @@ void eval_add_band_uncertainty(json& result, const at::Tensor& restored,
       "KEY_measured_band, KEY_wedge_band: the same figures for the volumes restricted to the "
       "measured band and to the missing wedge (Fourier masks of the tilt range): mean and truth "
       "band-passed, std the spread of the band-passed draws (equal weights, variance averaged "
-      "over the sampler's std_pool neighbourhood, times the std scale), the affine fit of the "
+      "over the sampler's std_pool neighbourhood, plus std_structure times the local power of "
+      "the whole mean's fine structure, times the std scale), the affine fit of the "
       "whole volume, the intervals' multipliers per level of each band "
       "(uncertainty.level_z_bands: a data-only calibration's, or the Gaussian z)";
 }

@@ -48,13 +48,16 @@ void eval_add_uncertainty(nlohmann::json& result, const at::Tensor& restored, co
 /// A posterior restricted to one Fourier band of the tilt geometry `g`: `band` is
 /// "measured_band" (the tilt range's Fourier mask, DC included) or "wedge_band" (its
 /// complement); mean band-passed, std the population spread of the band-passed draws (equal
-/// weights) with its variance averaged over `std_pool` voxels (gaussian_average). float64
-/// [Z, Y, X]. ValueError with fewer than two draws, an unknown band or std_pool < 0.
+/// weights) with its variance averaged over `std_pool` voxels (gaussian_average), plus
+/// `std_structure` times the local power of the whole mean's fine structure (structure_power,
+/// pooled the same: the sampler's error model, infer/sample.h). float64 [Z, Y, X]. ValueError
+/// with fewer than two draws, an unknown band, std_pool < 0 or std_structure < 0.
 struct BandPosterior {
   at::Tensor mean, std;
 };
 BandPosterior posterior_band(const at::Tensor& mean, const std::vector<at::Tensor>& draws,
-                             const WedgeGeometry& g, const std::string& band, double std_pool);
+                             const WedgeGeometry& g, const std::string& band, double std_pool,
+                             double std_structure = 0);
 
 /// x [Z, Y, X] restricted to `band` ("measured_band" | "wedge_band") of `g`, float64.
 at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::string& band);
@@ -62,7 +65,8 @@ at::Tensor band_pass(const at::Tensor& x, const WedgeGeometry& g, const std::str
 /// Per-band calibration of a posterior from its draws (each [Z, Y, X] like gt): for the measured
 /// band and the missing wedge of opts.wedge, the volumes restricted to the band (Fourier mask),
 /// the std the spread of the band-passed draws with equal weights, its variance averaged over
-/// a Gaussian neighbourhood of `std_pool` voxels (as sample pools std.mrc's; 0: per voxel), times
+/// a Gaussian neighbourhood of `std_pool` voxels (as sample pools std.mrc's; 0: per voxel), plus
+/// `std_structure` times the structure power of `restored` (posterior_band), times
 /// `std_scale` (the factor sample applied to std.mrc), mapped to gt's scale by the fit of the
 /// whole volume as in eval_add_uncertainty, intervals per level as `level_z_measured` and
 /// `level_z_wedge` say for each band (as `level_z` there: empty = Gaussian); adds
@@ -73,7 +77,8 @@ void eval_add_band_uncertainty(nlohmann::json& result, const at::Tensor& restore
                                const std::vector<at::Tensor>& draws, double std_scale,
                                const at::Tensor& gt, const EvalOptions& opts, double std_pool = 0,
                                const std::vector<double>& level_z_measured = {},
-                               const std::vector<double>& level_z_wedge = {});
+                               const std::vector<double>& level_z_wedge = {},
+                               double std_structure = 0);
 
 /// Metrics of two independently restored halves (no ground truth): half-map FSC and its
 /// crossings, wedge/measured power ratio of their average, directional FSC. JSON mode "halves".

@@ -239,6 +239,10 @@ at::Tensor gaussian_average(const at::Tensor& v, double sigma) {
   return separable_filter(v, taps, true) / separable_filter(torch::ones_like(v), taps, true);
 }
 
+at::Tensor structure_power(const at::Tensor& x, double pool) {
+  return gaussian_average((x - gaussian_average(x, kStructureLowpassSigma)).square(), pool);
+}
+
 at::Tensor fourier_prepare(const at::Tensor& x, const at::Tensor& mask,
                            const at::Tensor& soft_mask) {
   at::Tensor m = inside(mask, x, "Fourier metrics");

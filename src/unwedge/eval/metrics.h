@@ -87,6 +87,17 @@ at::Tensor mask_soften(const at::Tensor& mask, double sigma);
 /// Used to pool a per-voxel variance estimated from few draws over a small neighbourhood.
 at::Tensor gaussian_average(const at::Tensor& v, double sigma);
 
+/// σ (voxels) of the low-pass that structure_power removes: what survives is detail finer than
+/// about 2.5σ = 10 voxels (edges of particles, membranes, filaments).
+constexpr double kStructureLowpassSigma = 4.0;
+
+/// The local power of x's fine structure: gaussian_average((x − gaussian_average(x, 4))², pool)
+/// for x [Z, Y, X] (kStructureLowpassSigma; pool = 0: per voxel), in x's units squared, float
+/// as x. A restoration errs most where it asserts detail, and a posterior's draws under-state
+/// that (bench/RESULTS.md, "Where the restoration has structure"); the sampler adds this, times
+/// SampleOptions::std_structure, to the draws' variance. ValueError when pool < 0 or not finite.
+at::Tensor structure_power(const at::Tensor& x, double pool);
+
 /// The volume as Fourier metrics see it: mean inside the mask subtracted, then multiplied by
 /// `soft_mask` (if defined). Returns float64 [Z, Y, X].
 at::Tensor fourier_prepare(const at::Tensor& x, const at::Tensor& mask, const at::Tensor& soft_mask);

@@ -202,7 +202,8 @@ PseudoProblem pseudo_problem(Method& method, const at::Tensor& cube, const at::T
   p.upper = pv.upper.reshape({-1});
   const std::array<const char*, 2> bands{"measured_band", "wedge_band"};
   for (size_t b = 0; b < bands.size(); ++b) {
-    const BandPosterior bp = posterior_band(pv.mean, pv.samples, g, bands[b], so.std_pool);
+    const BandPosterior bp = posterior_band(pv.mean, pv.samples, g, bands[b], so.std_pool,
+                                            so.std_structure);
     p.band_truth[b] = band_pass(tr, g, bands[b]).reshape({-1});
     p.band_mean[b] = bp.mean.reshape({-1});
     p.band_std[b] = bp.std.reshape({-1});

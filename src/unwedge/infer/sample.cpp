@@ -35,9 +35,19 @@ TileSummary tile_summary(const at::Tensor& x, const at::Tensor& w, const SampleO
   s.mean = (x * wc).sum(0);                                 // [V]
   s.var = ((x - s.mean).pow(2) * wc).sum(0);                // [V]
   if (o.std_pool > 0) s.var = gaussian_average(s.var.view(tile), o.std_pool).reshape({-1});
+  at::Tensor structure;  // β S_t, [V]
+  if (o.std_structure > 0) {
+    structure = o.std_structure * structure_power(s.mean.view(tile), o.std_pool).reshape({-1});
+    s.var = s.var + structure;
+  }
   if (o.bounds == "quantile") {
     s.lower = weighted_quantile(x, w, (1.0 - o.interval) / 2);
     s.upper = weighted_quantile(x, w, (1.0 + o.interval) / 2);
+    if (structure.defined()) {  // the structure's z-width in quadrature with the draws'
+      const at::Tensor extra = z * z * structure;
+      s.lower = s.mean - ((s.mean - s.lower).square() + extra).sqrt();
+      s.upper = s.mean + ((s.upper - s.mean).square() + extra).sqrt();
+    }
   } else {
     at::Tensor sd = s.var.clamp_min(0).sqrt();
     s.lower = s.mean - z * sd;
@@ -116,6 +126,10 @@ SampleStats sample_stream(Method& method, const std::array<int64_t, 3>& shape,
   if (!(opts.std_pool >= 0) || !std::isfinite(opts.std_pool)) {
     throw ValueError("sample: std pool " + std::to_string(opts.std_pool) +
                      " voxels (need a finite value >= 0)");
+  }
+  if (!(opts.std_structure >= 0) || !std::isfinite(opts.std_structure)) {
+    throw ValueError("sample: std structure " + std::to_string(opts.std_structure) +
+                     " (need a finite value >= 0)");
   }
   if (!sinks.mean || !sinks.std || !sinks.lower || !sinks.upper) {
     throw ValueError("sample: the mean, std, lower and upper sinks are required");

@@ -6,11 +6,17 @@
 // per output, never with n x the tomogram (saved samples stream to their own sinks).
 //
 // Per tile t (self-normalised weights w_k, draws x_k):
-//   mean_t = sum_k w_k x_k,   var_t = G_σ * sum_k w_k (x_k - mean_t)^2,
-//   bounds_t = weighted quantiles (1 -/+ interval) / 2 of the draws (or mean_t -/+ z sd_t).
+//   mean_t = sum_k w_k x_k,   var_t = G_σ * sum_k w_k (x_k - mean_t)^2 + β S_t,
+//   S_t = G_σ * (mean_t − G_4 * mean_t)^2   (structure_power: the local power of fine detail),
+//   bounds_t = mean_t -/+ sqrt(d^2 + z^2 β S_t), d the distance from mean_t to the weighted
+//              quantile (1 -/+ interval) / 2 of the draws (or mean_t -/+ z sd_t).
 // where G_σ * averages over a Gaussian neighbourhood of std_pool voxels (renormalised at the
 // tile's edges): 16 draws estimate one voxel's variance to ±35 %, and errors vary smoothly, so
-// pooling a few voxels' worth makes the std rank the errors better (bench/RESULTS.md).
+// pooling a few voxels' worth makes the std rank the errors better (bench/RESULTS.md). β is
+// std_structure: a restoration errs most where it asserts detail, where the draws (which
+// agree on what the network is sure of) under-state it; with β = 1 the std ranks the errors,
+// in the wedge band above all, clearly better (bench/RESULTS.md, "Where the restoration has
+// structure"). β S_t is an error model, not a spread of the draws: β = 0 gives the spread alone.
 // Across tiles with windows a_t (sum_t a_t = 1 at every voxel) the blended posterior is the
 // mixture of the tiles' posteriors: mean = sum_t a_t mean_t and
 //   var = sum_t a_t var_t + (sum_t a_t mean_t^2 - mean^2)   (law of total variance);
@@ -46,6 +52,10 @@ struct SampleOptions {
   double std_pool = 1.5;        ///< σ (voxels) of the Gaussian neighbourhood over which each
                                 ///< tile's per-voxel variance is averaged before the square
                                 ///< root (eval/metrics.h gaussian_average; 0: per voxel)
+  double std_structure = 1.0;   ///< β >= 0: each tile's variance gets β times the local power of
+                                ///< its mean's fine structure (eval/metrics.h structure_power,
+                                ///< pooled over std_pool), and the quantile bounds its z-width
+                                ///< in quadrature; 0: the draws' spread alone
 };
 
 /// Where the outputs go (normalised scale; each sink gets every section once, ascending z).

@@ -73,7 +73,7 @@ json evaluate_against_truth(const SampleFilesOptions& o, const SampleOptions& so
     std::vector<at::Tensor> draws;
     for (size_t k = 4; k < out.volumes.size(); ++k) draws.push_back(mrc_read(out.volumes[k]).data);
     eval_add_band_uncertainty(eval, mean, draws, so.std_scale, gt, eo, so.std_pool,
-                              cal.level_z_measured, cal.level_z_wedge);
+                              cal.level_z_measured, cal.level_z_wedge, so.std_structure);
     const json& m = eval["metrics"];
     log_info("  by band: coverage 90 % {:.3f} measured, {:.3f} wedge; Spearman corr(std, |error|) "
              "{:.3f} measured, {:.3f} wedge",
@@ -220,6 +220,7 @@ json sample_files_options_json(const SampleFilesOptions& o) {
           {"interval", s.interval},
           {"bounds", s.bounds},
           {"std_pool", s.std_pool},
+          {"std_structure", s.std_structure},
           {"tilt_range_deg", {s.wedge.tilt_min_deg, s.wedge.tilt_max_deg}},
           {"wedge_sign", s.wedge.flip_sign},
           {"tile", s.tiling.tile},
