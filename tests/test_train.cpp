@@ -913,3 +913,36 @@ TEST(TrainJob, BatchAutoFollowsDeviceMethodAndRanks) {
   o.batch = -1;
   EXPECT_THROW(train_run(o, in, dir / "k.uwm", dir / "k.jsonl", false, false), ValueError);
 }
+
+// A method that needs many steps (MethodInfo::few_steps) trains at batch 2 when its budget buys
+// fewer than that at the auto batch: 10 CPU-minutes of 13 s steps are 46 (the AVX2 CPU of
+// bench/RESULTS.md), of 2.9 s steps 207 (the avx512_bf16 one); never above the batch, rounded up
+// to the ranks; nothing changes without few_steps or a step time. In a run: ei (few_steps 100)
+// with the auto batch and a budget of 0.3 CPU-seconds, far fewer than 100 probed steps.
+TEST(TrainJob, BatchTwoWhenTheBudgetBuysFewSteps) {
+  EXPECT_EQ(train_batch_few_steps(4, 600, 13.0, 100, 1), 2);
+  EXPECT_EQ(train_batch_few_steps(4, 600, 2.9, 100, 1), 4);
+  EXPECT_EQ(train_batch_few_steps(4, 1300, 13.0, 100, 1), 4);  // exactly 100 steps
+  EXPECT_EQ(train_batch_few_steps(4, 1299, 13.0, 100, 1), 2);
+  EXPECT_EQ(train_batch_few_steps(4, 600, 13.0, 0, 1), 4);
+  EXPECT_EQ(train_batch_few_steps(4, 600, 0.0, 100, 1), 4);
+  EXPECT_EQ(train_batch_few_steps(2, 600, 13.0, 100, 1), 2);
+  EXPECT_EQ(train_batch_few_steps(6, 600, 13.0, 100, 3), 3);
+  EXPECT_EQ(train_batch_few_steps(4, 600, 13.0, 100, 4), 4);
+  EXPECT_EQ(train_batch_few_steps(8, 600, 13.0, 100, 2), 2);
+
+  TempDir dir;
+  std::vector<TrainInput> in{train_pair(32, 13)};
+  TrainOptions o = tiny_train_options();
+  o.method = "ei";
+  o.batch = 0;
+  o.steps = 0;
+  o.minutes = 0.005;
+  o.budget_clock = "cpu";
+  train_run(o, in, dir / "e.uwm", dir / "e.jsonl", false, false);
+  EXPECT_EQ(checkpoint_load(dir / "e.uwm").info.train_options.at("batch").get<int64_t>(), 2);
+  o.steps = 2;  // a budget in steps: no probe, the auto batch
+  o.minutes = 0;
+  train_run(o, in, dir / "f.uwm", dir / "f.jsonl", false, false);
+  EXPECT_EQ(checkpoint_load(dir / "f.uwm").info.train_options.at("batch").get<int64_t>(), 4);
+}

@@ -163,8 +163,9 @@ void add_train_command(CLI::App& root, GlobalOptions& g) {
                   "smallest volume edge, a multiple of 8; 64 for tilt-series]");
   o.batch = 0;  // auto unless given
   cmd->add_option("--batch", o.batch,
-                  "Subtomograms per step [default auto: 2 for n2n on a CPU, 4 otherwise; a "
-                  "multiple of the ranks]");
+                  "Subtomograms per step [default auto: 2 for n2n on a CPU, 4 otherwise, and 2 "
+                  "for ei and cryogen-ot on a CPU when a --minutes budget buys fewer than 100 "
+                  "steps at 4 (a speed probe says: docs/training.md); a multiple of the ranks]");
   cmd->add_option("--val-fraction", o.sampler.val_fraction,
                   "Fraction of Y held out as the validation band (at least one patch; 0 = none)")
       ->capture_default_str();

@@ -107,6 +107,14 @@ int64_t train_batch_auto(const std::string& device, const std::string& method, i
   return (b + ranks - 1) / ranks * ranks;
 }
 
+int64_t train_batch_few_steps(int64_t batch, double budget_cpu_s, double step_s,
+                              int64_t few_steps, int64_t ranks) {
+  if (few_steps <= 0 || step_s <= 0 || batch <= kFewStepsBatch) return batch;
+  if (budget_cpu_s / step_s >= double(few_steps)) return batch;
+  ranks = std::max<int64_t>(1, ranks);
+  return std::min(batch, (kFewStepsBatch + ranks - 1) / ranks * ranks);
+}
+
 int64_t train_width_auto(const std::string& device, const std::string& method, double minutes,
                          const std::string& clock, int threads, double voxels, double wide_step_s) {
   if (method != "cryogen-ot") return 0;
@@ -239,7 +247,8 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   rank_ = dist_ ? dist_->rank() : 0;
   world_ = dist_ ? dist_->world_size() : 1;
   o.device = device_resolve(o.device);  // auto -> cpu or cuda, the same on every rank
-  if (o.batch == 0) {
+  const bool batch_auto = o.batch == 0;
+  if (batch_auto) {
     o.batch = train_batch_auto(o.device, o.method, world_);
     if (main_rank) {
       log_info("batch {} (auto: 2 for n2n on a CPU, else 4, a multiple of the ranks; --batch "
@@ -266,31 +275,36 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
     }
   }
   const BudgetClock clock = budget_clock_parse(o.budget_clock, "budget-clock");
-  double probe_s = 0;  // the width rule's speed probe, charged to a --minutes budget
-  if (!out_.resume && !o.method_options.contains("base_channels")) {
+  // The speed probe (train_width_probe), on a CPU with a --minutes budget of a fresh run, when a
+  // default depends on it: cryogen-ot's width, and the batch of a method that needs many steps
+  // (MethodInfo::few_steps). Charged to the budget.
+  double probe_s = 0, probe = 0;
+  const int64_t few_steps = method_registry().get(o.method).few_steps;
+  const bool width_auto = !o.method_options.contains("base_channels") &&
+                          train_width_auto(device_.str(), o.method, 1e9, "cpu", 1) > 0;
+  const double budget_cpu_s =
+      60 * (o.budget_clock == "cpu" ? o.minutes : o.minutes * torch::get_num_threads());
+  if (!out_.resume && o.minutes > 0 && device_.is_cpu() &&
+      (width_auto || (batch_auto && few_steps > 0))) {
+    const double t0 = budget_clock_now(clock);
+    probe = train_width_probe(device_, precision_resolve(o.precision, device_), o.sampler.patch,
+                              o.batch);
+    if (dist_ && world_ > 1) {  // every rank must choose the same defaults: rank 0's probe
+      probe = std::stod(dist_->broadcast_string(fmt("%.17g", probe)));
+    }
+    probe_s = budget_clock_now(clock) - t0;
+  }
+  if (!out_.resume && width_auto) {
     double voxels = 0;
     for (const auto& t : inputs) voxels += double(t.a.data.numel());
-    double wide_step_s = 0;
-    if (o.minutes > 0 && train_width_auto(device_.str(), o.method, 1e9, "cpu", 1) > 0 &&
-        device_.is_cpu()) {
-      const double t0 = budget_clock_now(clock);
-      double p = train_width_probe(device_, precision_resolve(o.precision, device_),
-                                   o.sampler.patch, o.batch);
-      if (dist_ && world_ > 1) {  // every rank must choose the same width: rank 0's probe
-        p = std::stod(dist_->broadcast_string(fmt("%.17g", p)));
-      }
-      probe_s = budget_clock_now(clock) - t0;
-      wide_step_s = kWideStepPerProbe * p;
-    }
+    const double wide_step_s = kWideStepPerProbe * probe;
     const int64_t w = train_width_auto(o.device, o.method, o.minutes, o.budget_clock,
                                        torch::get_num_threads(), voxels, wide_step_s);
     if (main_rank && wide_step_s > 0) {
-      const double cpu_s = 60 * (o.budget_clock == "cpu" ? o.minutes
-                                                         : o.minutes * torch::get_num_threads());
       log_info("width rule: a 32-channel step of {} takes about {:.1f} CPU-s on this machine "
                "({:.2f} s probe x {:g}; {:.1f} s on the reference), so this budget buys about {:.0f} "
-               "steps at 32 channels", o.method, wide_step_s, wide_step_s / kWideStepPerProbe,
-               kWideStepPerProbe, kWideReferenceStepSeconds, cpu_s / wide_step_s);
+               "steps at 32 channels", o.method, wide_step_s, probe, kWideStepPerProbe,
+               kWideReferenceStepSeconds, budget_cpu_s / wide_step_s);
     }
     if (w > 0) {
       o.method_options["base_channels"] = w;
@@ -306,6 +320,21 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
                kWideCpuMinutes * wide_step_s / kWideReferenceStepSeconds,
                kWideCpuMinutesPerMvoxel * wide_step_s / kWideReferenceStepSeconds);
     }
+  }
+  // The batch of a method that needs many steps, when this budget buys few of them at the auto
+  // batch (the probe's 16-channel U-Net). Not for a wider network: the width rule's figures
+  // (32 channels ahead from 8 reference CPU-minutes) were measured at batch 4.
+  const int64_t width = o.method_options.value("base_channels", UNet3dOptions{}.base_channels());
+  if (batch_auto && probe > 0 && few_steps > 0 && width <= UNet3dOptions{}.base_channels()) {
+    const double step_s = probe * kStepPerProbe;
+    const int64_t b = train_batch_few_steps(o.batch, budget_cpu_s - probe_s, step_s, few_steps, world_);
+    if (main_rank && b != o.batch) {
+      log_info("batch {} (auto: a batch-{} step of {} takes about {:.1f} CPU-s here, {:.2f} s "
+               "probe x {:g}, so this budget buys about {:.0f} of them, fewer than {}; batch {} "
+               "makes twice the steps; --batch to choose)", b, o.batch, o.method, step_s, probe,
+               step_s / probe, (budget_cpu_s - probe_s) / step_s, few_steps, b);
+    }
+    o.batch = b;
   }
   // A method that trains on halves or on one tomogram, given one: its one-tomogram options
   // (input = one, ...) unless --opt gives them (also when resuming, so the options compare).

@@ -224,6 +224,23 @@ inline constexpr double kWideReferenceStepSeconds = 8.1;
 /// its 0.58 s n2n step, bench/RESULTS.md, "The width rule on a slower CPU").
 inline constexpr double kWideStepPerProbe = 12.5;
 
+/// A 16-channel step of ei or cryogen-ot (patch 40, batch 4) costs about this many times the
+/// probe on the same machine (13.0 and 13.3 s against 3.36 s on an AVX2 CPU in fp32,
+/// bench/RESULTS.md "The width rule on a slower CPU").
+inline constexpr double kStepPerProbe = 4.0;
+/// The batch a method with MethodInfo::few_steps trains at on a CPU when its auto batch would
+/// make fewer steps than that in the budget (at its default width or narrower: a 32-channel
+/// cryogen-ot keeps the batch its width rule was measured at).
+inline constexpr int64_t kFewStepsBatch = 2;
+
+/// `batch`, or kFewStepsBatch (rounded up to a multiple of `ranks`, never above `batch`) when a
+/// budget of `budget_cpu_s` CPU-seconds buys fewer than `few_steps` steps of `step_s` each: on an
+/// AVX2 CPU, 10 CPU-minutes bought 46 steps of ei at batch 4 (wedge-band CC 0.37 on a held-out
+/// `small` preset) and 86 at batch 2 (0.67; cryogen-ot 0.36 and 0.67: bench/RESULTS.md, "Batch 2
+/// when the budget buys few steps"). Unchanged when few_steps or step_s is 0.
+int64_t train_batch_few_steps(int64_t batch, double budget_cpu_s, double step_s,
+                              int64_t few_steps, int64_t ranks);
+
 /// The network width (base_channels) a run uses when --opt does not give it (nor --init-from's
 /// model), 0 for the method's own default: 32 for cryogen-ot on a GPU, or on a CPU with a budget
 /// of at least kWideCpuMinutes CPU-minutes (`minutes` of the cpu clock, or of the wall clock
