@@ -282,10 +282,14 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   const int64_t few_steps = method_registry().get(o.method).few_steps;
   const bool width_auto = !o.method_options.contains("base_channels") &&
                           train_width_auto(device_.str(), o.method, 1e9, "cpu", 1) > 0;
+  // The batch rule is for the default width or narrower (a width given by --opt is known now;
+  // cryogen-ot's auto width is settled below, from the same probe).
+  const int64_t default_width = UNet3dOptions{}.base_channels();
+  const bool batch_rule = batch_auto && few_steps > 0 &&
+                          o.method_options.value("base_channels", default_width) <= default_width;
   const double budget_cpu_s =
       60 * (o.budget_clock == "cpu" ? o.minutes : o.minutes * torch::get_num_threads());
-  if (!out_.resume && o.minutes > 0 && device_.is_cpu() &&
-      (width_auto || (batch_auto && few_steps > 0))) {
+  if (!out_.resume && o.minutes > 0 && device_.is_cpu() && (width_auto || batch_rule)) {
     const double t0 = budget_clock_now(clock);
     probe = train_width_probe(device_, precision_resolve(o.precision, device_), o.sampler.patch,
                               o.batch);
@@ -324,8 +328,8 @@ Trainer::Trainer(const TrainOptions& opts, const std::vector<TrainInput>& inputs
   // The batch of a method that needs many steps, when this budget buys few of them at the auto
   // batch (the probe's 16-channel U-Net). Not for a wider network: the width rule's figures
   // (32 channels ahead from 8 reference CPU-minutes) were measured at batch 4.
-  const int64_t width = o.method_options.value("base_channels", UNet3dOptions{}.base_channels());
-  if (batch_auto && probe > 0 && few_steps > 0 && width <= UNet3dOptions{}.base_channels()) {
+  if (batch_rule && probe > 0 &&
+      o.method_options.value("base_channels", default_width) <= default_width) {
     const double step_s = probe * kStepPerProbe;
     const int64_t b = train_batch_few_steps(o.batch, budget_cpu_s - probe_s, step_s, few_steps, world_);
     if (main_rank && b != o.batch) {
